@@ -1,0 +1,18 @@
+"""logbridge: audit trails off the node and into a central, partitioned, tamper-evident store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+
+def configure(config: Any, **variables: str) -> None:
+    """Configure Python logging from a log4j 1.x ``.properties`` file, a ``.yaml``/``.json``
+    dictConfig file, or a dictConfig dict. See `logbridge.log4j.configure`."""
+    from .log4j import configure as _configure
+
+    _configure(config, **variables)
+
+
+__all__ = ["__version__", "configure"]
