@@ -1,0 +1,313 @@
+"""Fixtures that start real servers: the collector as a subprocess, moto's S3 server.
+
+Everything listens on loopback on a free port and is stopped in teardown; nothing here mocks
+the parts under test.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "samples"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture(name="wait_for")
+def wait_for_fixture() -> Callable[..., Any]:
+    """``wait_for(condition, timeout, what)``: poll until truthy, fail naming ``what`` on timeout."""
+    return _wait_for
+
+
+# ------------------------------------------------------------------------------------- collector
+
+
+@dataclass
+class Collector:
+    """One collector configuration, (re)startable as a real ``logbridge collect`` process.
+
+    The config, state dir, store and dead letter live in ``home``, so a restart after `kill`
+    finds everything the killed process left behind.
+    """
+
+    home: Path
+    config: dict[str, Any]
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    logs: list[Path] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        return int(self.config["listen"]["port"])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def events_url(self) -> str:
+        return f"{self.base_url}/events"
+
+    @property
+    def config_path(self) -> Path:
+        return self.home / "collector.yaml"
+
+    @property
+    def store(self) -> Path:
+        """The local root of the first destination (``file://`` destinations only)."""
+        url = self.config["destinations"][0]["url"]
+        assert url.startswith("file://"), url
+        return Path(url[len("file://") :])
+
+    @property
+    def dead_letter(self) -> Path:
+        return Path(self.config["dead_letter"][len("file://") :])
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start the process and wait until ``GET /healthz`` answers 200."""
+        assert self.process is None or self.process.poll() is not None, "collector already running"
+        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        self.starts += 1
+        log_path = self.home / f"collector-{self.starts}.log"
+        self.logs.append(log_path)
+        with log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "logbridge", "collect", "--config", str(self.config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.home,
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            code = self.process.poll()
+            if code is not None:
+                raise AssertionError(f"collector exited with {code} at start:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"collector not healthy after {timeout}s:\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, staging files and journals stay as they are."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait: a clean shutdown publishes everything staged. Returns the exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            raise AssertionError(f"collector ignored SIGTERM for {timeout}s:\n{self.log_tail()}") from None
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.logs:
+            return "(no log)"
+        text = self.logs[-1].read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+def collector_config(home: Path, port: int, **overrides: Any) -> dict[str, Any]:
+    """The minimal config of DESIGN.md §6 rooted in ``home``; top-level keys can be overridden."""
+    config: dict[str, Any] = {
+        "listen": {"host": "127.0.0.1", "port": port},
+        "durability": "flush",
+        "state_dir": str(home / "state"),
+        "dead_letter": f"file://{home / 'dead-letter'}",
+        "destinations": [
+            {
+                "name": "store",
+                "type": "filesystem",
+                "url": f"file://{home / 'store'}",
+                "topics": "all",
+                "routing_keys": "all",
+                "path": "{topic}/{routing_key}/%Y/%m/%d/%H",
+                "roll": {"max_bytes": "64MiB", "max_age": "5m"},
+            }
+        ],
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def collector(tmp_path: Path) -> Iterator[Callable[..., Collector]]:
+    """``collector(**config_overrides)`` → a started `Collector`; every one is stopped in teardown."""
+    started: list[Collector] = []
+
+    def start(*, env: dict[str, str] | None = None, **overrides: Any) -> Collector:
+        home = tmp_path / f"collector-{len(started)}"
+        home.mkdir()
+        proc_env = dict(os.environ)
+        proc_env.update(env or {})
+        c = Collector(home, collector_config(home, free_port(), **overrides), proc_env)
+        started.append(c)
+        c.start()
+        return c
+
+    yield start
+    for c in started:
+        if c.process is not None and c.process.poll() is None:
+            c.stop()
+
+
+# ----------------------------------------------------------------------------------------- store
+
+
+def is_manifest(name: str) -> bool:
+    return "manifest" in name
+
+
+def read_data_file(name: str, data: bytes) -> list[dict[str, Any]]:
+    """The stored lines of one published file (NDJSON, maybe gzip or zstd)."""
+    if name.endswith(".gz"):
+        data = gzip.decompress(data)
+    elif name.endswith(".zst"):
+        import zstandard
+
+        data = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    return [orjson.loads(line) for line in data.splitlines() if line.strip()]
+
+
+def _read_local_store(root: Path) -> dict[str, list[dict[str, Any]]]:
+    """Relative path → stored lines, for every published data file under ``root``.
+
+    Anything in the store that is neither a data file nor a manifest (a leftover temp file, a
+    half-written upload) fails the test: the store must hold only complete files.
+    """
+    files: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or is_manifest(path.name):
+            continue
+        rel = path.relative_to(root).as_posix()
+        assert path.name.endswith((".ndjson", ".ndjson.gz", ".ndjson.zst")), f"stray file in the store: {rel}"
+        files[rel] = read_data_file(path.name, path.read_bytes())
+    return files
+
+
+@pytest.fixture(name="read_local_store")
+def read_local_store_fixture() -> Callable[[Path], dict[str, list[dict[str, Any]]]]:
+    """``read_local_store(root)`` → relative path → stored lines of every published file."""
+    return _read_local_store
+
+
+# -------------------------------------------------------------------------------------------- S3
+
+S3_KEY = "testing"
+S3_SECRET = "testing"
+
+
+@dataclass
+class S3Server:
+    endpoint_url: str
+    bucket: str
+
+    def env(self) -> dict[str, str]:
+        """Environment for processes that talk to this server (botocore reads these too)."""
+        return {
+            "AWS_ACCESS_KEY_ID": S3_KEY,
+            "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+        }
+
+    def storage_options(self) -> dict[str, Any]:
+        return {"endpoint_url": self.endpoint_url, "key": S3_KEY, "secret": S3_SECRET}
+
+    def read_store(self, prefix: str) -> dict[str, list[dict[str, Any]]]:
+        """Key under ``bucket/prefix`` → stored lines, for every published object (as `read_local_store`)."""
+        fs = self.filesystem()
+        root = f"{self.bucket}/{prefix}".rstrip("/")
+        files: dict[str, list[dict[str, Any]]] = {}
+        for key in sorted(fs.find(root)):
+            name = key.rsplit("/", 1)[-1]
+            if is_manifest(name):
+                continue
+            rel = key[len(root) + 1 :]
+            assert name.endswith((".ndjson", ".ndjson.gz", ".ndjson.zst")), (
+                f"stray object in the store: {key}"
+            )
+            files[rel] = read_data_file(name, fs.cat_file(key))
+        return files
+
+    def filesystem(self) -> Any:
+        """A fresh s3fs filesystem (no listing cache) on this server."""
+        import s3fs
+
+        return s3fs.S3FileSystem(
+            key=S3_KEY,
+            secret=S3_SECRET,
+            endpoint_url=self.endpoint_url,
+            use_listings_cache=False,
+            skip_instance_cache=True,
+        )
+
+
+@pytest.fixture
+def s3_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
+    """moto in server mode on loopback with one empty bucket."""
+    boto3 = pytest.importorskip("boto3")
+    moto_server = pytest.importorskip("moto.server")
+    port = free_port()
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    s3 = S3Server(f"http://127.0.0.1:{port}", "audit-store")
+    for name, value in s3.env().items():
+        monkeypatch.setenv(name, value)
+    try:
+        # boto3's create_bucket, not s3fs mkdir: s3fs sends a location constraint moto refuses.
+        client = boto3.client(
+            "s3",
+            endpoint_url=s3.endpoint_url,
+            aws_access_key_id=S3_KEY,
+            aws_secret_access_key=S3_SECRET,
+            region_name="us-east-1",
+        )
+        client.create_bucket(Bucket=s3.bucket)
+        yield s3
+    finally:
+        server.stop()

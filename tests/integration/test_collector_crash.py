@@ -1,0 +1,222 @@
+"""Crash test (issue 2, item 8): SIGKILL the collector three times under load, lose nothing, store nothing twice.
+
+A client thread streams 50,000 sequence-numbered events as one NDJSON byte stream, in batches
+that carry ``X-Logbridge-Source`` (stable) and ``X-Logbridge-Range`` (the batch's byte range in
+the stream), retrying through connection errors the way a shipper does. Meanwhile the test
+SIGKILLs the collector three times at different points of the stream and restarts it on the
+same state dir and store. After a final SIGTERM, which must publish everything, every event is
+in the store exactly once, in the hour partition of its own time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+EVENTS = 50_000
+BATCH_LINES = 500
+SOURCE = "crash-test/design-node-1/audit.log"
+KILL_AT = (0.15, 0.40, 0.65)  # fractions of the stream acknowledged before each SIGKILL
+
+TZ = timezone(timedelta(hours=1))
+T0 = datetime(2020, 2, 19, 13, 0, tzinfo=TZ)
+
+
+def event_stream() -> tuple[bytes, list[int]]:
+    """The client's NDJSON stream and the byte offset where each line starts (plus the end).
+
+    Log4j file envelopes, as a DSS node writes them; event times span three hours (+0100), so the
+    store gets several hour partitions.
+    """
+    lines = []
+    for seq in range(EVENTS):
+        t = T0 + timedelta(milliseconds=seq * 200)
+        stamp = t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}+0100"
+        user = f"user{seq % 7}"
+        lines.append(
+            orjson.dumps(
+                {
+                    "severity": "INFO",
+                    "logger": "dku.audit.generic",
+                    "message": {
+                        "msgType": "dataset-read-data",
+                        "authUser": user,
+                        "projectKey": "CHURN_PREDICTION",
+                        "datasetName": "customers",
+                        "seq": seq,
+                    },
+                    "mdc": {"apiCall": "/dip/api/datasets/get-preview", "user": user},
+                    "callTime": seq % 97,
+                    "timestamp": stamp,
+                }
+            )
+        )
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line) + 1)
+    return b"\n".join(lines) + b"\n", offsets
+
+
+@dataclass
+class StreamingClient:
+    """Sends the stream once, resuming wherever the collector says, through any number of crashes."""
+
+    url: str
+    stream: bytes
+    offsets: list[int]
+    acked: int = 0  # bytes of the stream the collector has acknowledged
+    accepted: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        try:
+            self._send_all()
+        except BaseException as exc:  # reported by the test thread
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def _send_all(self) -> None:
+        line_at = {offset: i for i, offset in enumerate(self.offsets)}
+        pos = 0
+        batch = BATCH_LINES
+        with httpx.Client(timeout=10.0) as client:
+            while pos < len(self.stream) and not self.stop.is_set():
+                first = line_at[pos]
+                end = self.offsets[min(first + batch, len(self.offsets) - 1)]
+                try:
+                    response = client.post(
+                        self.url,
+                        content=self.stream[pos:end],
+                        headers={
+                            "Content-Type": "application/x-ndjson",
+                            "X-Logbridge-Source": SOURCE,
+                            "X-Logbridge-Range": f"{pos}-{end}",
+                        },
+                    )
+                except httpx.TransportError:
+                    # The collector died (or is restarting) mid-request: the batch may or may not
+                    # be stored. Retry with a different batch size, so a stored batch comes back
+                    # as a partial overlap (409) rather than always as an exact duplicate.
+                    self.statuses["connection-error"] += 1
+                    batch = BATCH_LINES * 2 if batch == BATCH_LINES else BATCH_LINES
+                    time.sleep(0.02)
+                    continue
+                if response.status_code == 200:
+                    body = response.json()
+                    assert body["invalid"] == 0, body
+                    self.statuses["duplicate" if body["duplicate"] else "stored"] += 1
+                    self.accepted += body["accepted"]
+                    pos = self.acked = end
+                elif response.status_code == 409:
+                    high_water = response.json()["high_water"]
+                    self.statuses["409"] += 1
+                    assert pos < high_water <= end, (pos, end, response.text)
+                    assert high_water in line_at, f"high_water {high_water} is not a line boundary"
+                    pos = self.acked = high_water
+                elif response.status_code == 503:
+                    self.statuses["503"] += 1
+                    time.sleep(min(float(response.headers.get("Retry-After", "1")), 1.0))
+                else:
+                    raise AssertionError(
+                        f"unexpected {response.status_code} for {pos}-{end}: {response.text}"
+                    )
+
+
+def stored_seqs(files: dict[str, list[dict[str, Any]]]) -> tuple[Counter[int], list[str]]:
+    """How often each sequence number is in the store, and any line in the wrong partition."""
+    seen: Counter[int] = Counter()
+    misplaced: list[str] = []
+    for rel, lines in files.items():
+        partition = rel.rsplit("/", 1)[0]
+        for line in lines:
+            seen[line["clientEvent"]["seq"]] += 1
+            t = datetime.strptime(line["envelope"]["timestamp"], "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(UTC)
+            if partition != f"generic/default/{t:%Y/%m/%d/%H}":
+                misplaced.append(f"{rel}: seq {line['clientEvent']['seq']} at {t.isoformat()}")
+    return seen, misplaced
+
+
+def test_sigkill_three_times_while_streaming_loses_nothing_and_duplicates_nothing(
+    collector: Any, wait_for: Any, read_local_store: Any
+) -> None:
+    stream, offsets = event_stream()
+    c = collector()
+    client = StreamingClient(c.events_url, stream, offsets)
+    thread = threading.Thread(target=client.run, name="streaming-client", daemon=True)
+    started = time.monotonic()
+    thread.start()
+    try:
+        for fraction in KILL_AT:
+            wait_for(
+                lambda f=fraction: client.acked >= f * len(stream) or client.done.is_set(),
+                timeout=30,
+                what=f"the client to get {fraction:.0%} of the stream acknowledged",
+            )
+            assert not client.done.is_set(), (
+                f"stream ended before the kill at {fraction:.0%}: {client.error!r}"
+            )
+            c.kill()
+            c.start()
+        wait_for(client.done.is_set, timeout=45, what="the client to finish the stream")
+    finally:
+        client.stop.set()
+        thread.join(timeout=10)
+    assert client.error is None, f"client failed: {client.error!r}; statuses {dict(client.statuses)}"
+    assert client.acked == len(stream)
+
+    # The high-water mark survived the kills: replays are recognised, a partial overlap is refused.
+    last = offsets[-BATCH_LINES - 1]
+    replay = httpx.post(
+        c.events_url,
+        content=stream[last:],
+        headers={"X-Logbridge-Source": SOURCE, "X-Logbridge-Range": f"{last}-{len(stream)}"},
+    )
+    assert replay.status_code == 200, replay.text
+    assert replay.json() == {"accepted": 0, "invalid": 0, "duplicate": True}
+    overlap_start = offsets[-3]
+    extra = stream[: offsets[1]].replace(b'"seq":0', f'"seq":{EVENTS}'.encode())  # must not be stored
+    overlap = httpx.post(
+        c.events_url,
+        content=stream[overlap_start:] + extra,
+        headers={
+            "X-Logbridge-Source": SOURCE,
+            "X-Logbridge-Range": f"{overlap_start}-{len(stream) + len(extra)}",
+        },
+    )
+    assert overlap.status_code == 409, overlap.text
+    assert overlap.json()["high_water"] == len(stream)
+
+    assert c.stop() == 0, c.log_tail()
+    elapsed = time.monotonic() - started
+
+    seen, misplaced = stored_seqs(read_local_store(c.store))
+    missing = [s for s in range(EVENTS) if seen[s] == 0]
+    doubled = {s: n for s, n in seen.items() if n > 1}
+    assert not missing, (
+        f"{len(missing)} events lost, first {missing[:10]}; client saw {dict(client.statuses)}"
+    )
+    assert not doubled, f"{len(doubled)} events stored twice or more, e.g. {list(doubled.items())[:10]}"
+    assert sorted(seen) == list(range(EVENTS))
+    assert not misplaced, misplaced[:10]
+    # A batch stored just before a kill is acknowledged later as a duplicate or a 409, never twice.
+    assert client.accepted <= EVENTS, (client.accepted, dict(client.statuses))
+    assert c.starts == 4
+    assert elapsed < 80, f"crash test took {elapsed:.1f}s"
+    # The staging area was emptied by the final clean shutdown.
+    leftover = [p for p in (c.home / "state").rglob("*.ndjson*") if p.is_file()]
+    assert not leftover, f"staging files left after SIGTERM: {leftover[:5]}"
+    print(f"crash test: {elapsed:.1f}s, client statuses {dict(client.statuses)}")

@@ -1,0 +1,207 @@
+"""The collector's S3 destination (issue 2, item 5) against moto in server mode, through s3fs.
+
+The samples of four DSS nodes are posted to a real collector process whose destination is
+``s3://audit-store/audit``; the objects must appear under ``{topic}/{routing_key}/%Y/%m/%d/%H/``
+of each event's own time (UTC), hold every event once, and keep the envelope around it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+PREFIX = "audit"
+PARTITION = "{topic}/{routing_key}/%Y/%m/%d/%H"
+
+
+def s3_destination(s3: Any, **extra: Any) -> dict[str, Any]:
+    destination = {
+        "name": "s3-store",
+        "type": "filesystem",
+        "url": f"s3://{s3.bucket}/{PREFIX}",
+        "storage_options": s3.storage_options(),
+        "topics": "all",
+        "routing_keys": "all",
+        "path": PARTITION,
+        "roll": {"max_bytes": "64MiB", "max_age": "5m"},
+    }
+    destination.update(extra)
+    return destination
+
+
+def sample_files() -> list[Path]:
+    files = sorted(SAMPLES.glob("*/audit/*.log"))
+    assert len(files) >= 10, f"samples missing under {SAMPLES}: run samples/generate.py"
+    return files
+
+
+def expected_partition(topic: str, routing_key: str | None, timestamp: str) -> str:
+    t = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(UTC)
+    return f"{topic}/{routing_key or 'default'}/{t:%Y/%m/%d/%H}"
+
+
+def expected_from_samples(files: list[Path]) -> Counter[tuple[str, str, bytes]]:
+    """(partition, topic, canonical event) for every sample line, counted."""
+    expected: Counter[tuple[str, str, bytes]] = Counter()
+    for path in files:
+        for raw in path.read_bytes().splitlines():
+            line = orjson.loads(raw)
+            event = line["message"]
+            topic = line["logger"].removeprefix("dku.audit.")
+            partition = expected_partition(topic, event.get("routingKey"), line["timestamp"])
+            expected[(partition, topic, orjson.dumps(event, option=orjson.OPT_SORT_KEYS))] += 1
+    return expected
+
+
+def stored_counter(files: dict[str, list[dict[str, Any]]]) -> Counter[tuple[str, str, bytes]]:
+    stored: Counter[tuple[str, str, bytes]] = Counter()
+    for rel, lines in files.items():
+        partition = rel.rsplit("/", 1)[0]
+        for line in lines:
+            event = orjson.dumps(line["clientEvent"], option=orjson.OPT_SORT_KEYS)
+            stored[(partition, line["topic"], event)] += 1
+    return stored
+
+
+def post(url: str, body: bytes, **headers: str) -> dict[str, Any]:
+    response = httpx.post(
+        url, content=body, headers={"Content-Type": "application/x-ndjson", **headers}, timeout=30
+    )
+    assert response.status_code == 200, f"{response.status_code}: {response.text}"
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def test_samples_are_uploaded_to_event_hour_partitions(collector: Any, s3_server: Any, wait_for: Any) -> None:
+    files = sample_files()
+    expected = expected_from_samples(files)
+    c = collector(
+        destinations=[s3_destination(s3_server, roll={"max_bytes": "64MiB", "max_age": "1s"})],
+        env=s3_server.env(),
+    )
+    for path in files:
+        body = path.read_bytes()
+        result = post(c.events_url, body, **{"X-Logbridge-Node": path.parts[-3]})
+        assert result == {"accepted": body.count(b"\n"), "invalid": 0, "duplicate": False}, path
+
+    # Rolled by age and uploaded while the collector runs, not only at shutdown.
+    total = sum(expected.values())
+    wait_for(
+        lambda: sum(len(v) for v in s3_server.read_store(PREFIX).values()) >= total,
+        timeout=20,
+        what=f"{total} events uploaded to s3://{s3_server.bucket}/{PREFIX}",
+        interval=0.25,
+    )
+    assert c.stop() == 0, c.log_tail()
+
+    stored_files = s3_server.read_store(PREFIX)
+    stored = stored_counter(stored_files)
+    assert stored == expected, (
+        f"missing {sum((expected - stored).values())}, unexpected {sum((stored - expected).values())}: "
+        f"{list((expected - stored).items())[:2]} / {list((stored - expected).items())[:2]}"
+    )
+    by_topic = Counter(topic for (_, topic, _), n in stored.items() for _ in range(n))
+    assert set(by_topic) == {
+        "generic",
+        "generic-failure",
+        "authfail",
+        "apinode-query",
+        "compute-resource-usage",
+        "apicalls",
+    }
+    # API-node queries are partitioned by their service; nothing else has a routing key.
+    api_keys = {rel.split("/")[1] for rel in stored_files if rel.startswith("apinode-query/")}
+    assert api_keys == {"churn-scoring", "fraud-detection", "customer-lookup", "pricing"}
+    assert {rel.split("/")[1] for rel in stored_files if not rel.startswith("apinode-query/")} == {"default"}
+    # Three days of hours, each file in exactly one hour partition.
+    hours = {tuple(rel.split("/")[2:6]) for rel in stored_files}
+    assert {h[:3] for h in hours} >= {
+        ("2020", "02", "16"),
+        ("2020", "02", "17"),
+        ("2020", "02", "18"),
+        ("2020", "02", "19"),
+    }
+    assert len(hours) > 48
+
+    # The stored line is lossless: the log4j envelope around each event is kept.
+    one = next(line for lines in stored_files.values() for line in lines if line["topic"] == "generic")
+    assert list(one)[:3] == ["clientEvent", "origAddress", "serverTimestamp"]
+    assert one["origAddress"] == "127.0.0.1"
+    assert {"severity", "logger", "mdc", "callTime", "timestamp"} <= set(one["envelope"])
+    assert one["envelope"]["mdc"]["user"] == one["clientEvent"]["authUser"]
+
+
+def test_bare_log4j2_and_chained_events_reach_s3(collector: Any, s3_server: Any) -> None:
+    """The README's curl example: bare events take the header's topic, the other envelopes their own."""
+    c = collector(destinations=[s3_destination(s3_server)], env=s3_server.env())
+    body = (SAMPLES / "bare-events.ndjson").read_bytes()
+    result = post(c.events_url, body, **{"X-Audit-Topic": "generic"})
+    assert result == {"accepted": 7, "invalid": 0, "duplicate": False}
+    assert c.stop() == 0, c.log_tail()
+
+    stored = s3_server.read_store(PREFIX)
+    lines = {line["clientEvent"]["msgType"]: (rel, line) for rel, ls in stored.items() for line in ls}
+    assert sorted(lines) == sorted(
+        [
+            "login",
+            "dataset-read-data",
+            "scenario-run",
+            "project-export-download",
+            "logout",
+            "flow-job-start",
+            "prediction-query",
+        ]
+    )
+    rel, login = lines["login"]
+    assert rel.startswith("generic/default/2020/02/19/08/")  # 09:01 +0100
+    rel, job = lines[
+        "flow-job-start"
+    ]  # log4j 2: topic from loggerName, time from instant, message was a string
+    assert rel.startswith("generic/default/2020/02/19/10/")  # epochSecond 1582106400 = 10:00 UTC
+    assert job["envelope"]["thread"] == "qtp-http-42"
+    assert job["envelope"]["contextMap"]["user"] == "dmitri.ivanov"
+    rel, chained = lines["prediction-query"]  # Event Server envelope: its own fields kept
+    assert rel.startswith("generic/churn-scoring/2020/03/17/18/")
+    assert chained["origAddress"] == "10.0.14.5"
+    assert chained["serverTimestamp"] == "2020-03-17T19:15:30.609+0100"
+
+
+def test_staging_left_by_sigkill_is_uploaded_after_restart(
+    collector: Any, s3_server: Any, wait_for: Any
+) -> None:
+    """Acknowledged events staged on local disk survive a SIGKILL and reach S3 (gzip) after restart."""
+    path = SAMPLES / "api-node-1" / "audit" / "apinode-query.log"
+    body = path.read_bytes()
+    expected = expected_from_samples([path])
+    c = collector(destinations=[s3_destination(s3_server, compression="gzip")], env=s3_server.env())
+    result = post(
+        c.events_url,
+        body,
+        **{"X-Logbridge-Source": "api-node-1/apinode-query.log", "X-Logbridge-Range": f"0-{len(body)}"},
+    )
+    assert result["accepted"] == sum(expected.values())
+    c.kill()
+    assert s3_server.read_store(PREFIX) == {}, "nothing should be uploaded before max_age or shutdown"
+
+    c.start()
+    # The retry of the acknowledged batch after the crash is a duplicate, not a second copy.
+    again = post(
+        c.events_url,
+        body,
+        **{"X-Logbridge-Source": "api-node-1/apinode-query.log", "X-Logbridge-Range": f"0-{len(body)}"},
+    )
+    assert again == {"accepted": 0, "invalid": 0, "duplicate": True}
+    assert c.stop() == 0, c.log_tail()
+
+    stored_files = s3_server.read_store(PREFIX)
+    assert stored_files and all(rel.endswith(".ndjson.gz") for rel in stored_files), sorted(stored_files)[:5]
+    assert stored_counter(stored_files) == expected
