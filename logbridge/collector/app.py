@@ -1,0 +1,236 @@
+"""The collector's HTTP face: a plain ASGI app (no framework on the hot path).
+
+``POST /events`` · ``GET /healthz`` · ``GET /metrics`` — DESIGN.md §4.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import orjson
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..errors import BodyError, BodyTooLarge, StorageUnavailable
+from . import body as bodies
+from .auth import TokenAuth
+from .core import Collector, RequestContext
+
+log = structlog.get_logger("logbridge.collector")
+
+Scope = dict[str, Any]
+RETRY_AFTER = b"5"
+_AUTHFAIL_EVENTS_PER_SECOND = 50
+
+
+class CollectorApp:
+    def __init__(self, collector: Collector, auth: TokenAuth, *, maintain_interval: float = 0.5):
+        self.collector = collector
+        self.auth = auth
+        self.limits = collector.config.limits
+        self.maintain_interval = maintain_interval
+        self._maintainer: asyncio.Task[None] | None = None
+        self._authfail_window = (0, 0)  # (second, events written in it)
+
+    # ------------------------------------------------------------------------------ ASGI
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path = scope["path"]
+            method = scope["method"]
+            if path == "/events":
+                if method != "POST":
+                    await _respond(send, 405, {"error": "use POST"}, extra=[(b"allow", b"POST")])
+                    return
+                started = time.perf_counter()
+                status = await self.post_events(scope, receive, send)
+                self.collector.metrics.latency.observe(time.perf_counter() - started)
+                self.collector.metrics.requests.labels("/events", str(status)).inc()
+            elif path == "/healthz":
+                problem = self.collector.storage_problem()
+                if problem:
+                    await _respond(send, 503, {"status": "degraded", "reason": problem})
+                else:
+                    await _respond(send, 200, {"status": "ok"})
+            elif path == "/metrics":
+                payload = generate_latest(self.collector.metrics.registry)
+                await _send(send, 200, payload, CONTENT_TYPE_LATEST.encode())
+            else:
+                await _respond(send, 404, {"error": f"no such path {path}; POST /events, GET /healthz, /metrics"})
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await asyncio.to_thread(self.collector.start)
+                except Exception as exc:  # a start-up failure must stop the server, loudly
+                    log.error("collector failed to start", error=str(exc))
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                self._maintainer = asyncio.create_task(self._maintain_loop())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._maintainer is not None:
+                    self._maintainer.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self._maintainer
+                await asyncio.to_thread(self.collector.close)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _maintain_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.maintain_interval)
+            try:
+                await self.collector.maintain()
+            except Exception as exc:  # keep rolling whatever one round hit
+                log.error("maintenance round failed", error=f"{type(exc).__name__}: {exc}")
+
+    # ----------------------------------------------------------------------- POST /events
+
+    async def post_events(self, scope: Scope, receive: Any, send: Any) -> int:
+        headers = dict(scope["headers"])
+        client = scope.get("client")
+        orig_address = client[0] if client else "unknown"
+        node = _text(headers.get(b"x-logbridge-node"))
+
+        ok, token_name, reason = self.auth.check(headers.get(b"authorization"))
+        if not ok:
+            self.collector.metrics.auth_failures.inc()
+            self._audit_auth_failure(reason, orig_address, node)
+            await _respond(send, 401, {"error": "missing or invalid bearer token"},
+                           extra=[(b"www-authenticate", b'Bearer realm="logbridge"')])
+            return 401
+
+        limit = self.limits.max_body_bytes
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _respond(send, 413, {"error": f"body of {int(declared)} bytes is over the limit of {limit}"})
+            return 413
+        raw = await _read_body(receive, limit)
+        if raw is None:
+            await _respond(send, 413, {"error": f"body is over the limit of {limit} bytes"})
+            return 413
+        self.collector.metrics.bytes_in.inc(len(raw))
+
+        try:
+            encoding = _text(headers.get(b"content-encoding"))
+            if len(raw) > 1024 * 1024 and encoding:
+                data = await asyncio.to_thread(bodies.decode, raw, encoding, limit)
+            else:
+                data = bodies.decode(raw, encoding, limit)
+            items = bodies.split(data, _text(headers.get(b"content-type")))
+            ctx = RequestContext(
+                orig_address=orig_address,
+                node=node,
+                header_topic=_text(headers.get(b"x-audit-topic")),
+                header_routing_key=_text(headers.get(b"x-audit-routing-key")),
+                token_name=token_name,
+            )
+            _parse_range(headers, ctx)
+        except BodyTooLarge as exc:
+            await _respond(send, 413, {"error": str(exc)})
+            return 413
+        except BodyError as exc:
+            await _respond(send, exc.status, {"error": str(exc)})
+            return exc.status
+
+        problem = self.collector.storage_problem()
+        if problem:
+            await _respond(send, 503, {"error": problem}, extra=[(b"retry-after", RETRY_AFTER)])
+            return 503
+        try:
+            result = self.collector.ingest(items, ctx, time.time())
+            if result.high_water is not None:
+                await _respond(send, 409, {"error": "range overlaps what is stored; resume from high_water",
+                                           "high_water": result.high_water})
+                return 409
+            await self.collector.commit()
+        except StorageUnavailable as exc:
+            log.error("storage unavailable", error=str(exc))
+            await _respond(send, 503, {"error": str(exc)}, extra=[(b"retry-after", RETRY_AFTER)])
+            return 503
+        answer: dict[str, Any] = {"accepted": result.accepted, "invalid": result.invalid,
+                                  "duplicate": result.duplicate}
+        if result.reasons:
+            answer["reasons"] = result.reasons
+        await _respond(send, 200, answer)
+        return 200
+
+    def _audit_auth_failure(self, reason: str, orig_address: str, node: str | None) -> None:
+        """The collector audits its own authentication failures (topic ``authfail``)."""
+        second = int(time.time())
+        window_second, count = self._authfail_window
+        count = count + 1 if window_second == second else 1
+        self._authfail_window = (second, count)
+        if count > _AUTHFAIL_EVENTS_PER_SECOND:
+            return  # counted in logbridge_auth_failures; a flood must not fill the store
+        event: dict[str, Any] = {"msgType": "collector-auth-failure", "reason": reason,
+                                 "origAddress": orig_address, "path": "/events"}
+        if node:
+            event["node"] = node
+        log.warning("authentication failed", reason=reason, orig_address=orig_address, node=node)
+        ctx = RequestContext(orig_address=orig_address, node=node, header_topic="authfail")
+        try:
+            self.collector.ingest([event], ctx, time.time())
+        except StorageUnavailable as exc:
+            log.error("cannot store authfail event", error=str(exc))
+
+
+def _text(value: bytes | None) -> str | None:
+    if value is None:
+        return None
+    return value.decode("latin-1").strip() or None
+
+
+def _parse_range(headers: dict[bytes, bytes], ctx: RequestContext) -> None:
+    source = _text(headers.get(b"x-logbridge-source"))
+    rng = _text(headers.get(b"x-logbridge-range"))
+    if source is None and rng is None:
+        return
+    if source is None or rng is None:
+        raise BodyError("X-Logbridge-Source and X-Logbridge-Range go together")
+    start, sep, end = rng.partition("-")
+    if not sep or not start.isdigit() or not end.isdigit() or int(start) > int(end):
+        raise BodyError(f"X-Logbridge-Range must be 'start-end' byte offsets with start <= end, got {rng!r}")
+    ctx.source, ctx.range_start, ctx.range_end = source, int(start), int(end)
+
+
+async def _read_body(receive: Any, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it passes ``limit`` (the rest is not buffered)."""
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _respond(send: Any, status: int, payload: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
+                   ) -> None:
+    await _send(send, status, orjson.dumps(payload), b"application/json", extra)
+
+
+async def _send(send: Any, status: int, payload: bytes, content_type: bytes,
+                extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(payload)).encode())]
+    if extra:
+        headers.extend(extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})

@@ -1,0 +1,163 @@
+"""The collector's configuration (DESIGN.md §6), validated whole at start."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ..config import Duration, Size, StrictModel, load_config, resolve_secret
+from ..errors import ConfigError
+
+
+class Listen(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+
+
+class TokenSpec(StrictModel):
+    name: str
+    token_env: str | None = None
+    token_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TokenSpec:
+        if bool(self.token_env) == bool(self.token_file):
+            raise ValueError("set exactly one of token_env or token_file")
+        return self
+
+
+class Auth(StrictModel):
+    tokens: list[TokenSpec] = []
+
+
+class Limits(StrictModel):
+    max_body_bytes: Size = 16 * 1024 * 1024
+    max_event_bytes: Size = 1024 * 1024
+    max_depth: int = Field(default=64, ge=1, le=1000)
+
+
+class Roll(StrictModel):
+    max_bytes: Size = 64 * 1024 * 1024
+    max_age: Duration = 300.0
+
+
+class TLS(StrictModel):
+    cert: str
+    key: str
+    client_ca: str | None = None
+
+
+Selector = Literal["all"] | list[str]
+
+
+class Destination(StrictModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    type: Literal["filesystem", "nats"] = "filesystem"
+    url: str
+    topics: Selector = "all"
+    routing_keys: Selector = "all"
+    path: str | None = None
+    partitioning: Literal["hour", "day", "month"] | None = None
+    folder_by_topic: bool | None = None
+    folder_by_routing_key: bool | None = None
+    partition_time: Literal["event", "server"] = "event"
+    timezone: str = "UTC"
+    routing_key_placeholder: str = "default"
+    compression: Literal["none", "gzip"] = "none"
+    roll: Roll = Roll()
+    storage_options: dict[str, object] = {}
+    required_token: str | None = None  # a token *name* from auth.tokens that only this destination accepts
+
+    @model_validator(mode="after")
+    def _path_or_layout(self) -> Destination:
+        layout_keys = [
+            k for k in ("partitioning", "folder_by_topic", "folder_by_routing_key") if getattr(self, k) is not None
+        ]
+        if self.path is not None and layout_keys:
+            raise ValueError(
+                f"'path' and {', '.join(layout_keys)} both given: use either a path template or the DSS-style keys"
+            )
+        return self
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (expected an IANA name such as UTC or Europe/Paris)") from None
+        return value
+
+    def path_template(self) -> str:
+        """The partition path template, from ``path`` or the DSS-style keys."""
+        if self.path is not None:
+            return self.path
+        parts = []
+        if self.folder_by_topic is not False:
+            parts.append("{topic}")
+        if self.folder_by_routing_key is not False:
+            parts.append("{routing_key}")
+        parts.append({"hour": "%Y/%m/%d/%H", "day": "%Y/%m/%d", "month": "%Y/%m"}[self.partitioning or "hour"])
+        return "/".join(parts)
+
+    def accepts(self, topic: str, routing_key: str | None) -> bool:
+        if self.topics != "all" and topic not in self.topics:
+            return False
+        return self.routing_keys == "all" or (routing_key or "") in self.routing_keys
+
+
+class CollectorConfig(StrictModel):
+    listen: Listen = Listen()
+    auth: Auth = Auth()
+    durability: Literal["flush", "fsync"] = "flush"
+    state_dir: str | None = None
+    dead_letter: str
+    destinations: list[Destination] = Field(min_length=1)
+    default_topic: str | None = None
+    limits: Limits = Limits()
+    tls: TLS | None = None
+    node_header_trusted: bool = True
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> CollectorConfig:
+        names = [d.name for d in self.destinations]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"destination names must be unique, repeated: {', '.join(dupes)}")
+        token_names = {t.name for t in self.auth.tokens}
+        for dest in self.destinations:
+            if dest.required_token is not None and dest.required_token not in token_names:
+                raise ValueError(
+                    f"destination {dest.name!r}: required_token {dest.required_token!r} is not a name in auth.tokens"
+                )
+        return self
+
+    def resolved_state_dir(self) -> Path:
+        """``state_dir`` or ``$XDG_STATE_HOME/logbridge/collector-<port>``; never inside the store."""
+        if self.state_dir:
+            return Path(self.state_dir).expanduser()
+        base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+        return Path(base) / "logbridge" / f"collector-{self.listen.port}"
+
+    def resolved_tokens(self) -> dict[str, str]:
+        """Token name → secret. Raises `ConfigError` naming the token, never showing the value."""
+        return {
+            spec.name: resolve_secret(
+                env=spec.token_env, file=spec.token_file, what=f"auth.tokens[{i}] ({spec.name})"
+            )
+            for i, spec in enumerate(self.auth.tokens)
+        }
+
+
+def load(path: str | os.PathLike[str]) -> CollectorConfig:
+    config = load_config(path, CollectorConfig)
+    try:
+        config.resolved_tokens()
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}", source=str(path)) from None
+    return config

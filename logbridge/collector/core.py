@@ -1,0 +1,437 @@
+"""The collector's core: unwrap → route → write → commit, independent of HTTP.
+
+`Collector.ingest` takes the items of one request and writes all of them synchronously (no
+await between the idempotence check and the journal record, so concurrent requests of one
+source cannot interleave), then `Collector.commit` waits until they are durable: at once with
+``durability: flush``; with ``fsync``, a *group commit* that one fsync round serves for every
+request that wrote before it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import structlog
+
+from .. import envelope
+from ..errors import EnvelopeError, StorageUnavailable
+from ..sinks.partition import PartitionPaths
+from ..sinks.writer import PartitionedWriter, StagingFile
+from .body import Invalid
+from .config import CollectorConfig, Destination
+from .journal import Journal
+from .metrics import Metrics
+
+log = structlog.get_logger("logbridge.collector")
+
+DEAD_LETTER = "_dead-letter"
+
+
+@dataclass
+class RequestContext:
+    orig_address: str
+    node: str | None = None
+    header_topic: str | None = None
+    header_routing_key: str | None = None
+    token_name: str | None = None
+    source: str | None = None
+    range_start: int | None = None
+    range_end: int | None = None
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    invalid: int = 0
+    duplicate: bool = False
+    high_water: int | None = None  # set on a partial overlap (HTTP 409)
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+_PendingRecord = tuple[str | None, int | None, dict[str, int], list[tuple[StagingFile, int]]]
+
+
+class _Route:
+    __slots__ = ("dest", "writer", "paths")
+
+    def __init__(self, dest: Destination, writer: PartitionedWriter, paths: PartitionPaths):
+        self.dest = dest
+        self.writer = writer
+        self.paths = paths
+
+
+class Collector:
+    def __init__(self, config: CollectorConfig, metrics: Metrics | None = None):
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.state_dir = config.resolved_state_dir()
+        self.fsync = config.durability == "fsync"
+        staging = self.state_dir / "staging"
+        self.routes: list[_Route] = []
+        for dest in config.destinations:
+            if dest.type != "filesystem":
+                raise NotImplementedError(f"destination type {dest.type!r} is not available yet")
+            writer = PartitionedWriter(
+                dest.name,
+                dest.url,
+                staging / dest.name,
+                storage_options=dict(dest.storage_options),
+                max_bytes=dest.roll.max_bytes,
+                max_age=dest.roll.max_age,
+                compression=dest.compression,
+            )
+            paths = PartitionPaths(
+                dest.path_template(), timezone=dest.timezone, placeholder=dest.routing_key_placeholder
+            )
+            self.routes.append(_Route(dest, writer, paths))
+        self.dead_letter = PartitionedWriter(
+            DEAD_LETTER, config.dead_letter, staging / DEAD_LETTER, max_age=min(60.0, self._min_age())
+        )
+        self.dead_letter_paths = PartitionPaths("%Y/%m/%d/%H")
+        self.writers = [r.writer for r in self.routes] + [self.dead_letter]
+        self.journal = Journal(self.state_dir)
+        self._route_cache: dict[tuple[str, str | None, str | None], list[_Route]] = {}
+        # group commit
+        self._pending_records: list[_PendingRecord] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._wake = asyncio.Event()
+        self._syncer: asyncio.Task[None] | None = None
+        self._broken: str | None = None
+        self._closed = False
+
+    def _min_age(self) -> float:
+        return min(r.dest.roll.max_age for r in self.routes) if self.routes else 60.0
+
+    # ------------------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Recover what a killed process left, publish it, and open a fresh journal."""
+        self.journal.load()
+        recovered = 0
+        for writer in self.writers:
+            for path, relpath in writer.leftover_staging():
+                keep = self.journal.sizes.get(f"{writer.name}/{relpath}", 0)
+                size = path.stat().st_size
+                if size > keep:
+                    # Lines of a batch that was never acknowledged: the sender sends it again.
+                    log.info("recovery: cutting unacknowledged tail", file=relpath, bytes=size - keep)
+                    with open(path, "r+b") as fh:
+                        fh.truncate(keep)
+                if keep == 0:
+                    path.unlink()
+                    continue
+                staging = StagingFile(relpath, path, None, 0.0, size=keep, synced=keep, journaled=keep)
+                writer.to_publish.append(staging)
+                recovered += 1
+            writer.publish_pending()
+        if recovered:
+            log.info("recovery: published staging files left by an earlier process", files=recovered)
+        self.journal.open()
+
+    def close(self) -> None:
+        """Publish everything (a clean shutdown leaves no staging file behind)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._write_pending_records(fsync=True)
+        for writer in self.writers:
+            writer.due(time.monotonic(), force=True)
+            writer.publish_pending()
+            writer.close()
+        self.journal.close()
+
+    # ---------------------------------------------------------------------------- routing
+
+    def routes_for(self, topic: str, routing_key: str | None, token_name: str | None) -> list[_Route]:
+        key = (topic, routing_key, token_name)
+        routes = self._route_cache.get(key)
+        if routes is None:
+            routes = [
+                r
+                for r in self.routes
+                if r.dest.accepts(topic, routing_key)
+                and (r.dest.required_token is None or r.dest.required_token == token_name)
+            ]
+            if len(self._route_cache) > 100_000:
+                self._route_cache.clear()
+            self._route_cache[key] = routes
+        return routes
+
+    # ----------------------------------------------------------------------------- ingest
+
+    def check_range(self, ctx: RequestContext) -> IngestResult | None:
+        """Idempotence: a stored range is a duplicate, a partial overlap a conflict."""
+        if ctx.source is None or ctx.range_end is None or ctx.range_start is None:
+            return None
+        high = self.journal.high_water.get(ctx.source, 0)
+        if ctx.range_end <= high:
+            self.metrics.duplicates.inc()
+            return IngestResult(duplicate=True)
+        if ctx.range_start < high:
+            return IngestResult(high_water=high)
+        return None
+
+    def ingest(self, items: list[Any], ctx: RequestContext, received: float) -> IngestResult:
+        """Unwrap, route and write one request's items. Raises `StorageUnavailable`."""
+        pre = self.check_range(ctx)
+        if pre is not None:
+            return pre
+        limits = self.config.limits
+        server_ts = envelope.format_timestamp(received)
+        default_topic = self.config.default_topic
+        result = IngestResult()
+        buffers: dict[tuple[int, str], list[bytes]] = {}
+        dead: list[bytes] = []
+        topic_counts: dict[str, int] = {}
+        unrouted = 0
+        for item in items:
+            try:
+                if isinstance(item, bytes):
+                    if len(item) > limits.max_event_bytes:
+                        raise EnvelopeError("too-large", f"{len(item)} bytes, limit {limits.max_event_bytes}")
+                    if not item or item.isspace():
+                        continue
+                    obj = envelope.parse_line(item, limits.max_depth)
+                elif isinstance(item, Invalid):
+                    raise EnvelopeError("not-an-object", f"array element is {type(item.value).__name__}")
+                else:
+                    obj = item
+                    if envelope.json_depth(obj) > limits.max_depth:
+                        raise EnvelopeError("too-deep", f"nested deeper than {limits.max_depth}")
+                u = envelope.unwrap(
+                    obj,
+                    header_topic=ctx.header_topic,
+                    header_routing_key=ctx.header_routing_key,
+                    default_topic=default_topic,
+                )
+            except EnvelopeError as exc:
+                result.invalid += 1
+                result.reasons[exc.reason] = result.reasons.get(exc.reason, 0) + 1
+                dead.append(self._dead_line(item, exc.reason, exc.detail, ctx, server_ts))
+                continue
+            routes = self.routes_for(u.topic, u.routing_key, ctx.token_name)
+            line = envelope.stored_line(u, ctx.orig_address, server_ts)
+            if not routes:
+                unrouted += 1
+                dead.append(self._dead_line(line, "unrouted", f"no destination takes topic {u.topic!r}", ctx,
+                                            server_ts, stored=True))
+                continue
+            epoch = None
+            for route in routes:
+                if route.dest.partition_time == "event":
+                    if epoch is None:
+                        epoch = envelope.event_epoch(u.event_time) if u.event_time is not None else None
+                        if epoch is None:
+                            epoch = received
+                    when = epoch
+                else:
+                    when = received
+                key = (id(route), route.paths.render(u.topic, u.routing_key, when))
+                buf = buffers.get(key)
+                if buf is None:
+                    buffers[key] = buf = []
+                buf.append(line)
+            topic_counts[u.topic] = topic_counts.get(u.topic, 0) + 1
+            result.accepted += 1
+
+        self._write(buffers, dead, ctx, received)
+        # Metrics once per batch and label, not per event.
+        for topic, n in topic_counts.items():
+            self.metrics.events_in.labels(topic).inc(n)
+        for reason, n in result.reasons.items():
+            self.metrics.invalid.labels(reason).inc(n)
+        if unrouted:
+            self.metrics.unrouted.inc(unrouted)
+        return result
+
+    def _dead_line(
+        self, item: Any, reason: str, detail: str, ctx: RequestContext, server_ts: str, stored: bool = False
+    ) -> bytes:
+        record: dict[str, Any] = {"reason": reason, "detail": detail, "origAddress": ctx.orig_address,
+                                  "serverTimestamp": server_ts}
+        if ctx.node:
+            record["node"] = ctx.node
+        if stored:
+            record["storedLine"] = orjson.Fragment(item)
+        elif isinstance(item, bytes):
+            try:
+                record["raw"] = item.decode("utf-8")
+            except UnicodeDecodeError:
+                record["rawBase64"] = base64.b64encode(item).decode("ascii")
+        elif isinstance(item, Invalid):
+            record["raw"] = item.value
+        else:
+            record["rawObject"] = item
+        try:
+            return orjson.dumps(record)
+        except TypeError:  # e.g. a number beyond 64 bits inside rawObject
+            record.pop("rawObject", None)
+            record["raw"] = repr(item)
+            return orjson.dumps(record)
+
+    def _write(
+        self,
+        buffers: dict[tuple[int, str], list[bytes]],
+        dead: list[bytes],
+        ctx: RequestContext,
+        received: float,
+    ) -> None:
+        touched: list[tuple[PartitionedWriter, StagingFile, int]] = []
+        route_by_id = {id(r): r for r in self.routes}
+        try:
+            for (route_id, partition), lines in buffers.items():
+                writer = route_by_id[route_id].writer
+                data = b"\n".join(lines) + b"\n"
+                before = writer.open_files.get(partition)
+                size_before = before.size if before is not None and not before.broken else 0
+                staging = writer.append(partition, data)
+                touched.append((writer, staging, size_before))
+                self.metrics.events_out.labels(writer.name).inc(len(lines))
+            if dead:
+                partition = self.dead_letter_paths.render("", None, received)
+                before = self.dead_letter.open_files.get(partition)
+                size_before = before.size if before is not None and not before.broken else 0
+                staging = self.dead_letter.append(partition, b"\n".join(dead) + b"\n")
+                touched.append((self.dead_letter, staging, size_before))
+                self.metrics.dead_lettered.inc(len(dead))
+            files = {f"{w.name}/{s.relpath}": s.size for w, s, _ in touched}
+            stagings = [(s, s.size) for _, s, _ in touched]
+            for writer in {w for w, _, _ in touched}:
+                writer.flush_dirty()
+        except StorageUnavailable:
+            self.metrics.storage_errors.inc()
+            for writer, staging, size_before in touched:
+                writer.rollback(staging, size_before)
+            raise
+        has_range = ctx.source is not None and ctx.range_end is not None
+        if has_range:
+            # Claimed now, so that a concurrent retry of this range is seen as a duplicate.
+            assert ctx.source is not None and ctx.range_end is not None
+            if ctx.range_end > self.journal.high_water.get(ctx.source, 0):
+                self.journal.high_water[ctx.source] = ctx.range_end
+        if not files and not has_range:
+            return
+        self._pending_records.append((ctx.source if has_range else None, ctx.range_end, files, stagings))
+        if not self.fsync:
+            self._write_pending_records(fsync=False)
+
+    def _write_pending_records(self, fsync: bool) -> None:
+        records, self._pending_records = self._pending_records, []
+        self._journal_records(records, fsync)
+
+    def _journal_records(self, records: list[_PendingRecord], fsync: bool) -> None:
+        if not records:
+            return
+        for src, end, files, _ in records:
+            self.journal.record(src, end, files)
+        try:
+            self.journal.flush()
+            if fsync:
+                self.journal.fsync()
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot write the collector journal: {exc.strerror}") from exc
+        for _, _, _, stagings in records:
+            for staging, size in stagings:
+                if size > staging.journaled:
+                    staging.journaled = size
+
+    # ------------------------------------------------------------------------- durability
+
+    async def commit(self) -> None:
+        """Return once everything written so far is durable (group commit under fsync)."""
+        if self._broken:
+            raise StorageUnavailable(self._broken)
+        if not self.fsync:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        self._wake.set()
+        if self._syncer is None or self._syncer.done():
+            self._syncer = asyncio.create_task(self._sync_loop())
+        await fut
+
+    async def _sync_loop(self) -> None:
+        """One fsync round serves every request that wrote before the round began."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            waiters, self._waiters = self._waiters, []
+            records, self._pending_records = self._pending_records, []
+            dirty = [s for w in self.writers for s in w.open_files.values() if s.handle is not None]
+            try:
+                await asyncio.to_thread(_fsync_all, dirty)
+                self._journal_records(records, fsync=False)
+                await asyncio.to_thread(self.journal.fsync)
+            except (OSError, StorageUnavailable) as exc:
+                # After a failed fsync the kernel may have dropped the dirty pages: nothing written
+                # since the last good round can be trusted, so stop acknowledging until a restart
+                # (whose recovery cuts the staging files back to the last journaled sizes).
+                self._broken = f"fsync failed, restart the collector: {exc}"
+                self.metrics.storage_errors.inc()
+                log.error("fsync failed; refusing writes until restart", error=str(exc))
+                for fut in waiters:
+                    if not fut.done():
+                        fut.set_exception(StorageUnavailable(self._broken))
+                continue
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+
+    # -------------------------------------------------------------------------- rolling
+
+    async def maintain(self) -> None:
+        """Roll and publish due files; retry failed publications; compact the journal."""
+        now = time.monotonic()
+        if self.fsync and self._pending_records and not self._broken:
+            with contextlib.suppress(StorageUnavailable):
+                await self.commit()
+        busy = False
+        for writer in self.writers:
+            writer.due(now)
+            if writer.to_publish:
+                busy = True
+        if busy:
+            await asyncio.to_thread(self._publish_all)
+        if self.journal.wants_compaction and not self._pending_records:
+            live = {f"{w.name}/{s.relpath}": s.journaled for w in self.writers for s in w.open_files.values()}
+            await asyncio.to_thread(self.journal.compact, live)
+        self.metrics.staging_bytes.set(
+            sum(s.size for w in self.writers for s in [*w.open_files.values(), *w.to_publish])
+        )
+
+    def _publish_all(self) -> None:
+        for writer in self.writers:
+            if writer.to_publish:
+                n = writer.publish_pending()
+                if n:
+                    self.metrics.files_published.labels(writer.name).inc(n)
+
+    def storage_problem(self) -> str | None:
+        """Why storage cannot take writes now (publication failing with a backlog), or None."""
+        if self._broken:
+            return self._broken
+        for writer in self.writers:
+            if not writer.healthy and writer.to_publish:
+                return f"destination {writer.name!r} cannot be written: {writer.stats.last_error}"
+        return None
+
+
+def _fsync_all(files: list[StagingFile]) -> None:
+    import os
+
+    for staging in files:
+        handle = staging.handle
+        if handle is not None:
+            with contextlib.suppress(ValueError):
+                os.fsync(handle.fileno())
+
+
+def state_dir_for(config: CollectorConfig) -> Path:
+    return config.resolved_state_dir()

@@ -1,0 +1,279 @@
+"""The partitioned writer: local staging files, rolled by size and age, published through fsspec.
+
+A partition's lines are appended to a staging file under the collector's ``state_dir``
+(``staging/<destination>/<partition>/<final name>``), never inside the store, so the store only
+ever holds complete files. When a staging file is old or big enough it is *published*: renamed
+into place for ``file://`` (copied, then renamed, across file systems) or uploaded for object
+stores, then removed. Publishing the same staging file twice writes the same final name, so a
+publish interrupted by a crash is simply done again at the next start.
+
+Durability is not decided here: `sync` flushes (and optionally fsyncs) what was written and
+reports each staging file's size, which the collector journals before it acknowledges.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import gzip
+import os
+import secrets
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import fsspec
+import structlog
+
+from ..errors import StorageUnavailable
+
+log = structlog.get_logger("logbridge.sinks")
+
+_seq_counter = 0
+
+
+def unique_file_name(suffix: str = ".ndjson") -> str:
+    """``events-20260122T101500Z-host-1234-9f8e7d6c-000001.ndjson``: unique across writers,
+    processes and restarts (time + host + pid + random + sequence)."""
+    global _seq_counter
+    _seq_counter += 1
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    host = socket.gethostname().split(".")[0][:32] or "host"
+    return f"events-{stamp}-{host}-{os.getpid()}-{secrets.token_hex(4)}-{_seq_counter:06d}{suffix}"
+
+
+@dataclass(eq=False)
+class StagingFile:
+    relpath: str  # "<partition>/<name>", also the final path under the destination root
+    path: Path
+    handle: BinaryIO | None
+    opened_at: float
+    size: int = 0  # bytes written
+    synced: int = 0  # bytes flushed and reported by the last sync
+    journaled: int = 0  # bytes the collector has made durable in its journal
+    dirty: bool = False
+    broken: bool = False
+
+
+@dataclass
+class PublishStats:
+    files: int = 0
+    bytes: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    last_failure_at: float = 0.0
+    pending: list[str] = field(default_factory=list)
+
+
+class PartitionedWriter:
+    """Staging files for one destination (or the dead letter), and their publication."""
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        staging_dir: Path,
+        *,
+        storage_options: dict[str, Any] | None = None,
+        max_bytes: int = 64 * 1024 * 1024,
+        max_age: float = 300.0,
+        compression: str = "none",
+    ):
+        self.name = name
+        self.url = url.rstrip("/")
+        self.staging_dir = staging_dir
+        self.max_bytes = max_bytes
+        self.max_age = max_age
+        self.compression = compression
+        self.fs, self.root = fsspec.core.url_to_fs(self.url, **(storage_options or {}))
+        self.local = "file" in _protocols(self.fs)
+        self.open_files: dict[str, StagingFile] = {}  # partition → current staging file
+        self.to_publish: list[StagingFile] = []  # closed, waiting for a (retried) publish
+        self.stats = PublishStats()
+        staging_dir.mkdir(parents=True, exist_ok=True)
+
+    # ---------------------------------------------------------------- writing (event loop)
+
+    def append(self, partition: str, data: bytes) -> StagingFile:
+        """Append whole lines to the partition's staging file; raises `StorageUnavailable`."""
+        staging = self.open_files.get(partition)
+        if staging is None or staging.broken:
+            staging = self._open(partition)
+        try:
+            assert staging.handle is not None
+            staging.handle.write(data)
+        except OSError as exc:
+            raise StorageUnavailable(f"{self.name}: cannot write staging file: {exc.strerror}") from exc
+        staging.size += len(data)
+        staging.dirty = True
+        return staging
+
+    def _open(self, partition: str) -> StagingFile:
+        relpath = f"{partition}/{unique_file_name()}"
+        path = self.staging_dir / relpath
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "ab", buffering=256 * 1024)  # noqa: SIM115 - lives across requests
+        except OSError as exc:
+            raise StorageUnavailable(f"{self.name}: cannot create staging file {path}: {exc.strerror}") from exc
+        staging = StagingFile(relpath, path, handle, time.monotonic())
+        self.open_files[partition] = staging
+        return staging
+
+    def rollback(self, staging: StagingFile, size: int) -> None:
+        """Undo a failed batch: cut the file back to ``size``, or retire it if even that fails."""
+        try:
+            assert staging.handle is not None
+            staging.handle.flush()
+        except (OSError, ValueError):
+            pass
+        try:
+            os.truncate(staging.path, size)
+            assert staging.handle is not None
+            staging.handle.seek(0, os.SEEK_END)
+            staging.size = size
+        except (OSError, ValueError, AssertionError):
+            # Leave it for start-up recovery, which cuts it to the journaled size.
+            staging.broken = True
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                staging.handle.close()  # type: ignore[union-attr]
+            staging.handle = None
+            for partition, open_staging in list(self.open_files.items()):
+                if open_staging is staging:
+                    del self.open_files[partition]
+
+    def flush_dirty(self) -> list[StagingFile]:
+        """Push buffered bytes to the OS; returns the files that had new bytes."""
+        dirty = [s for s in self.open_files.values() if s.dirty]
+        for staging in dirty:
+            try:
+                assert staging.handle is not None
+                staging.handle.flush()
+            except OSError as exc:
+                raise StorageUnavailable(f"{self.name}: cannot flush staging file: {exc.strerror}") from exc
+            staging.dirty = False
+            staging.synced = staging.size
+        return dirty
+
+    # ---------------------------------------------------------------- rolling and publishing
+
+    def due(self, now: float, force: bool = False) -> list[StagingFile]:
+        """Close and queue the staging files due for publication (only fully journaled ones)."""
+        rolled = []
+        for partition, staging in list(self.open_files.items()):
+            if staging.journaled < staging.size:
+                continue  # part of it is not acknowledged yet: roll at the next tick
+            if force or staging.size >= self.max_bytes or now - staging.opened_at >= self.max_age:
+                if staging.size == 0 and not force:
+                    continue
+                del self.open_files[partition]
+                with contextlib.suppress(OSError):
+                    assert staging.handle is not None
+                    staging.handle.close()
+                staging.handle = None
+                rolled.append(staging)
+        self.to_publish.extend(s for s in rolled if s.size > 0)
+        for staging in rolled:
+            if staging.size == 0:
+                with contextlib.suppress(OSError):
+                    staging.path.unlink()
+        return rolled
+
+    def publish_pending(self) -> int:
+        """Publish every queued file (runs in a worker thread). Failures stay queued."""
+        done = 0
+        remaining = []
+        for staging in self.to_publish:
+            try:
+                self.publish(staging.path, staging.relpath)
+            except OSError as exc:
+                remaining.append(staging)
+                self.stats.failures += 1
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                self.stats.last_failure_at = time.monotonic()
+                log.warning("publish failed, will retry", destination=self.name, file=staging.relpath,
+                            error=self.stats.last_error)
+            else:
+                done += 1
+                self.stats.last_error = None
+        self.to_publish = remaining
+        return done
+
+    @property
+    def healthy(self) -> bool:
+        return self.stats.last_error is None
+
+    def publish(self, source: Path, relpath: str) -> str:
+        """Publish one complete staging file to ``{root}/{relpath}``; idempotent."""
+        upload = source
+        if self.compression == "gzip":
+            relpath += ".gz"
+            upload = source.with_name(source.name + ".gz.tmp")
+            with open(source, "rb") as src, open(upload, "wb") as raw, gzip.GzipFile(
+                filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0
+            ) as gz:
+                shutil.copyfileobj(src, gz, 1024 * 1024)
+        target = f"{self.root}/{relpath}"
+        size = upload.stat().st_size
+        if self.local:
+            self._publish_local(upload, Path(target))
+        else:
+            parent = target.rsplit("/", 1)[0]
+            with contextlib.suppress(OSError, FileExistsError, NotImplementedError):
+                self.fs.makedirs(parent, exist_ok=True)
+            self.fs.put_file(str(upload), target)
+        if upload != source:
+            source.unlink(missing_ok=True)
+        upload.unlink(missing_ok=True)
+        self.stats.files += 1
+        self.stats.bytes += size
+        log.info("published", destination=self.name, file=relpath, bytes=size)
+        return target
+
+    @staticmethod
+    def _publish_local(source: Path, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(source, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            # Another file system: copy beside the target under a hidden name, then rename, so a
+            # reader never sees half a file.
+            tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+            with open(source, "rb") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1024 * 1024)
+                dst.flush()
+                os.fsync(dst.fileno())
+            os.replace(tmp, target)
+            source.unlink()
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def leftover_staging(self) -> list[tuple[Path, str]]:
+        """Staging files left by an earlier process: (path, relpath)."""
+        found = []
+        for path in sorted(self.staging_dir.rglob("*")):
+            if path.is_file():
+                if path.name.endswith(".tmp"):
+                    path.unlink(missing_ok=True)
+                    continue
+                found.append((path, path.relative_to(self.staging_dir).as_posix()))
+        return found
+
+    def close(self) -> None:
+        for staging in self.open_files.values():
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                staging.handle.close()  # type: ignore[union-attr]
+        self.open_files.clear()
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    proto = fs.protocol
+    return (proto,) if isinstance(proto, str) else tuple(proto)
