@@ -57,7 +57,7 @@ class Journal:
         self._bytes = 0
 
     def _journal_path(self, generation: int) -> Path:
-        return self.dir / f"journal-{generation:08d}.ndjson"
+        return self.dir / f"journal-{generation:08d}.wal"
 
     def load(self) -> None:
         """Read the snapshot and replay the journal; a torn last record is ignored."""
