@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 def configure(config: Any, **variables: str) -> None:
     """Configure Python logging from a log4j 1.x ``.properties`` file, a ``.yaml``/``.json``
     dictConfig file, or a dictConfig dict. See `logbridge.log4j.configure`."""
-    from .log4j import configure as _configure
+    from .log4j import configure as _configure  # type: ignore[attr-defined,unused-ignore]
 
     _configure(config, **variables)
 

@@ -19,13 +19,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("64MiB", 64 * 1024**2), ("1MB", 1_000_000), ("4096", 4096), (4096, 4096), ("1.5KiB", 1536), ("2 GiB", 2 * 1024**3)],
+    [
+        ("64MiB", 64 * 1024**2),
+        ("1MB", 1_000_000),
+        ("4096", 4096),
+        (4096, 4096),
+        ("1.5KiB", 1536),
+        ("2 GiB", 2 * 1024**3),
+    ],
 )
 def test_sizes(text: object, expected: int) -> None:
     assert parse_size(text) == expected  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("text", "expected"), [("200ms", 0.2), ("5m", 300.0), ("1s", 1.0), (3, 3.0), ("2h", 7200.0)])
+@pytest.mark.parametrize(
+    ("text", "expected"), [("200ms", 0.2), ("5m", 300.0), ("1s", 1.0), (3, 3.0), ("2h", 7200.0)]
+)
 def test_durations(text: object, expected: float) -> None:
     assert parse_duration(text) == pytest.approx(expected)  # type: ignore[arg-type]
 
@@ -70,7 +79,9 @@ def test_every_problem_is_named_with_its_key(tmp_path: Path) -> None:
     assert "destinations[0].colour: unknown key" in text
 
 
-def test_missing_token_env_names_the_variable_not_a_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_token_env_names_the_variable_not_a_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("LB_NOT_SET", raising=False)
     path = tmp_path / "c.yaml"
     path.write_text(
@@ -86,7 +97,10 @@ def test_cli_bad_config_is_one_message_and_exit_2(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("listen: [not, a, mapping\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "logbridge", "collect", "--config", str(path)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "logbridge", "collect", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

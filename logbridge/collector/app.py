@@ -60,7 +60,9 @@ class CollectorApp:
                 payload = generate_latest(self.collector.metrics.registry)
                 await _send(send, 200, payload, CONTENT_TYPE_LATEST.encode())
             else:
-                await _respond(send, 404, {"error": f"no such path {path}; POST /events, GET /healthz, /metrics"})
+                await _respond(
+                    send, 404, {"error": f"no such path {path}; POST /events, GET /healthz, /metrics"}
+                )
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -105,14 +107,20 @@ class CollectorApp:
         if not ok:
             self.collector.metrics.auth_failures.inc()
             self._audit_auth_failure(reason, orig_address, node)
-            await _respond(send, 401, {"error": "missing or invalid bearer token"},
-                           extra=[(b"www-authenticate", b'Bearer realm="logbridge"')])
+            await _respond(
+                send,
+                401,
+                {"error": "missing or invalid bearer token"},
+                extra=[(b"www-authenticate", b'Bearer realm="logbridge"')],
+            )
             return 401
 
         limit = self.limits.max_body_bytes
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _respond(send, 413, {"error": f"body of {int(declared)} bytes is over the limit of {limit}"})
+            await _respond(
+                send, 413, {"error": f"body of {int(declared)} bytes is over the limit of {limit}"}
+            )
             return 413
         raw = await _read_body(receive, limit)
         if raw is None:
@@ -149,16 +157,25 @@ class CollectorApp:
         try:
             result = self.collector.ingest(items, ctx, time.time())
             if result.high_water is not None:
-                await _respond(send, 409, {"error": "range overlaps what is stored; resume from high_water",
-                                           "high_water": result.high_water})
+                await _respond(
+                    send,
+                    409,
+                    {
+                        "error": "range overlaps what is stored; resume from high_water",
+                        "high_water": result.high_water,
+                    },
+                )
                 return 409
             await self.collector.commit()
         except StorageUnavailable as exc:
             log.error("storage unavailable", error=str(exc))
             await _respond(send, 503, {"error": str(exc)}, extra=[(b"retry-after", RETRY_AFTER)])
             return 503
-        answer: dict[str, Any] = {"accepted": result.accepted, "invalid": result.invalid,
-                                  "duplicate": result.duplicate}
+        answer: dict[str, Any] = {
+            "accepted": result.accepted,
+            "invalid": result.invalid,
+            "duplicate": result.duplicate,
+        }
         if result.reasons:
             answer["reasons"] = result.reasons
         await _respond(send, 200, answer)
@@ -172,8 +189,12 @@ class CollectorApp:
         self._authfail_window = (second, count)
         if count > _AUTHFAIL_EVENTS_PER_SECOND:
             return  # counted in logbridge_auth_failures; a flood must not fill the store
-        event: dict[str, Any] = {"msgType": "collector-auth-failure", "reason": reason,
-                                 "origAddress": orig_address, "path": "/events"}
+        event: dict[str, Any] = {
+            "msgType": "collector-auth-failure",
+            "reason": reason,
+            "origAddress": orig_address,
+            "path": "/events",
+        }
         if node:
             event["node"] = node
         log.warning("authentication failed", reason=reason, orig_address=orig_address, node=node)
@@ -222,13 +243,19 @@ async def _read_body(receive: Any, limit: int) -> bytes | None:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _respond(send: Any, status: int, payload: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
-                   ) -> None:
+async def _respond(
+    send: Any, status: int, payload: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     await _send(send, status, orjson.dumps(payload), b"application/json", extra)
 
 
-async def _send(send: Any, status: int, payload: bytes, content_type: bytes,
-                extra: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _send(
+    send: Any,
+    status: int,
+    payload: bytes,
+    content_type: bytes,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     headers = [(b"content-type", content_type), (b"content-length", str(len(payload)).encode())]
     if extra:
         headers.extend(extra)

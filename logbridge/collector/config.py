@@ -74,7 +74,9 @@ class Destination(StrictModel):
     @model_validator(mode="after")
     def _path_or_layout(self) -> Destination:
         layout_keys = [
-            k for k in ("partitioning", "folder_by_topic", "folder_by_routing_key") if getattr(self, k) is not None
+            k
+            for k in ("partitioning", "folder_by_topic", "folder_by_routing_key")
+            if getattr(self, k) is not None
         ]
         if self.path is not None and layout_keys:
             raise ValueError(
@@ -90,7 +92,9 @@ class Destination(StrictModel):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (expected an IANA name such as UTC or Europe/Paris)") from None
+            raise ValueError(
+                f"unknown time zone {value!r} (expected an IANA name such as UTC or Europe/Paris)"
+            ) from None
         return value
 
     def path_template(self) -> str:
@@ -102,7 +106,9 @@ class Destination(StrictModel):
             parts.append("{topic}")
         if self.folder_by_routing_key is not False:
             parts.append("{routing_key}")
-        parts.append({"hour": "%Y/%m/%d/%H", "day": "%Y/%m/%d", "month": "%Y/%m"}[self.partitioning or "hour"])
+        parts.append(
+            {"hour": "%Y/%m/%d/%H", "day": "%Y/%m/%d", "month": "%Y/%m"}[self.partitioning or "hour"]
+        )
         return "/".join(parts)
 
     def accepts(self, topic: str, routing_key: str | None) -> bool:

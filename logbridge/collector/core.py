@@ -220,8 +220,16 @@ class Collector:
             line = envelope.stored_line(u, ctx.orig_address, server_ts)
             if not routes:
                 unrouted += 1
-                dead.append(self._dead_line(line, "unrouted", f"no destination takes topic {u.topic!r}", ctx,
-                                            server_ts, stored=True))
+                dead.append(
+                    self._dead_line(
+                        line,
+                        "unrouted",
+                        f"no destination takes topic {u.topic!r}",
+                        ctx,
+                        server_ts,
+                        stored=True,
+                    )
+                )
                 continue
             epoch = None
             for route in routes:
@@ -254,8 +262,12 @@ class Collector:
     def _dead_line(
         self, item: Any, reason: str, detail: str, ctx: RequestContext, server_ts: str, stored: bool = False
     ) -> bytes:
-        record: dict[str, Any] = {"reason": reason, "detail": detail, "origAddress": ctx.orig_address,
-                                  "serverTimestamp": server_ts}
+        record: dict[str, Any] = {
+            "reason": reason,
+            "detail": detail,
+            "origAddress": ctx.orig_address,
+            "serverTimestamp": server_ts,
+        }
         if ctx.node:
             record["node"] = ctx.node
         if stored:

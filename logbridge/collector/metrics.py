@@ -13,25 +13,42 @@ class Metrics:
         self.events_out = Counter(
             "logbridge_events_out", "Stored lines written, by destination", ["destination"], registry=r
         )
-        self.invalid = Counter("logbridge_events_invalid", "Invalid lines sent to the dead letter, by reason",
-                               ["reason"], registry=r)
-        self.unrouted = Counter("logbridge_events_unrouted", "Events no destination takes (dead letter)", registry=r)
-        self.dead_lettered = Counter("logbridge_dead_letter_lines", "Lines written to the dead letter", registry=r)
-        self.duplicates = Counter("logbridge_duplicate_batches", "Batches whose range was already stored",
-                                  registry=r)
-        self.bytes_in = Counter("logbridge_request_bytes", "Request body bytes received (as sent)", registry=r)
-        self.requests = Counter("logbridge_requests", "Requests by path and status", ["path", "status"], registry=r)
-        self.auth_failures = Counter("logbridge_auth_failures", "Requests refused for a bad or missing token",
-                                     registry=r)
-        self.storage_errors = Counter("logbridge_storage_errors", "Writes refused because storage failed",
-                                      registry=r)
-        self.files_published = Counter("logbridge_files_published", "Files published, by destination",
-                                       ["destination"], registry=r)
+        self.invalid = Counter(
+            "logbridge_events_invalid",
+            "Invalid lines sent to the dead letter, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.unrouted = Counter(
+            "logbridge_events_unrouted", "Events no destination takes (dead letter)", registry=r
+        )
+        self.dead_lettered = Counter(
+            "logbridge_dead_letter_lines", "Lines written to the dead letter", registry=r
+        )
+        self.duplicates = Counter(
+            "logbridge_duplicate_batches", "Batches whose range was already stored", registry=r
+        )
+        self.bytes_in = Counter(
+            "logbridge_request_bytes", "Request body bytes received (as sent)", registry=r
+        )
+        self.requests = Counter(
+            "logbridge_requests", "Requests by path and status", ["path", "status"], registry=r
+        )
+        self.auth_failures = Counter(
+            "logbridge_auth_failures", "Requests refused for a bad or missing token", registry=r
+        )
+        self.storage_errors = Counter(
+            "logbridge_storage_errors", "Writes refused because storage failed", registry=r
+        )
+        self.files_published = Counter(
+            "logbridge_files_published", "Files published, by destination", ["destination"], registry=r
+        )
         self.latency = Histogram(
             "logbridge_request_seconds",
             "POST /events latency until the batch is durable",
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=r,
         )
-        self.staging_bytes = Gauge("logbridge_staging_bytes", "Bytes in staging files not yet published",
-                                   registry=r)
+        self.staging_bytes = Gauge(
+            "logbridge_staging_bytes", "Bytes in staging files not yet published", registry=r
+        )

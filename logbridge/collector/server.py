@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -33,16 +34,22 @@ def run(config_path: str | os.PathLike[str]) -> None:
     config = load(config_path)
     app = build_app(config)
     tls = config.tls
-    ssl_kwargs = {}
+    ssl_kwargs: dict[str, Any] = {}
     if tls is not None:
         import ssl
 
         ssl_kwargs = {"ssl_certfile": tls.cert, "ssl_keyfile": tls.key}
         if tls.client_ca:
             ssl_kwargs |= {"ssl_ca_certs": tls.client_ca, "ssl_cert_reqs": ssl.CERT_REQUIRED}
-    log.info("collector starting", config=str(Path(config_path)), host=config.listen.host,
-             port=config.listen.port, state_dir=str(app.collector.state_dir), durability=config.durability,
-             destinations=[d.name for d in config.destinations])
+    log.info(
+        "collector starting",
+        config=str(Path(config_path)),
+        host=config.listen.host,
+        port=config.listen.port,
+        state_dir=str(app.collector.state_dir),
+        durability=config.durability,
+        destinations=[d.name for d in config.destinations],
+    )
     server_config = uvicorn.Config(
         app,
         host=config.listen.host,

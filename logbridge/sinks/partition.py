@@ -58,7 +58,8 @@ class PartitionPaths:
                 when.strftime(self.template)
                 .replace("{topic}", sanitize_segment(topic))
                 .replace(
-                    "{routing_key}", sanitize_segment(routing_key) if routing_key is not None else self.placeholder
+                    "{routing_key}",
+                    sanitize_segment(routing_key) if routing_key is not None else self.placeholder,
                 )
             )
             self._cache[key] = path

@@ -118,7 +118,9 @@ class PartitionedWriter:
             path.parent.mkdir(parents=True, exist_ok=True)
             handle = open(path, "ab", buffering=256 * 1024)  # noqa: SIM115 - lives across requests
         except OSError as exc:
-            raise StorageUnavailable(f"{self.name}: cannot create staging file {path}: {exc.strerror}") from exc
+            raise StorageUnavailable(
+                f"{self.name}: cannot create staging file {path}: {exc.strerror}"
+            ) from exc
         staging = StagingFile(relpath, path, handle, time.monotonic())
         self.open_files[partition] = staging
         return staging
@@ -194,8 +196,12 @@ class PartitionedWriter:
                 self.stats.failures += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 self.stats.last_failure_at = time.monotonic()
-                log.warning("publish failed, will retry", destination=self.name, file=staging.relpath,
-                            error=self.stats.last_error)
+                log.warning(
+                    "publish failed, will retry",
+                    destination=self.name,
+                    file=staging.relpath,
+                    error=self.stats.last_error,
+                )
             else:
                 done += 1
                 self.stats.last_error = None
@@ -212,9 +218,11 @@ class PartitionedWriter:
         if self.compression == "gzip":
             relpath += ".gz"
             upload = source.with_name(source.name + ".gz.tmp")
-            with open(source, "rb") as src, open(upload, "wb") as raw, gzip.GzipFile(
-                filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0
-            ) as gz:
+            with (
+                open(source, "rb") as src,
+                open(upload, "wb") as raw,
+                gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as gz,
+            ):
                 shutil.copyfileobj(src, gz, 1024 * 1024)
         target = f"{self.root}/{relpath}"
         size = upload.stat().st_size

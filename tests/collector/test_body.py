@@ -49,5 +49,5 @@ def test_split_forms() -> None:
     pretty = orjson.dumps({"loggerName": "x", "message": "m"}, option=orjson.OPT_INDENT_2)
     assert body.split(pretty, "application/json; charset=UTF-8") == [{"loggerName": "x", "message": "m"}]
     assert body.split(b"  \n", None) == []
-    items = body.split(b"[1, {\"a\": 2}]", None)
+    items = body.split(b'[1, {"a": 2}]', None)
     assert isinstance(items[0], body.Invalid) and items[1] == {"a": 2}

@@ -35,8 +35,11 @@ def test_log4j_file_envelope() -> None:
 
 
 def test_event_server_envelope_keeps_original_fields() -> None:
-    es = {"clientEvent": {"msgType": "logout", "topic": "generic"}, "origAddress": "127.0.0.1",
-          "serverTimestamp": "2020-03-17T19:15:30.609+0100"}
+    es = {
+        "clientEvent": {"msgType": "logout", "topic": "generic"},
+        "origAddress": "127.0.0.1",
+        "serverTimestamp": "2020-03-17T19:15:30.609+0100",
+    }
     line = store(es)
     assert line["origAddress"] == "127.0.0.1"
     assert line["serverTimestamp"] == "2020-03-17T19:15:30.609+0100"
@@ -47,10 +50,14 @@ def test_event_server_envelope_keeps_original_fields() -> None:
 
 
 def test_log4j2_json_layout_with_message_string() -> None:
-    obj = {"loggerName": "dku.audit.apinode-query", "level": "INFO", "thread": "main",
-           "instant": {"epochSecond": 1584468930, "nanoOfSecond": 609000000},
-           "contextMap": {"user": "bob"},
-           "message": "{\"msgType\":\"prediction-query\",\"routingKey\":\"churn-svc\"}"}
+    obj = {
+        "loggerName": "dku.audit.apinode-query",
+        "level": "INFO",
+        "thread": "main",
+        "instant": {"epochSecond": 1584468930, "nanoOfSecond": 609000000},
+        "contextMap": {"user": "bob"},
+        "message": '{"msgType":"prediction-query","routingKey":"churn-svc"}',
+    }
     u = envelope.unwrap(obj)
     assert u.topic == "apinode-query" and u.routing_key == "churn-svc"
     assert u.event == {"msgType": "prediction-query", "routingKey": "churn-svc"}
@@ -69,8 +76,12 @@ def test_topic_precedence_and_dead_letter_without_topic() -> None:
 
 
 def test_routing_key_precedence() -> None:
-    assert envelope.unwrap({"msgType": "x", "routingKey": "ev"}, header_topic="t",
-                           header_routing_key="hdr").routing_key == "ev"
+    assert (
+        envelope.unwrap(
+            {"msgType": "x", "routingKey": "ev"}, header_topic="t", header_routing_key="hdr"
+        ).routing_key
+        == "ev"
+    )
     assert envelope.unwrap({"msgType": "x"}, header_topic="t", header_routing_key="hdr").routing_key == "hdr"
     assert envelope.unwrap({"msgType": "x"}, header_topic="t").routing_key is None
 
@@ -109,9 +120,14 @@ def test_invalid_utf8_has_its_own_reason() -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -133,13 +149,19 @@ events = st.dictionaries(st.text(min_size=1, max_size=10), json_values, max_size
 )
 
 
-@given(events, st.sampled_from(["generic", "authfail", "apinode-query"]),
-       st.dictionaries(st.sampled_from(["mdc", "callTime", "severity", "timestamp"]), json_values, max_size=4),
-       st.booleans())
+@given(
+    events,
+    st.sampled_from(["generic", "authfail", "apinode-query"]),
+    st.dictionaries(st.sampled_from(["mdc", "callTime", "severity", "timestamp"]), json_values, max_size=4),
+    st.booleans(),
+)
 @settings(max_examples=200)
 def test_log4j_wrap_unwrap_round_trips(event: dict, topic: str, extra: dict, as_string: bool) -> None:
-    incoming = {**extra, "logger": f"dku.audit.{topic}",
-                "message": orjson.dumps(event).decode() if as_string else event}
+    incoming = {
+        **extra,
+        "logger": f"dku.audit.{topic}",
+        "message": orjson.dumps(event).decode() if as_string else event,
+    }
     line = orjson.loads(envelope.stored_line(envelope.unwrap(incoming), "h", "t"))
     assert line["topic"] == topic
     restored = envelope.restore(line)

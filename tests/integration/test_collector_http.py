@@ -38,8 +38,11 @@ def fast(collector: Callable[..., Any], tmp_path: Path) -> Any:
 
 
 def test_ndjson_log4j_lands_in_event_hour_partition(fast: Any, wait_for: Any, read_local_store: Any) -> None:
-    r = httpx.post(fast.events_url, content=(LOG4J_LINE + "\n") * 3,
-                   headers={"content-type": "application/x-ndjson", "x-logbridge-node": "design-1"})
+    r = httpx.post(
+        fast.events_url,
+        content=(LOG4J_LINE + "\n") * 3,
+        headers={"content-type": "application/x-ndjson", "x-logbridge-node": "design-1"},
+    )
     assert r.status_code == 200, r.text
     assert r.json() == {"accepted": 3, "invalid": 0, "duplicate": False}
     files = wait_for(lambda: read_local_store(fast.store), 10, "a published file")
@@ -51,21 +54,36 @@ def test_ndjson_log4j_lands_in_event_hour_partition(fast: Any, wait_for: Any, re
     assert line["origAddress"] == "127.0.0.1"
 
 
-def test_log4j2_style_post_json_crlf_charset_and_gzip_zstd(fast: Any, wait_for: Any, read_local_store: Any) -> None:
-    l2 = {"loggerName": "dku.audit.apinode-query", "level": "INFO", "thread": "main", "timeMillis": 1584468930609,
-          "contextMap": {}, "message": json.dumps({"msgType": "prediction-query", "routingKey": "churn"})}
+def test_log4j2_style_post_json_crlf_charset_and_gzip_zstd(
+    fast: Any, wait_for: Any, read_local_store: Any
+) -> None:
+    l2 = {
+        "loggerName": "dku.audit.apinode-query",
+        "level": "INFO",
+        "thread": "main",
+        "timeMillis": 1584468930609,
+        "contextMap": {},
+        "message": json.dumps({"msgType": "prediction-query", "routingKey": "churn"}),
+    }
     pretty = json.dumps(l2, indent=2).replace("\n", "\r\n").encode()
-    r = httpx.post(fast.events_url, content=pretty, headers={"content-type": "application/json; charset=UTF-8"})
+    r = httpx.post(
+        fast.events_url, content=pretty, headers={"content-type": "application/json; charset=UTF-8"}
+    )
     assert r.json()["accepted"] == 1, r.text
     body = (LOG4J_LINE + "\r\n").encode() * 2
     r = httpx.post(fast.events_url, content=gzip.compress(body), headers={"content-encoding": "gzip"})
     assert r.json()["accepted"] == 2
-    r = httpx.post(fast.events_url, content=zstandard.ZstdCompressor().compress(body),
-                   headers={"content-encoding": "zstd"})
+    r = httpx.post(
+        fast.events_url,
+        content=zstandard.ZstdCompressor().compress(body),
+        headers={"content-encoding": "zstd"},
+    )
     assert r.json()["accepted"] == 2
     r = httpx.post(fast.events_url, content=json.dumps([json.loads(LOG4J_LINE)] * 2))
     assert r.json()["accepted"] == 2
-    files = wait_for(lambda: (f := read_local_store(fast.store)) and len(all_lines(f)) == 7 and f, 10, "7 lines")
+    files = wait_for(
+        lambda: (f := read_local_store(fast.store)) and len(all_lines(f)) == 7 and f, 10, "7 lines"
+    )
     api = [p for p in files if p.startswith("apinode-query/churn/2020/03/17/")]
     assert api, sorted(files)
 
@@ -75,15 +93,30 @@ def test_bad_lines_go_to_dead_letter_and_good_ones_are_stored(
 ) -> None:
     c = collector(destinations=[dest(f"file://{tmp_path / 's'}")], limits={"max_event_bytes": "2KiB"})
     deep = '{"a":' * 80 + "1" + "}" * 80
-    body = "\n".join([LOG4J_LINE, "{not json", deep, '{"msgType":"no-topic-anywhere"}',
-                      '{"msgType":"x","topic":"generic","pad":"' + "x" * 3000 + '"}', "[1,2]", LOG4J_LINE]).encode()
+    body = "\n".join(
+        [
+            LOG4J_LINE,
+            "{not json",
+            deep,
+            '{"msgType":"no-topic-anywhere"}',
+            '{"msgType":"x","topic":"generic","pad":"' + "x" * 3000 + '"}',
+            "[1,2]",
+            LOG4J_LINE,
+        ]
+    ).encode()
     body += b'\n{"msgType":"\xff\xfe","topic":"generic"}\n'
     r = httpx.post(c.events_url, content=body)
     assert r.status_code == 200
     answer = r.json()
     assert answer["accepted"] == 2 and answer["invalid"] == 6
-    assert answer["reasons"] == {"invalid-json": 1, "too-deep": 1, "no-topic": 1, "too-large": 1,
-                                 "not-an-object": 1, "invalid-utf8": 1}
+    assert answer["reasons"] == {
+        "invalid-json": 1,
+        "too-deep": 1,
+        "no-topic": 1,
+        "too-large": 1,
+        "not-an-object": 1,
+        "invalid-utf8": 1,
+    }
     c.stop()
     dead = all_lines(read_local_store(c.dead_letter))
     assert sorted(d["reason"] for d in dead) == sorted(answer["reasons"])
@@ -95,8 +128,11 @@ def test_bad_lines_go_to_dead_letter_and_good_ones_are_stored(
 def test_auth_401_writes_authfail_event_and_never_logs_token(
     collector: Callable[..., Any], tmp_path: Path, read_local_store: Any
 ) -> None:
-    c = collector(auth={"tokens": [{"name": "node-a", "token_env": "LB_TEST_TOKEN"}]},
-                  env={"LB_TEST_TOKEN": "tok-SECRET-123"}, destinations=[dest(f"file://{tmp_path / 's'}")])
+    c = collector(
+        auth={"tokens": [{"name": "node-a", "token_env": "LB_TEST_TOKEN"}]},
+        env={"LB_TEST_TOKEN": "tok-SECRET-123"},
+        destinations=[dest(f"file://{tmp_path / 's'}")],
+    )
     assert httpx.post(c.events_url, content=LOG4J_LINE).status_code == 401
     r = httpx.post(c.events_url, content=LOG4J_LINE, headers={"authorization": "Bearer wrong-SECRET-456"})
     assert r.status_code == 401
@@ -106,7 +142,9 @@ def test_auth_401_writes_authfail_event_and_never_logs_token(
     lines = all_lines(read_local_store(c.store))
     fails = [line for line in lines if line["topic"] == "authfail"]
     assert sorted(f["clientEvent"]["reason"] for f in fails) == ["bad-token", "missing-token"]
-    everything = "".join(p.read_text() for p in c.home.rglob("*") if p.is_file() and p.suffix in (".log", ".ndjson"))
+    everything = "".join(
+        p.read_text() for p in c.home.rglob("*") if p.is_file() and p.suffix in (".log", ".ndjson")
+    )
     assert "SECRET" not in everything
 
 
@@ -130,16 +168,25 @@ def test_idempotent_ranges_survive_restart(
     hdr = {"x-logbridge-source": "node-a:file-1"}
     body = (LOG4J_LINE + "\n").encode()
     assert httpx.post(c.events_url, content=body, headers={**hdr, "x-logbridge-range": "0-100"}).json() == {
-        "accepted": 1, "invalid": 0, "duplicate": False}
+        "accepted": 1,
+        "invalid": 0,
+        "duplicate": False,
+    }
     dup = httpx.post(c.events_url, content=body, headers={**hdr, "x-logbridge-range": "0-100"})
     assert dup.status_code == 200 and dup.json() == {"accepted": 0, "invalid": 0, "duplicate": True}
     c.kill()
     c.start()
-    assert httpx.post(c.events_url, content=body, headers={**hdr, "x-logbridge-range": "0-100"}).json()["duplicate"]
+    assert httpx.post(c.events_url, content=body, headers={**hdr, "x-logbridge-range": "0-100"}).json()[
+        "duplicate"
+    ]
     overlap = httpx.post(c.events_url, content=body, headers={**hdr, "x-logbridge-range": "50-150"})
     assert overlap.status_code == 409 and overlap.json()["high_water"] == 100
-    assert httpx.post(c.events_url, content=body, headers={**hdr, "x-logbridge-range": "100-200"}).json()[
-        "accepted"] == 1
+    assert (
+        httpx.post(c.events_url, content=body, headers={**hdr, "x-logbridge-range": "100-200"}).json()[
+            "accepted"
+        ]
+        == 1
+    )
     bad = httpx.post(c.events_url, content=body, headers={**hdr, "x-logbridge-range": "9-1"})
     assert bad.status_code == 400
     c.stop()
@@ -149,12 +196,20 @@ def test_idempotent_ranges_survive_restart(
 def test_routing_filters_several_destinations_and_unrouted(
     collector: Callable[..., Any], tmp_path: Path, read_local_store: Any
 ) -> None:
-    c = collector(destinations=[
-        dest(f"file://{tmp_path / 'api'}", name="api", topics=["apinode-query"], routing_keys=["churn"]),
-        dest(f"file://{tmp_path / 'all'}", name="all", topics=["apinode-query", "generic"]),
-        dest(f"file://{tmp_path / 'daily'}", name="daily", partitioning="day", folder_by_routing_key=False,
-             compression="gzip", partition_time="server"),
-    ])
+    c = collector(
+        destinations=[
+            dest(f"file://{tmp_path / 'api'}", name="api", topics=["apinode-query"], routing_keys=["churn"]),
+            dest(f"file://{tmp_path / 'all'}", name="all", topics=["apinode-query", "generic"]),
+            dest(
+                f"file://{tmp_path / 'daily'}",
+                name="daily",
+                partitioning="day",
+                folder_by_routing_key=False,
+                compression="gzip",
+                partition_time="server",
+            ),
+        ]
+    )
     events = [
         {"msgType": "prediction-query", "topic": "apinode-query", "routingKey": "churn"},
         {"msgType": "prediction-query", "topic": "apinode-query", "routingKey": "fraud"},
@@ -162,7 +217,9 @@ def test_routing_filters_several_destinations_and_unrouted(
     ]
     r = httpx.post(c.events_url, content=b"\n".join(orjson.dumps(e) for e in events))
     assert r.json()["accepted"] == 3
-    r = httpx.post(c.events_url, content=b'{"msgType":"x"}', headers={"x-audit-topic": "compute-resource-usage"})
+    r = httpx.post(
+        c.events_url, content=b'{"msgType":"x"}', headers={"x-audit-topic": "compute-resource-usage"}
+    )
     assert r.json()["accepted"] == 1  # the 'daily' destination takes every topic
     c.stop()
     api = read_local_store(tmp_path / "api")
@@ -212,8 +269,11 @@ def test_storage_failure_is_503_with_retry_after_and_nothing_lost(
         shutil.rmtree(root)
     root.write_text("not a directory")
     assert httpx.post(c.events_url, content=LOG4J_LINE).status_code == 200  # durable in staging
-    r = wait_for(lambda: (x := httpx.post(c.events_url, content=LOG4J_LINE)).status_code == 503 and x, 10,
-                 "503 once publishing fails")
+    r = wait_for(
+        lambda: (x := httpx.post(c.events_url, content=LOG4J_LINE)).status_code == 503 and x,
+        10,
+        "503 once publishing fails",
+    )
     assert r.headers["retry-after"]
     assert httpx.get(c.base_url + "/healthz").status_code == 503
     root.unlink()
@@ -234,11 +294,15 @@ def test_staging_failure_is_503(collector: Callable[..., Any], tmp_path: Path) -
     assert httpx.post(c.events_url, content=LOG4J_LINE).status_code == 200
 
 
-def test_fsync_durability_and_metrics(collector: Callable[..., Any], tmp_path: Path, read_local_store: Any) -> None:
+def test_fsync_durability_and_metrics(
+    collector: Callable[..., Any], tmp_path: Path, read_local_store: Any
+) -> None:
     c = collector(durability="fsync", destinations=[dest(f"file://{tmp_path / 's'}")])
     with httpx.Client() as client:
         for i in range(20):
-            r = client.post(c.events_url, content=orjson.dumps({"msgType": "m", "topic": "generic", "seq": i}))
+            r = client.post(
+                c.events_url, content=orjson.dumps({"msgType": "m", "topic": "generic", "seq": i})
+            )
             assert r.json()["accepted"] == 1
         metrics = client.get(c.base_url + "/metrics").text
     assert 'logbridge_events_in_total{topic="generic"} 20.0' in metrics
@@ -246,4 +310,6 @@ def test_fsync_durability_and_metrics(collector: Callable[..., Any], tmp_path: P
     c.kill()  # acknowledged under fsync: a SIGKILL loses nothing
     c.start()
     c.stop()
-    assert sorted(line["clientEvent"]["seq"] for line in all_lines(read_local_store(c.store))) == list(range(20))
+    assert sorted(line["clientEvent"]["seq"] for line in all_lines(read_local_store(c.store))) == list(
+        range(20)
+    )
