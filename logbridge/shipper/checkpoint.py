@@ -1,0 +1,97 @@
+"""Per-file offsets that survive SIGKILL: written to a temp file, fsynced, renamed over the old
+one, and the directory fsynced, so that a crash leaves either the old or the new file whole.
+
+An offset is only ever the end of a batch the collector answered 2xx (or reported as already
+stored), so resuming from it can re-send but never skip. Entries are keyed by the collector's
+source id and carry the fingerprint, so a resumed offset is applied only to the bytes it was
+taken from (`identity.head_matches`). ``inflight`` is the end of a short batch that was being
+sent: a restart re-sends exactly that range, which the collector then answers as a duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import orjson
+
+log = logging.getLogger("logbridge.shipper")
+
+FILE_NAME = "checkpoints.json"
+VERSION = 1
+
+
+@dataclass(slots=True)
+class Entry:
+    source: str
+    path: str
+    dev: int
+    ino: int
+    head_len: int
+    head_hash: str
+    offset: int = 0  # acknowledged by the collector
+    inflight: int | None = None  # end of the short batch in flight, if any
+    size: int = 0  # file size when last looked at (for lag and for bytes lost)
+    seen: float = 0.0  # wall time the file was last seen
+
+    def lag(self) -> int:
+        return max(0, self.size - self.offset)
+
+
+class CheckpointStore:
+    """The checkpoint file of one state dir."""
+
+    def __init__(self, state_dir: str | os.PathLike[str]):
+        self.dir = Path(state_dir)
+        self.path = self.dir / FILE_NAME
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def load(self) -> dict[str, Entry]:
+        """Entries by source id. An unreadable file is set aside (never silently reused) and the
+        shipper starts over: the collector's high-water marks then stop any re-sent range from
+        being stored twice."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        try:
+            doc = orjson.loads(raw)
+            if doc.get("version") != VERSION:
+                raise ValueError(f"unknown checkpoint version {doc.get('version')!r}")
+            return {e["source"]: Entry(**e) for e in doc["files"]}
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            aside = self.path.with_name(f"{FILE_NAME}.corrupt-{int(time.time())}")
+            os.replace(self.path, aside)
+            log.error(
+                "checkpoint file %s is unreadable (%s); moved it to %s and starting over "
+                "(the collector drops ranges it already has)",
+                self.path,
+                exc,
+                aside,
+            )
+            return {}
+
+    def save(self, entries: dict[str, Entry]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        doc = {"version": VERSION, "files": [asdict(e) for e in entries.values()]}
+        data = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+        tmp = self.path.with_name(f".{FILE_NAME}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        dir_fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

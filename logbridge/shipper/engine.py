@@ -1,0 +1,483 @@
+"""The shipper's loop: discover files, resolve their identity, read batches, forward, checkpoint.
+
+One thread does the work, one batch at a time, round-robin over the open files: memory is one
+batch whatever the backlog, and a busy file cannot starve the others. File events (watchdog)
+only wake the loop; every decision is taken here, from ``stat``/``fstat`` and the bytes.
+
+Exactly once, end to end, rests on three things: an offset moves only after the collector's
+2xx (or its "already stored"); every batch names its source and byte range, so the collector
+drops what it already has (and says where to resume with 409); and a restarted shipper cuts the
+same ranges again (`batch`, `checkpoint`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from ..errors import LogbridgeError
+from .checkpoint import CheckpointStore, Entry
+from .config import ShipperConfig
+from .deadletter import DeadLetter
+from .discover import Watcher, match
+from .forward import Forwarder, Stopped
+from .identity import Fingerprint, fingerprint, head_matches
+from .metrics import Metrics
+from .tail import Batch, Tail
+
+log = logging.getLogger("logbridge.shipper")
+
+Key = tuple[int, int]  # (st_dev, st_ino)
+
+
+class StateDirBusy(LogbridgeError):
+    """Another shipper holds this state dir (two shippers would fight over the checkpoints)."""
+
+
+@dataclass
+class Totals:
+    lines: int = 0
+    bytes: int = 0
+    batches: int = 0
+    duplicates: int = 0
+    dead_lettered_lines: int = 0
+    oversized: int = 0
+    lost_bytes: int = 0
+    dead_letter_files: list[str] = field(default_factory=list)
+
+
+class Shipper:
+    def __init__(
+        self,
+        cfg: ShipperConfig,
+        *,
+        stop: threading.Event | None = None,
+        transport: httpx.BaseTransport | None = None,
+        metrics: Metrics | None = None,
+        on_ack: Callable[[int, int], None] | None = None,
+        on_start: Callable[[int], None] | None = None,
+    ):
+        self.cfg = cfg
+        self.stop = stop or threading.Event()
+        self.wake = threading.Event()
+        self.rescan = threading.Event()
+        self.metrics = metrics or Metrics()
+        self.on_ack = on_ack
+        self.on_start = on_start  # called with the backlog in bytes after the first scan
+        self.totals = Totals()
+        Path(cfg.state_dir).mkdir(parents=True, exist_ok=True)
+        self._lock_fd = _lock_state_dir(cfg.state_dir)
+        self.store = CheckpointStore(cfg.state_dir)
+        self.first_run = not self.store.exists()
+        self.entries: dict[str, Entry] = self.store.load()
+        self.tails: dict[Key, Tail] = {}
+        self.copies: dict[Key, str] = {}  # live copies of tailed files (same bytes): not shipped
+        self.pending: dict[str, float] = {}  # path → first seen; first line not complete yet
+        self.forwarder = Forwarder(
+            cfg.collector, cfg.node, self.stop, transport=transport, on_retry=self.metrics.retries.inc
+        )
+        self.dead_letter = DeadLetter(cfg.state_dir)
+        self.watcher = Watcher(list(cfg.inputs), self.wake, self.rescan)
+        self._dirty = False
+        self._last_save = 0.0
+        self._next_scan = 0.0
+        self._last_event_scan = 0.0
+
+    # ------------------------------------------------------------------------------------ loop
+
+    def run(self, *, once: bool = False) -> Totals:
+        """Ship until `stop` is set; with ``once``, until the files found at start are shipped."""
+        try:
+            if not once:
+                self.watcher.refresh()
+            self.scan(time.monotonic(), initial=True)
+            if self.on_start is not None:
+                self.on_start(self.backlog())
+            while not self.stop.is_set():
+                now = time.monotonic()
+                if not once and (
+                    now >= self._next_scan or (self.rescan.is_set() and now - self._last_event_scan >= 0.2)
+                ):
+                    self._last_event_scan = now
+                    self.rescan.clear()
+                    self.scan(now)
+                elif once and self.pending:
+                    self.scan(now, only_pending=True)
+                worked = False
+                for key, tail in list(self.tails.items()):
+                    if self.stop.is_set():
+                        break
+                    worked |= self.pump(key, tail, now, once)
+                self._maybe_save(now)
+                if once and not self.tails and not self.pending:
+                    break
+                if not worked:
+                    self.wake.wait(self.cfg.poll_interval)
+                    self.wake.clear()
+        except Stopped:
+            log.info("stopping: the batch in flight is re-sent (same range) on the next start")
+        finally:
+            self.close()
+        return self.totals
+
+    def close(self) -> None:
+        self.watcher.stop()
+        for tail in self.tails.values():
+            tail.close()
+        self.tails.clear()
+        self.save()
+        self.forwarder.close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def backlog(self) -> int:
+        """Bytes of the open files not yet acknowledged."""
+        return sum(max(0, t.size - t.entry.offset) for t in self.tails.values())
+
+    # ------------------------------------------------------------------------------- discovery
+
+    def scan(self, now: float, *, initial: bool = False, only_pending: bool = False) -> None:
+        """Match the globs; open new files, follow renamed ones, notice vanished ones."""
+        self._next_scan = now + (self.cfg.poll_interval if self.pending else self.cfg.scan_interval)
+        found = match(list(self.cfg.inputs))
+        if only_pending:
+            found = {p: i for p, i in found.items() if p in self.pending}
+        wall = time.time()
+        seen: set[Key] = set()
+        for path, index in found.items():
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue  # vanished between glob and stat
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                continue  # a second name (symlink, hard link) of a file already handled
+            seen.add(key)
+            tail = self.tails.get(key)
+            if tail is not None:
+                tail.path = tail.entry.path = path
+                tail.entry.seen = wall
+                continue
+            if key in self.copies:
+                continue
+            self._open(path, index, key, now, wall, initial)
+        if only_pending:
+            return
+        for key, tail in self.tails.items():
+            if key not in seen:
+                tail.gone = True  # renamed out of the globs or deleted: read to the end, then close
+        for path in list(self.pending):
+            if path not in found:
+                del self.pending[path]
+        self._account_vanished(seen, wall)
+        self.metrics.files.set(len(self.tails))
+        self.metrics.lag.set(self.backlog())
+        if not initial:
+            self.watcher.refresh()
+
+    def _open(self, path: str, index: int, key: Key, now: float, wall: float, initial: bool) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            log.warning("cannot open %s: %s (will retry)", path, exc.strerror)
+            return
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != key:  # replaced between stat and open: next scan
+                os.close(fd)
+                return
+            first_seen = self.pending.get(path, now)
+            force = now - first_seen >= self.cfg.partial_line_timeout
+            fp = fingerprint(fd, force=force)
+            if fp is None:
+                self.pending[path] = first_seen
+                os.close(fd)
+                return
+            self.pending.pop(path, None)
+            entry = self._resolve(fp, fd, st.st_size, path, index, wall, initial)
+            if entry is None:
+                os.close(fd)
+                return
+        except BaseException:
+            os.close(fd)
+            raise
+        self.tails[key] = Tail(fd, path, entry, self.cfg.inputs[index], now)
+        self.wake.set()
+
+    def _resolve(
+        self, fp: Fingerprint, fd: int, size: int, path: str, index: int, wall: float, initial: bool
+    ) -> Entry | None:
+        """The checkpoint entry this file continues, a new one, or None for a copy of a file
+        that is being tailed (its bytes are already on their way)."""
+        key = (fp.dev, fp.ino)
+        # 1. The same file as before (also after a rename while the shipper was down); an
+        #    entry on this inode whose head no longer matches is a replaced file: not applied.
+        for entry in self.entries.values():
+            if (entry.dev, entry.ino) == key and head_matches(fd, entry.head_len, entry.head_hash):
+                entry.path, entry.seen, entry.size = path, wall, size
+                if size < entry.offset:
+                    self._lose(entry, entry.size - size, f"{path} is shorter than its checkpoint")
+                    entry.offset, entry.inflight = 0, None
+                return entry
+        # 2. A copy of a file we know (copytruncate's .1): the same bytes under a new inode.
+        for entry in self.entries.values():
+            if (
+                entry.head_len != fp.head_len
+                or entry.head_hash != fp.head_hash
+                or (entry.dev, entry.ino) == key
+            ):
+                continue
+            if self._original_alive(entry):
+                self.copies[key] = entry.source
+                log.info(
+                    "%s is a copy of %s, which is being shipped: not shipping it twice", path, entry.path
+                )
+                return None
+            log.info("%s continues %s (copied before it was truncated or removed)", path, entry.path)
+            entry.dev, entry.ino, entry.path, entry.seen, entry.size = fp.dev, fp.ino, path, wall, size
+            return entry
+        # 3. A new file.
+        source = fp.source_id(self.cfg.node)
+        offset = 0
+        if initial and self.first_run and self.cfg.inputs[index].read_from == "end":
+            offset = _last_line_end(fd, size)
+        entry = Entry(source, path, fp.dev, fp.ino, fp.head_len, fp.head_hash, offset, None, size, wall)
+        self.entries[source] = entry
+        self._dirty = True
+        return entry
+
+    def _original_alive(self, entry: Entry) -> bool:
+        tail = self.tails.get((entry.dev, entry.ino))
+        if tail is not None:
+            return tail.fd >= 0 and head_matches(tail.fd, entry.head_len, entry.head_hash)
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            st = os.fstat(fd)
+            return (st.st_dev, st.st_ino) == (entry.dev, entry.ino) and head_matches(
+                fd, entry.head_len, entry.head_hash
+            )
+        finally:
+            os.close(fd)
+
+    def _account_vanished(self, seen: set[Key], wall: float) -> None:
+        """Entries whose file is gone with bytes unread: counted as lost; old ones expire."""
+        open_sources = {t.entry.source for t in self.tails.values()}
+        for source, entry in list(self.entries.items()):
+            if source in open_sources or (entry.dev, entry.ino) in seen:
+                continue
+            if entry.size > entry.offset:
+                self._lose(entry, entry.size - entry.offset, f"{entry.path} is gone")
+                entry.size = entry.offset
+            if wall - entry.seen > self.cfg.checkpoint_ttl:
+                del self.entries[source]
+                self._dirty = True
+
+    def _lose(self, entry: Entry, nbytes: int, why: str) -> None:
+        if nbytes <= 0:
+            return
+        self.metrics.lost.inc(nbytes)
+        self.totals.lost_bytes += nbytes
+        log.error("%s: %d bytes (from offset %d) were never read and are lost", why, nbytes, entry.offset)
+        self._dirty = True
+
+    # ------------------------------------------------------------------------------ shipping
+
+    def pump(self, key: Key, tail: Tail, now: float, once: bool) -> bool:
+        """Send at most one batch of ``tail``; True when something was done."""
+        size_before = tail.size
+        if not tail.refresh(now) or (tail.size != size_before and not _head_still(tail)):
+            self._truncated(key, tail, size_before)
+            return True
+        inactive = now - tail.last_growth >= self.cfg.close_inactive
+        closing = once or tail.gone or tail.rotated or inactive
+        batch = tail.next_batch(self.cfg, now, closing=closing)
+        if batch is None:
+            done = tail.entry.offset >= tail.size and tail.partial_since is None
+            if done and (once or tail.gone or inactive):
+                tail.close()
+                del self.tails[key]
+                self.metrics.files.set(len(self.tails))
+            return False
+        self.ship(tail, batch)
+        return True
+
+    def ship(self, tail: Tail, batch: Batch) -> None:
+        entry = tail.entry
+        if not batch.reproducible and entry.inflight != batch.end:
+            entry.inflight = batch.end
+            self.save()  # the range must be on disk before the collector can store it
+        if batch.body.strip():
+            marker = batch.kind == "oversized"
+            result = self.forwarder.send(
+                batch.body,
+                source=entry.source,
+                start=batch.start,
+                end=batch.end,
+                topic=None if marker else batch.topic,
+                routing_key=None if marker else batch.routing_key,
+            )
+        else:
+            result = None  # only blank lines: nothing to send
+        if batch.kind == "oversized":
+            self.metrics.oversized.inc()
+            self.totals.oversized += 1
+            log.warning(
+                "%s: line at offset %d is over max_line_bytes (%d bytes): sent a marker to the dead letter",
+                tail.path,
+                batch.start,
+                batch.end - batch.start,
+            )
+        if result is not None and result.kind == "high_water":
+            high = result.high_water or 0
+            log.info("collector holds %s up to %d: resuming there", entry.source, high)
+            if high > batch.start:
+                self._advance(entry, min(high, tail.size), batch.body[: high - batch.start].count(b"\n"))
+            else:
+                log.error(
+                    "collector's high-water mark %d for %s is before this batch (%d-%d): re-sending from it",
+                    high,
+                    entry.source,
+                    batch.start,
+                    batch.end,
+                )
+                entry.offset, entry.inflight = high, None
+            return
+        if result is not None and result.kind == "rejected":
+            path = self.dead_letter.write(
+                batch.body,
+                {
+                    "source": entry.source,
+                    "file": tail.path,
+                    "range": f"{batch.start}-{batch.end}",
+                    "lines": batch.lines,
+                    "status": result.status,
+                    "response": result.response,
+                    "time": time.time(),
+                },
+            )
+            self.metrics.dead_lines.inc(batch.lines)
+            self.totals.dead_lettered_lines += batch.lines
+            self.totals.dead_letter_files.append(str(path))
+            log.error(
+                "collector refused %d lines of %s (range %d-%d) with HTTP %d %s: kept in %s",
+                batch.lines,
+                tail.path,
+                batch.start,
+                batch.end,
+                result.status,
+                result.response[:200],
+                path,
+            )
+        elif result is not None and result.kind == "duplicate":
+            self.totals.duplicates += 1
+        self.metrics.batches.labels(result.kind if result else "empty").inc()
+        self._advance(entry, batch.end, batch.lines)
+
+    def _advance(self, entry: Entry, end: int, lines: int) -> None:
+        nbytes = end - entry.offset
+        entry.offset = end
+        if entry.inflight is not None and entry.inflight <= end:
+            entry.inflight = None
+        self._dirty = True
+        self.totals.lines += lines
+        self.totals.bytes += nbytes
+        self.totals.batches += 1
+        self.metrics.lines.inc(lines)
+        self.metrics.bytes.inc(nbytes)
+        if self.on_ack is not None:
+            self.on_ack(lines, nbytes)
+
+    def _truncated(self, key: Key, tail: Tail, size_before: int) -> None:
+        """The file shrank or was rewritten in place (copytruncate): finish the old bytes from
+        the copy when one matches the globs, count them as lost otherwise, start over at 0."""
+        entry = tail.entry
+        tail.close()
+        del self.tails[key]
+        unread = max(0, size_before - entry.offset)
+        log.info("%s was truncated at offset %d (%d bytes unread)", tail.path, entry.offset, unread)
+        copy = self._find_copy(entry, key) if unread or entry.inflight else None
+        if copy is not None:
+            path, fd, index = copy
+            st = os.fstat(fd)
+            entry.dev, entry.ino, entry.path = st.st_dev, st.st_ino, path
+            copy_tail = Tail(fd, path, entry, self.cfg.inputs[index], time.monotonic())
+            copy_tail.first_path = ""  # a rotated file: finished, then closed
+            self.tails[(st.st_dev, st.st_ino)] = copy_tail
+            self.copies.pop((st.st_dev, st.st_ino), None)
+            log.info("finishing %s from its copy %s", tail.path, path)
+        else:
+            self._lose(entry, unread, f"{tail.path} was truncated and no copy matches the globs")
+            entry.size = entry.offset
+            # The entry keeps its old inode: a new head there is a new file (see _resolve).
+        self.rescan.set()
+        self.wake.set()
+        self._next_scan = 0.0
+
+    def _find_copy(self, entry: Entry, old: Key) -> tuple[str, int, int] | None:
+        for path, index in match(list(self.cfg.inputs)).items():
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            st = os.fstat(fd)
+            if (
+                (st.st_dev, st.st_ino) != old
+                and st.st_size >= entry.offset
+                and head_matches(fd, entry.head_len, entry.head_hash)
+            ):
+                return path, fd, index
+            os.close(fd)
+        return None
+
+    # ---------------------------------------------------------------------------- checkpoint
+
+    def _maybe_save(self, now: float) -> None:
+        if self._dirty and now - self._last_save >= self.cfg.checkpoint_interval:
+            self.save()
+
+    def save(self) -> None:
+        self.store.save(self.entries)
+        self._dirty = False
+        self._last_save = time.monotonic()
+
+
+def _head_still(tail: Tail) -> bool:
+    return head_matches(tail.fd, tail.entry.head_len, tail.entry.head_hash)
+
+
+def _last_line_end(fd: int, size: int) -> int:
+    """Where ``read_from: end`` starts: after the last complete line."""
+    pos = size
+    while pos > 0:
+        start = max(0, pos - 65536)
+        chunk = os.pread(fd, pos - start, start)
+        nl = chunk.rfind(b"\n")
+        if nl >= 0:
+            return start + nl + 1
+        pos = start
+    return 0
+
+
+def _lock_state_dir(state_dir: str) -> int:
+    fd = os.open(os.path.join(state_dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StateDirBusy(
+            f"another logbridge shipper is running with state_dir {state_dir}; "
+            "give each shipper its own state_dir"
+        ) from None
+    return fd

@@ -1,0 +1,35 @@
+"""Prometheus metrics of one shipper (its own registry, so tests can run several at once)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.lines = Counter("logbridge_shipper_lines", "Lines the collector acknowledged", registry=r)
+        self.bytes = Counter("logbridge_shipper_bytes", "File bytes the collector acknowledged", registry=r)
+        self.batches = Counter("logbridge_shipper_batches", "Batches acknowledged", ["result"], registry=r)
+        self.retries = Counter(
+            "logbridge_shipper_retries", "Requests retried (network, 429, 5xx, auth)", registry=r
+        )
+        self.dead_lines = Counter(
+            "logbridge_shipper_dead_lettered_lines", "Lines put in the local dead-letter folder", registry=r
+        )
+        self.oversized = Counter(
+            "logbridge_shipper_oversized_lines",
+            "Lines over max_line_bytes (sent as dead-letter markers)",
+            registry=r,
+        )
+        self.lost = Counter(
+            "logbridge_shipper_lost_bytes",
+            "Bytes that could not be read (file deleted or truncated before it was read)",
+            registry=r,
+        )
+        self.lag = Gauge("logbridge_shipper_lag_bytes", "Bytes written but not yet acknowledged", registry=r)
+        self.files = Gauge("logbridge_shipper_open_files", "Files being tailed", registry=r)
+
+    def serve(self, host: str, port: int) -> None:
+        start_http_server(port, addr=host, registry=self.registry)

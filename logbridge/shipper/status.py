@@ -1,0 +1,48 @@
+"""``logbridge ship --status``: each known file's lag, read from the checkpoint file (safe
+while a shipper runs: the file is replaced atomically)."""
+
+from __future__ import annotations
+
+import os
+
+from .checkpoint import CheckpointStore, Entry
+
+
+def file_lag(entry: Entry) -> tuple[str, int | None, int | None]:
+    """(state, size now, lag) of one entry, looking at the file on disk."""
+    try:
+        st = os.stat(entry.path)
+    except OSError:
+        return ("gone", None, None)
+    if (st.st_dev, st.st_ino) != (entry.dev, entry.ino):
+        return ("rotated away", None, None)
+    return ("ok", st.st_size, max(0, st.st_size - entry.offset))
+
+
+def render(state_dir: str) -> str:
+    entries = CheckpointStore(state_dir).load()
+    if not entries:
+        return f"no checkpoint in {state_dir}: nothing shipped yet"
+    rows = [("FILE", "OFFSET", "SIZE", "LAG", "STATE")]
+    total = 0
+    for entry in sorted(entries.values(), key=lambda e: e.path):
+        state, size, lag = file_lag(entry)
+        total += lag or 0
+        rows.append(
+            (
+                entry.path,
+                f"{entry.offset:,}",
+                f"{size:,}" if size is not None else "-",
+                f"{lag:,}" if lag is not None else "-",
+                state + (" (a range in flight)" if entry.inflight else ""),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i in (0, 4) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in rows
+    ]
+    lines.append(f"total lag: {total:,} bytes in {len(entries)} files")
+    return "\n".join(line.rstrip() for line in lines)
