@@ -108,7 +108,18 @@ class AuditLogger(structlog.BoundLoggerBase):
         """Write one audit event of type ``msg_type``."""
         if routing_key is not None:
             fields["routingKey"] = routing_key
-        self._proxy_to_logger("info", None, msgType=msg_type, **fields)
+        fields["msgType"] = msg_type
+        self._log(fields)
+
+    def _log(self, fields: dict[str, Any]) -> None:
+        # `_process_event` with the dict itself rather than `_proxy_to_logger(**fields)`: an
+        # event may well have a field called "event", which would collide with structlog's
+        # positional parameter, and unpacking the fields again costs time on every call.
+        try:
+            args, kwargs = self._process_event("info", None, fields)
+        except structlog.DropEvent:
+            return
+        self._logger.info(*args, **kwargs)
 
 
 _loggers: dict[str, AuditLogger] = {}
@@ -143,7 +154,8 @@ def emit(topic: str, msg_type: str, /, routing_key: str | None = None, **fields:
         audit_logger = get_logger(topic)
     if routing_key is not None:
         fields["routingKey"] = routing_key
-    audit_logger._proxy_to_logger("info", None, msgType=msg_type, **fields)
+    fields["msgType"] = msg_type
+    audit_logger._log(fields)
 
 
 # ----------------------------------------------------------------------------------- request

@@ -68,7 +68,9 @@ def log4j_timestamp(created: float, msecs: float | None = None) -> str:
         minutes = abs(gmtoff) // 60
         offset = f"{sign}{minutes // 60:02d}{minutes % 60:02d}"
         _last_second = (second, prefix, offset)
-    millis = int(msecs) if msecs is not None else int((created - second) * 1000)
+    # The record's own msecs when given, so that every appender prints the same; else via
+    # microseconds: 0.007 is 0.00699.. as a float, and log4j (integer millis) prints 007.
+    millis = int(msecs) if msecs is not None else min(999, round((created - second) * 1_000_000) // 1000)
     return f"{prefix}.{millis:03d}{offset}"
 
 
