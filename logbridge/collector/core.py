@@ -21,7 +21,7 @@ import orjson
 import structlog
 
 from .. import envelope
-from ..errors import EnvelopeError, StorageUnavailable
+from ..errors import ConfigError, EnvelopeError, StorageUnavailable
 from ..sinks.partition import PartitionPaths
 from ..sinks.writer import PartitionedWriter, StagingFile
 from .body import Invalid
@@ -77,7 +77,10 @@ class Collector:
         self.routes: list[_Route] = []
         for dest in config.destinations:
             if dest.type != "filesystem":
-                raise NotImplementedError(f"destination type {dest.type!r} is not available yet")
+                raise ConfigError(
+                    f"destinations[{config.destinations.index(dest)}].type: {dest.type!r} destinations are not "
+                    "available in this build yet; use type: filesystem"
+                )
             writer = PartitionedWriter(
                 dest.name,
                 dest.url,
@@ -190,6 +193,7 @@ class Collector:
         buffers: dict[tuple[int, str], list[bytes]] = {}
         dead: list[bytes] = []
         topic_counts: dict[str, int] = {}
+        out_counts: dict[tuple[str, str], int] = {}
         unrouted = 0
         for item in items:
             try:
@@ -246,6 +250,8 @@ class Collector:
                 if buf is None:
                     buffers[key] = buf = []
                 buf.append(line)
+                out_key = (route.dest.name, u.topic)
+                out_counts[out_key] = out_counts.get(out_key, 0) + 1
             topic_counts[u.topic] = topic_counts.get(u.topic, 0) + 1
             result.accepted += 1
 
@@ -253,6 +259,8 @@ class Collector:
         # Metrics once per batch and label, not per event.
         for topic, n in topic_counts.items():
             self.metrics.events_in.labels(topic).inc(n)
+        for (dest_name, topic), n in out_counts.items():
+            self.metrics.events_out.labels(dest_name, topic).inc(n)
         for reason, n in result.reasons.items():
             self.metrics.invalid.labels(reason).inc(n)
         if unrouted:
@@ -305,7 +313,6 @@ class Collector:
                 size_before = before.size if before is not None and not before.broken else 0
                 staging = writer.append(partition, data)
                 touched.append((writer, staging, size_before))
-                self.metrics.events_out.labels(writer.name).inc(len(lines))
             if dead:
                 partition = self.dead_letter_paths.render("", None, received)
                 before = self.dead_letter.open_files.get(partition)
@@ -392,6 +399,7 @@ class Collector:
                     if not fut.done():
                         fut.set_exception(StorageUnavailable(self._broken))
                 continue
+            self.metrics.fsync_rounds.inc()
             for fut in waiters:
                 if not fut.done():
                     fut.set_result(None)

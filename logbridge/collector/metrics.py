@@ -11,7 +11,10 @@ class Metrics:
         r = self.registry
         self.events_in = Counter("logbridge_events_in", "Events accepted, by topic", ["topic"], registry=r)
         self.events_out = Counter(
-            "logbridge_events_out", "Stored lines written, by destination", ["destination"], registry=r
+            "logbridge_events_out",
+            "Stored lines written, by destination and topic",
+            ["destination", "topic"],
+            registry=r,
         )
         self.invalid = Counter(
             "logbridge_events_invalid",
@@ -42,6 +45,9 @@ class Metrics:
         )
         self.files_published = Counter(
             "logbridge_files_published", "Files published, by destination", ["destination"], registry=r
+        )
+        self.fsync_rounds = Counter(
+            "logbridge_fsync_rounds", "Group-commit fsync rounds (one serves many requests)", registry=r
         )
         self.latency = Histogram(
             "logbridge_request_seconds",

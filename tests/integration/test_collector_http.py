@@ -313,3 +313,28 @@ def test_fsync_durability_and_metrics(
     assert sorted(line["clientEvent"]["seq"] for line in all_lines(read_local_store(c.store))) == list(
         range(20)
     )
+
+
+def test_group_commit_serves_concurrent_requests_with_shared_fsyncs(
+    collector: Callable[..., Any], tmp_path: Path, read_local_store: Any
+) -> None:
+    import asyncio
+    import re
+
+    c = collector(durability="fsync", destinations=[dest(f"file://{tmp_path / 's'}")])
+
+    async def send_all() -> list[int]:
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=32)) as client:
+
+            async def one(i: int) -> int:
+                body = orjson.dumps({"msgType": "m", "topic": "generic", "seq": i})
+                return (await client.post(c.events_url, content=body)).json()["accepted"]
+
+            return await asyncio.gather(*(one(i) for i in range(400)))
+
+    assert sum(asyncio.run(send_all())) == 400
+    metrics = httpx.get(c.base_url + "/metrics").text
+    rounds = float(re.search(r"^logbridge_fsync_rounds_total (\S+)$", metrics, re.M).group(1))  # type: ignore[union-attr]
+    assert 1 <= rounds < 400  # several requests shared each fsync
+    c.stop()
+    assert len(all_lines(read_local_store(c.store))) == 400
