@@ -19,6 +19,8 @@ def _setup_logging(verbose: bool) -> None:
             level=logging.DEBUG if verbose else logging.INFO,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+    # One line per request would drown what matters (retries, refusals, losses).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @click.command("ship")
