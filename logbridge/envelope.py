@@ -152,14 +152,14 @@ def unwrap(
         time_value = server_timestamp
         own_routing_key = obj.get("routingKey")
     elif "loggerName" in obj and "message" in obj:
-        envelope = {k: v for k, v in obj.items() if k != "message"}
-        event = _message_event(obj["message"], envelope)
+        envelope = obj.copy()  # a C-level copy beats a filtered comprehension on the hot path
+        event = _message_event(envelope.pop("message"), envelope)
         logger_topic = _topic_from_logger(obj["loggerName"])
         time_value = obj.get("instant", obj.get("timeMillis"))
         own_routing_key = None
     elif "logger" in obj and "message" in obj:
-        envelope = {k: v for k, v in obj.items() if k != "message"}
-        event = _message_event(obj["message"], envelope)
+        envelope = obj.copy()
+        event = _message_event(envelope.pop("message"), envelope)
         logger_topic = _topic_from_logger(obj["logger"])
         time_value = obj.get("timestamp")
         own_routing_key = None
@@ -244,6 +244,14 @@ def parse_iso(text: str) -> float | None:
     """Epoch seconds of an ISO-8601 time (``2020-02-19T16:05:02.441+0100``); None if unreadable.
 
     Minute starts are cached: audit streams repeat the same minute thousands of times."""
+    if len(text) == 28 and text[19] == ".":
+        # Fast path for log4j's own form, 2020-02-19T16:05:02.441+0100: only a prefix the
+        # full parser below has validated is ever in the cache.
+        base = _minute_cache.get((text[:16], text[23:]))
+        if base is not None:
+            sec, ms = text[17:19], text[20:23]
+            if sec.isdigit() and ms.isdigit() and text[16] == ":" and int(sec) <= 60:
+                return base + int(sec) + int(ms) / 1000.0
     m = _ISO.fullmatch(text)
     if m is None:
         return None
