@@ -20,6 +20,7 @@ import os
 import secrets
 import shutil
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,10 @@ class PartitionedWriter:
         self.local = "file" in _protocols(self.fs)
         self.open_files: dict[str, StagingFile] = {}  # partition → current staging file
         self.to_publish: list[StagingFile] = []  # closed, waiting for a (retried) publish
+        # The event loop queues files while a worker thread publishes: a short lock guards the
+        # queue, a second one keeps two publication rounds (maintenance, shutdown) apart.
+        self._queue_lock = threading.Lock()
+        self._publish_lock = threading.Lock()
         self.stats = PublishStats()
         staging_dir.mkdir(parents=True, exist_ok=True)
 
@@ -177,7 +182,8 @@ class PartitionedWriter:
                     staging.handle.close()
                 staging.handle = None
                 rolled.append(staging)
-        self.to_publish.extend(s for s in rolled if s.size > 0)
+        with self._queue_lock:
+            self.to_publish.extend(s for s in rolled if s.size > 0)
         for staging in rolled:
             if staging.size == 0:
                 with contextlib.suppress(OSError):
@@ -186,27 +192,31 @@ class PartitionedWriter:
 
     def publish_pending(self) -> int:
         """Publish every queued file (runs in a worker thread). Failures stay queued."""
-        done = 0
-        remaining = []
-        for staging in self.to_publish:
-            try:
-                self.publish(staging.path, staging.relpath)
-            except OSError as exc:
-                remaining.append(staging)
-                self.stats.failures += 1
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"
-                self.stats.last_failure_at = time.monotonic()
-                log.warning(
-                    "publish failed, will retry",
-                    destination=self.name,
-                    file=staging.relpath,
-                    error=self.stats.last_error,
-                )
-            else:
-                done += 1
-                self.stats.last_error = None
-        self.to_publish = remaining
-        return done
+        with self._publish_lock:
+            with self._queue_lock:
+                batch, self.to_publish = self.to_publish, []
+            done = 0
+            failed = []
+            for staging in batch:
+                try:
+                    self.publish(staging.path, staging.relpath)
+                except OSError as exc:
+                    failed.append(staging)
+                    self.stats.failures += 1
+                    self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                    self.stats.last_failure_at = time.monotonic()
+                    log.warning(
+                        "publish failed, will retry",
+                        destination=self.name,
+                        file=staging.relpath,
+                        error=self.stats.last_error,
+                    )
+                else:
+                    done += 1
+                    self.stats.last_error = None
+            with self._queue_lock:
+                self.to_publish[:0] = failed
+            return done
 
     @property
     def healthy(self) -> bool:
