@@ -200,7 +200,7 @@ class PartitionedWriter:
             for staging in batch:
                 try:
                     self.publish(staging.path, staging.relpath)
-                except OSError as exc:
+                except Exception as exc:  # any store error (OSError, an SDK's own): keep it queued
                     failed.append(staging)
                     self.stats.failures += 1
                     self.stats.last_error = f"{type(exc).__name__}: {exc}"
