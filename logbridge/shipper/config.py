@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..config import Duration, Size, StrictModel, load_config
+from ..config import Duration, Size, StrictModel, load_config, validate
 
 
 class TlsConfig(StrictModel):
@@ -141,3 +141,8 @@ class ShipperConfig(StrictModel):
 def load(path: str | os.PathLike[str]) -> ShipperConfig:
     """Read and validate a shipper config file (`ConfigError` naming file and key otherwise)."""
     return load_config(path, ShipperConfig)
+
+
+def validate_dict(data: dict[str, object], source: str = "<shipper config>") -> ShipperConfig:
+    """Validate an already-parsed config (the demo and tests build theirs in code)."""
+    return validate(data, ShipperConfig, source=source)

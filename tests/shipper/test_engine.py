@@ -1,0 +1,429 @@
+"""The shipper's loop over real files and a real socket (the small collector of conftest.py).
+
+Each test writes sequence-numbered log4j envelopes and checks that the collector received every
+sequence number exactly once, whatever happened to the files in between.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from logbridge.shipper.checkpoint import CheckpointStore
+from logbridge.shipper.engine import Shipper, StateDirBusy
+from logbridge.shipper.tail import OVERSIZED_MSG_TYPE
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def line(seq: int, pad: int = 40) -> bytes:
+    return (
+        orjson.dumps(
+            {
+                "severity": "INFO",
+                "logger": "dku.audit.generic",
+                "message": {"msgType": "dataset-read-data", "seq": seq, "pad": "x" * pad},
+                "timestamp": "2020-02-19T16:05:02.441+0100",
+            }
+        )
+        + b"\n"
+    )
+
+
+def write(path: Path, seqs: range, mode: str = "ab") -> None:
+    with open(path, mode) as fh:
+        fh.write(b"".join(line(s) for s in seqs))
+
+
+def seqs(fake: Any) -> Counter[int]:
+    return Counter(e["message"]["seq"] for e in fake.events() if "message" in e and "seq" in e["message"])
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def exactly_once(fake: Any, n: int) -> bool:
+    got = seqs(fake)
+    return len(got) == n and set(got) == set(range(n)) and max(got.values()) == 1
+
+
+def assert_exactly_once(fake: Any, n: int) -> None:
+    got = seqs(fake)
+    missing = set(range(n)) - set(got)
+    twice = {s: c for s, c in got.items() if c > 1}
+    assert not missing and not twice, (
+        f"missing {sorted(missing)[:10]} ({len(missing)}), twice {list(twice)[:10]}"
+    )
+    assert len(got) == n
+
+
+@contextmanager
+def running(cfg: Any) -> Iterator[Shipper]:
+    shipper = Shipper(cfg)
+    thread = threading.Thread(target=shipper.run, daemon=True)
+    thread.start()
+    try:
+        yield shipper
+    finally:
+        shipper.stop.set()
+        shipper.wake.set()
+        thread.join(timeout=20)
+        assert not thread.is_alive(), "shipper did not stop"
+
+
+def test_once_ships_the_backlog_exactly_once_and_resumes(
+    tmp_path: Path, make_config: Any, fake_collector: Any
+) -> None:
+    logs = tmp_path / "logs"
+    write(logs / "a.log", range(0, 700))
+    write(logs / "b.log", range(700, 1000))
+    cfg = make_config()
+    totals = Shipper(cfg).run(once=True)
+    assert totals.lines == 1000
+    assert_exactly_once(fake_collector, 1000)
+    sent = len(fake_collector.requests)
+    Shipper(cfg).run(once=True)  # nothing new: nothing sent
+    assert len(fake_collector.requests) == sent
+    write(logs / "a.log", range(1000, 1200))
+    Shipper(cfg).run(once=True)
+    assert_exactly_once(fake_collector, 1200)
+    # Every request names a source and a contiguous byte range of it.
+    by_source: dict[str, list[tuple[int, int]]] = {}
+    for r in fake_collector.requests:
+        start, end = (int(x) for x in r.headers["x-logbridge-range"].split("-"))
+        by_source.setdefault(r.headers["x-logbridge-source"], []).append((start, end))
+    assert len(by_source) == 2
+    for ranges in by_source.values():
+        assert ranges[0][0] == 0
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+
+
+def test_batches_respect_events_and_bytes(tmp_path: Path, make_config: Any, fake_collector: Any) -> None:
+    write(tmp_path / "logs" / "a.log", range(1000))
+    Shipper(make_config(batch={"max_events": 100, "max_bytes": "8KiB", "linger": "10ms"})).run(once=True)
+    for r in fake_collector.requests:
+        assert r.body.count(b"\n") <= 100
+        assert len(r.body) <= 8 * 1024
+        assert r.headers["content-encoding"] == "gzip"
+    assert_exactly_once(fake_collector, 1000)
+
+
+def test_rename_rotation_is_followed_and_backups_not_reshipped(
+    tmp_path: Path, make_config: Any, fake_collector: Any
+) -> None:
+    logs = tmp_path / "logs"
+    cfg = make_config(inputs=[{"path": str(logs / "audit.log*")}])
+    active = logs / "audit.log"
+    write(active, range(0, 200))
+    with running(cfg):
+        wait_for(lambda: len(seqs(fake_collector)) == 200, what="first 200 lines")
+        n = 200
+        for rotation in range(5):
+            with open(active, "ab") as app:  # the application keeps its descriptor
+                for backup in range(rotation, 0, -1):
+                    os.rename(logs / f"audit.log.{backup}", logs / f"audit.log.{backup + 1}")
+                os.rename(active, logs / "audit.log.1")
+                app.write(b"".join(line(s) for s in range(n, n + 50)))  # lands in the renamed file
+            n += 50
+            write(active, range(n, n + 100))
+            n += 100
+        wait_for(lambda: len(seqs(fake_collector)) >= n, what=f"{n} lines")
+        time.sleep(0.3)  # a rescan or two: backups must not be shipped again
+    assert_exactly_once(fake_collector, n)
+
+
+def test_copytruncate_ships_the_unread_part_from_the_copy(
+    tmp_path: Path, make_config: Any, fake_collector: Any
+) -> None:
+    logs = tmp_path / "logs"
+    cfg = make_config(inputs=[{"path": str(logs / "app.log*")}])
+    active = logs / "app.log"
+    write(active, range(0, 300))
+    Shipper(cfg).run(once=True)
+    assert_exactly_once(fake_collector, 300)
+    # While the shipper is down: more lines, then logrotate's copytruncate, then new lines.
+    write(active, range(300, 400))
+    (logs / "app.log.1").write_bytes(active.read_bytes())
+    with open(active, "r+b") as fh:
+        fh.truncate(0)
+    write(active, range(400, 450))
+    Shipper(cfg).run(once=True)
+    assert_exactly_once(fake_collector, 450)
+
+
+def test_copytruncate_while_running(tmp_path: Path, make_config: Any, fake_collector: Any) -> None:
+    logs = tmp_path / "logs"
+    cfg = make_config(inputs=[{"path": str(logs / "app.log*")}])
+    active = logs / "app.log"
+    write(active, range(0, 100))
+    with running(cfg):
+        wait_for(lambda: len(seqs(fake_collector)) == 100, what="first lines")
+        # The collector stalls; meanwhile lines are written, copied, and the file truncated.
+        fake_collector.script.extend([(503, {"Retry-After": "0"}, b"busy")] * 5)
+        write(active, range(100, 400))
+        time.sleep(0.05)
+        (logs / "app.log.1").write_bytes(active.read_bytes())
+        with open(active, "r+b") as fh:
+            fh.truncate(0)
+        write(active, range(400, 500))
+        wait_for(lambda: len(seqs(fake_collector)) >= 500, what="500 lines")
+        time.sleep(0.3)
+    assert_exactly_once(fake_collector, 500)
+
+
+def test_replaced_file_on_the_same_inode_is_not_resumed_at_a_stale_offset(
+    tmp_path: Path, make_config: Any, fake_collector: Any
+) -> None:
+    logs = tmp_path / "logs"
+    cfg = make_config()
+    write(logs / "a.log", range(0, 500))
+    Shipper(cfg).run(once=True)
+    store = CheckpointStore(cfg.state_dir)
+    [entry] = store.load().values()
+    assert entry.offset == (logs / "a.log").stat().st_size
+    # Same path, same inode, different bytes (what inode reuse looks like): rewrite in place.
+    with open(logs / "a.log", "r+b") as fh:
+        fh.truncate(0)
+        fh.write(b"".join(line(s) for s in range(500, 2000)))
+    assert (logs / "a.log").stat().st_ino == entry.ino
+    Shipper(cfg).run(once=True)
+    assert_exactly_once(fake_collector, 2000)
+
+
+def test_inode_reuse_after_delete(tmp_path: Path, make_config: Any, fake_collector: Any) -> None:
+    logs = tmp_path / "logs"
+    cfg = make_config()
+    write(logs / "a.log", range(0, 800))
+    Shipper(cfg).run(once=True)
+    old = (logs / "a.log").stat().st_ino
+    os.unlink(logs / "a.log")
+    write(logs / "b.log", range(800, 850))  # the file system may hand out the same inode
+    Shipper(cfg).run(once=True)
+    assert_exactly_once(fake_collector, 850)
+    if (logs / "b.log").stat().st_ino != old:
+        pytest.skip("the file system did not reuse the inode (the in-place test covers validation)")
+
+
+def test_partial_last_line_waits_for_its_newline(
+    tmp_path: Path, make_config: Any, fake_collector: Any
+) -> None:
+    active = tmp_path / "logs" / "a.log"
+    write(active, range(0, 10))
+    last = line(10)
+    with open(active, "ab") as fh:
+        fh.write(last[:30])
+    with running(make_config(partial_line_timeout="100ms")):
+        wait_for(lambda: len(seqs(fake_collector)) == 10, what="10 complete lines")
+        time.sleep(0.4)  # past the timeout, but the file is live: the half line is held
+        assert len(fake_collector.lines) == 10
+        with open(active, "ab") as fh:
+            fh.write(last[30:])
+        wait_for(lambda: len(seqs(fake_collector)) == 11, what="the completed line")
+    assert_exactly_once(fake_collector, 11)
+
+
+def test_partial_last_line_is_shipped_as_is_at_close(
+    tmp_path: Path, make_config: Any, fake_collector: Any
+) -> None:
+    active = tmp_path / "logs" / "a.log"
+    write(active, range(0, 10))
+    with open(active, "ab") as fh:
+        fh.write(b'{"half": "a line that never got its newline"')
+    Shipper(make_config()).run(once=True)
+    assert fake_collector.lines[-1] == b'{"half": "a line that never got its newline"'
+    assert_exactly_once(fake_collector, 10)
+
+
+def test_oversized_line_becomes_a_dead_letter_marker(
+    tmp_path: Path, make_config: Any, fake_collector: Any
+) -> None:
+    active = tmp_path / "logs" / "a.log"
+    write(active, range(0, 50))
+    big = line(50, pad=200_000)
+    with open(active, "ab") as fh:
+        fh.write(big)
+    write(active, range(51, 100))
+    totals = Shipper(make_config(max_line_bytes="100KiB")).run(once=True)
+    assert totals.oversized == 1
+    markers = [e for e in fake_collector.events() if e.get("msgType") == OVERSIZED_MSG_TYPE]
+    assert len(markers) == 1
+    assert markers[0]["bytes"] == len(big) - 1 and "topic" not in markers[0]
+    marker_request = next(r for r in fake_collector.requests if OVERSIZED_MSG_TYPE.encode() in r.body)
+    assert "x-audit-topic" not in marker_request.headers  # so the collector dead-letters it
+    got = seqs(fake_collector)
+    assert set(got) == set(range(100)) - {50} and max(got.values()) == 1
+
+
+def test_long_line_below_the_limit_is_shipped_alone(
+    tmp_path: Path, make_config: Any, fake_collector: Any
+) -> None:
+    active = tmp_path / "logs" / "a.log"
+    write(active, range(0, 5))
+    with open(active, "ab") as fh:
+        fh.write(line(5, pad=300_000))  # longer than a batch window, shorter than max_line_bytes
+    write(active, range(6, 10))
+    Shipper(make_config()).run(once=True)
+    assert_exactly_once(fake_collector, 10)
+
+
+def test_refused_batch_goes_to_the_dead_letter_and_shipping_continues(
+    tmp_path: Path, make_config: Any, fake_collector: Any
+) -> None:
+    write(tmp_path / "logs" / "a.log", range(0, 300))
+    fake_collector.script.append((400, {}, b'{"error":"no"}'))
+    cfg = make_config()
+    totals = Shipper(cfg).run(once=True)
+    assert totals.dead_lettered_lines == 100
+    [data_file] = totals.dead_letter_files
+    dead = [orjson.loads(x)["message"]["seq"] for x in Path(data_file).read_bytes().splitlines()]
+    meta = orjson.loads(Path(data_file).with_suffix(".json").read_bytes())
+    assert meta["status"] == 400 and meta["response"] == '{"error":"no"}' and meta["lines"] == 100
+    assert sorted(dead + list(seqs(fake_collector))) == list(range(300))
+
+
+def test_retries_5xx_429_and_network_errors(tmp_path: Path, make_config: Any, fake_collector: Any) -> None:
+    write(tmp_path / "logs" / "a.log", range(0, 150))
+    fake_collector.script.extend(
+        [(503, {"Retry-After": "0"}, b""), (429, {}, b""), (500, {}, b""), (401, {}, b"")]
+    )
+    cfg = make_config()
+    shipper = Shipper(cfg)
+    shipper.run(once=True)
+    assert shipper.forwarder.retries == 4
+    assert_exactly_once(fake_collector, 150)
+
+
+def test_collector_unreachable_then_back(tmp_path: Path, make_config: Any, fake_collector: Any) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    write(tmp_path / "logs" / "a.log", range(0, 50))
+    cfg = make_config(
+        collector={"url": f"http://127.0.0.1:{port}/events", "retry": {"initial": "10ms", "max": "20ms"}}
+    )
+    shipper = Shipper(cfg)
+    thread = threading.Thread(target=shipper.run, kwargs={"once": True}, daemon=True)
+    thread.start()
+    wait_for(lambda: shipper.forwarder.retries >= 3, what="retries")
+    shipper.stop.set()
+    thread.join(timeout=10)
+    assert CheckpointStore(cfg.state_dir).load().popitem()[1].offset == 0  # nothing acknowledged
+
+
+def test_restart_resends_the_in_flight_range_with_the_same_boundaries(
+    tmp_path: Path, make_config: Any, fake_collector: Any
+) -> None:
+    active = tmp_path / "logs" / "a.log"
+    write(active, range(0, 30))  # a short batch: its end depends on what was there
+    fake_collector.script.extend([(503, {"Retry-After": "0"}, b"")] * 1000)
+    cfg = make_config()
+    shipper = Shipper(cfg)
+    thread = threading.Thread(target=shipper.run, kwargs={"once": True}, daemon=True)
+    thread.start()
+    wait_for(lambda: len(fake_collector.requests) >= 2, what="a retried request")
+    shipper.stop.set()
+    thread.join(timeout=10)
+    first_range = fake_collector.requests[0].headers["x-logbridge-range"]
+    [entry] = CheckpointStore(cfg.state_dir).load().values()
+    assert entry.offset == 0 and f"0-{entry.inflight}" == first_range
+    fake_collector.script.clear()
+    write(active, range(30, 60))  # more data: without the checkpoint the cut would differ
+    fake_collector.requests.clear()
+    Shipper(cfg).run(once=True)
+    assert fake_collector.requests[0].headers["x-logbridge-range"] == first_range
+    assert_exactly_once(fake_collector, 60)
+
+
+def test_lost_checkpoint_and_new_batch_sizes_store_nothing_twice(
+    tmp_path: Path, make_config: Any, fake_collector: Any
+) -> None:
+    write(tmp_path / "logs" / "a.log", range(0, 1000))
+    Shipper(make_config()).run(once=True)
+    os.unlink(tmp_path / "state" / "checkpoints.json")
+    # Different cuts: the collector answers duplicates and 409s, and the shipper follows them.
+    Shipper(make_config(batch={"max_events": 70, "max_bytes": "64KiB", "linger": "10ms"})).run(once=True)
+    assert_exactly_once(fake_collector, 1000)
+
+
+def test_text_inputs_ship_bare_events_with_topic_and_routing_key(
+    tmp_path: Path, make_config: Any, fake_collector: Any
+) -> None:
+    (tmp_path / "logs" / "app.txt").write_bytes(b"first line\r\n\nsecond \xff line\n")
+    cfg = make_config(
+        inputs=[
+            {
+                "path": str(tmp_path / "logs" / "*.txt"),
+                "format": "text",
+                "topic": "generic",
+                "routing_key": "svc",
+            }
+        ]
+    )
+    Shipper(cfg).run(once=True)
+    assert fake_collector.events() == [{"message": "first line"}, {"message": "second \ufffd line"}]
+    headers = fake_collector.requests[0].headers
+    assert headers["x-audit-topic"] == "generic" and headers["x-audit-routing-key"] == "svc"
+
+
+def test_read_from_end_skips_what_was_there_at_first_start(
+    tmp_path: Path, make_config: Any, fake_collector: Any
+) -> None:
+    active = tmp_path / "logs" / "a.log"
+    write(active, range(0, 100))
+    cfg = make_config(inputs=[{"path": str(tmp_path / "logs" / "*.log"), "read_from": "end"}])
+    Shipper(cfg).run(once=True)
+    assert fake_collector.lines == []
+    write(active, range(100, 150))
+    Shipper(cfg).run(once=True)
+    assert set(seqs(fake_collector)) == set(range(100, 150))
+
+
+def test_symlink_and_target_are_one_file(tmp_path: Path, make_config: Any, fake_collector: Any) -> None:
+    real = tmp_path / "real.log"
+    write(real, range(0, 100))
+    os.symlink(real, tmp_path / "logs" / "link.log")
+    os.symlink(real, tmp_path / "logs" / "other.log")
+    Shipper(make_config()).run(once=True)
+    assert_exactly_once(fake_collector, 100)
+
+
+def test_file_deleted_while_open_is_read_to_the_end(
+    tmp_path: Path, make_config: Any, fake_collector: Any
+) -> None:
+    active = tmp_path / "logs" / "a.log"
+    write(active, range(0, 20))
+    with running(make_config()) as shipper:
+        wait_for(lambda: len(seqs(fake_collector)) == 20, what="20 lines")
+        fake_collector.script.extend([(503, {"Retry-After": "0"}, b"")] * 3)
+        write(active, range(20, 400))
+        wait_for(lambda: len(fake_collector.requests) >= 3, what="the stall")
+        os.unlink(active)
+        wait_for(lambda: len(seqs(fake_collector)) == 400, what="the deleted file's lines")
+        wait_for(lambda: not shipper.tails, what="the file closed")
+    assert_exactly_once(fake_collector, 400)
+
+
+def test_two_shippers_cannot_share_a_state_dir(make_config: Any) -> None:
+    cfg = make_config()
+    first = Shipper(cfg)
+    try:
+        with pytest.raises(StateDirBusy, match="state_dir"):
+            Shipper(cfg)
+    finally:
+        first.close()
