@@ -609,7 +609,8 @@ class EventServerHandler(logging.Handler):
             if event is not msg:
                 record = logging.makeLogRecord(record.__dict__)
                 record.msg = event
-            return self.format(record).encode() + b"\n"
+            # One line per record whatever the formatter's own line end.
+            return self.format(record).rstrip("\r\n").encode() + b"\n"
         exception = None
         if record.exc_info:
             if not record.exc_text:

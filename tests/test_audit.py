@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
+import logbridge
 from logbridge import audit, context
 from logbridge.log4j.jsonaudit import JSONAuditFormatter
 
@@ -179,7 +180,7 @@ def test_the_mdc_survives_a_hand_over_to_another_thread(tmp_path: Path) -> None:
 
     path = tmp_path / "audit.log"
     file_handler = logging.FileHandler(path)
-    file_handler.setFormatter(JSONAuditFormatter())
+    file_handler.setFormatter(JSONAuditFormatter(line_end=""))
     q: queue.Queue[Any] = queue.Queue()
     listener = logging.handlers.QueueListener(q, file_handler)
     logger = logging.getLogger("dku.audit.handover")
@@ -202,7 +203,7 @@ def test_the_mdc_survives_a_hand_over_to_another_thread(tmp_path: Path) -> None:
 def test_end_to_end_to_a_rolling_json_audit_file(tmp_path: Path) -> None:
     path = tmp_path / "generic.log"
     handler = RotatingFileHandler(path, maxBytes=100 * 1024 * 1024, backupCount=20)
-    handler.setFormatter(JSONAuditFormatter())
+    handler.setFormatter(JSONAuditFormatter(line_end=""))
     logger = logging.getLogger("dku.audit.rolling")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -220,3 +221,39 @@ def test_end_to_end_to_a_rolling_json_audit_file(tmp_path: Path) -> None:
     assert all(
         list(line) == ["severity", "logger", "message", "mdc", "callTime", "timestamp"] for line in lines
     )
+
+
+def test_through_the_log4j_translation_of_a_dss_audit_config(tmp_path: Path) -> None:
+    """``logbridge.configure`` on DSS's audit appender: RollingFileAppender + JSONAuditLayout."""
+    props = tmp_path / "log4j.properties"
+    props.write_text(
+        "log4j.rootLogger=INFO, null\n"
+        "log4j.appender.null=org.apache.log4j.varia.NullAppender\n"
+        "log4j.logger.dku.audit.translated=INFO, translated\n"
+        "log4j.additivity.dku.audit.translated=false\n"
+        "log4j.appender.translated=org.apache.log4j.RollingFileAppender\n"
+        "log4j.appender.translated.File=${audit.dir}/translated.log\n"
+        "log4j.appender.translated.MaxFileSize=100MB\n"
+        "log4j.appender.translated.MaxBackupIndex=20\n"
+        "log4j.appender.translated.layout=com.dataiku.dip.logging.JSONAuditLayout\n"
+    )
+    logger = logging.getLogger("dku.audit.translated")
+    root = logging.getLogger()
+    saved_root = (root.level, root.handlers[:])
+    try:
+        logbridge.configure(props, **{"audit.dir": str(tmp_path / "audit")})
+        with audit.request("/api/x", user="admin"):
+            audit.emit("translated", "login", authUser="admin")
+            audit.emit("translated", "logout", authUser="admin")
+    finally:
+        for handler in logger.handlers[:]:
+            logger.removeHandler(handler)
+            handler.close()
+        for handler in root.handlers[:]:
+            if handler not in saved_root[1]:
+                root.removeHandler(handler)
+                handler.close()
+        root.setLevel(saved_root[0])
+    lines = (tmp_path / "audit" / "translated.log").read_bytes().splitlines()
+    assert [orjson.loads(line)["message"]["msgType"] for line in lines] == ["login", "logout"]
+    assert orjson.loads(lines[0])["mdc"] == {"apiCall": "/api/x", "user": "admin"}

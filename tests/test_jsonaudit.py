@@ -62,7 +62,7 @@ def test_the_design_example_byte_for_byte(tz: Any) -> None:
         '{"severity":"INFO","logger":"dku.audit.generic",'
         '"message":{"msgType":"project-get-summary","authUser":"admin"},'
         '"mdc":{"apiCall":"/api/projects/get-summary","user":"admin"},"callTime":9,'
-        '"timestamp":"2020-02-19T16:05:02.441+0100"}'
+        '"timestamp":"2020-02-19T16:05:02.441+0100"}\n'
     )
 
 
@@ -153,13 +153,19 @@ def test_exception_goes_to_the_envelope_and_the_event_is_untouched() -> None:
     assert event == {"msgType": "job-failed"}
 
 
+def test_the_line_end_is_the_layouts_as_in_log4j() -> None:
+    assert JSONAuditFormatter().format(make_record({"msgType": "x"})).endswith("}\n")
+    assert JSONAuditFormatter(line_end="").format(make_record({"msgType": "x"})).endswith("}")
+    assert JSONAuditFormatter(line_end="\r\n").format(make_record({"msgType": "x"})).endswith("}\r\n")
+
+
 def test_plugs_into_dict_config_and_the_collector_reads_its_lines(tmp_path: Path) -> None:
     path = tmp_path / "audit.log"
     logging.config.dictConfig(
         {
             "version": 1,
             "disable_existing_loggers": False,
-            "formatters": {"audit": {"()": "logbridge.log4j.jsonaudit.JSONAuditFormatter"}},
+            "formatters": {"audit": {"()": "logbridge.log4j.jsonaudit.JSONAuditFormatter", "line_end": ""}},
             "handlers": {
                 "file": {"class": "logging.FileHandler", "filename": str(path), "formatter": "audit"}
             },
@@ -197,7 +203,7 @@ json_values = st.recursive(
 def test_any_event_round_trips_through_the_line(fields: dict[str, Any], msg_type: str) -> None:
     event = {"msgType": msg_type, **fields}
     line = JSONAuditFormatter().format(make_record(event))
-    assert "\n" not in line
+    assert line.endswith("}\n") and line.count("\n") == 1
     parsed = orjson.loads(line)
     assert parsed["message"] == event
     assert envelope.unwrap(parsed).event == event

@@ -16,6 +16,11 @@ One line per record, keys in this order (DESIGN.md §2.1)::
 - ``timestamp``: the record's creation time in local time, milliseconds and numeric offset;
 - ``exception``: only when the record has one (log4j's layout ignores throwables; we keep them).
 
+Like every layout of `logbridge.log4j`, the formatter ends its output with the line end
+(``line_end="\n"``), because log4j's appenders write exactly what the layout returns and the
+translated handlers have ``terminator = ""``. With a stdlib handler, which adds its own
+``"\n"``, pass ``line_end=""`` (dictConfig: ``{"()": ..., "line_end": ""}``).
+
 The same envelope is built by `envelope` for `logbridge.handlers.EventServerHandler`, which
 serialises it on the caller's thread without a formatter's per-record overhead.
 """
@@ -114,11 +119,12 @@ class JSONAuditFormatter(OrjsonFormatter):
     applies as usual. Plug it in with dictConfig: ``{"()": "logbridge.log4j.jsonaudit.JSONAuditFormatter"}``.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, line_end: str = "\n", **kwargs: Any) -> None:
         # The envelope's fields are fixed; python-json-logger's own fmt/timestamp options
         # would only add keys DSS's readers do not expect.
         kwargs.setdefault("reserved_attrs", ())
         super().__init__(*args, **kwargs)
+        self.line_end = line_end
 
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
@@ -129,3 +135,6 @@ class JSONAuditFormatter(OrjsonFormatter):
             # it belongs to the envelope, not to the audit event.
             exception = message_dict.get("exc_info")
         log_data.update(envelope(record, exception=exception))
+
+    def serialize_log_record(self, log_data: dict[str, Any]) -> str:
+        return super().serialize_log_record(log_data) + self.line_end
