@@ -1,0 +1,94 @@
+"""logbridge against real log4j 1.2.17, one properties file at a time (tests/log4j/cases/).
+
+For each case, log4j (through harness/Harness.java) and logbridge read the same file and receive
+the same events; the test compares, byte for byte: every logger's level, additivity and the
+appenders its events reach; which events are logged; the ``log4j:`` messages printed while
+configuring; what reached stdout and stderr; and every file written, rolled files included.
+
+A case can steer the run with ``# @`` comment lines:
+``# @loggers a, b.c`` (more loggers), ``# @repeat N`` (the event list N times),
+``# @pad N`` (messages padded to N chars), ``# @precreate NAME ISO-TIME`` (a file that exists
+before configuration, with that modification time).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import pytest
+
+from logbridge.log4j.properties import load_properties
+
+from .reference import Event, run_java, run_python, standard_events
+
+CASES = sorted((Path(__file__).parent / "cases").glob("*.properties"))
+
+pytestmark = pytest.mark.java
+
+
+def _directives(path: Path) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in path.read_text(encoding="latin-1").splitlines():
+        if line.startswith("# @"):
+            key, _, rest = line[3:].partition(" ")
+            out.setdefault(key, []).append(rest.strip())
+    return out
+
+
+def _loggers(path: Path, d: dict[str, list[str]]) -> list[str]:
+    props = load_properties(path)
+    names = ["root"]
+    for key in props.names():
+        for prefix in ("log4j.logger.", "log4j.category."):
+            if key.startswith(prefix) and key[len(prefix) :]:
+                name = key[len(prefix) :]
+                names += [name, name + ".child"]
+    for extra in d.get("loggers", []):
+        names += [n.strip() for n in extra.split(",") if n.strip()]
+    names.append("unconfigured.logger")
+    return list(dict.fromkeys(names))
+
+
+def _events(loggers: list[str], d: dict[str, list[str]]) -> list[Event]:
+    repeat = int(d.get("repeat", ["1"])[0])
+    pad = int(d.get("pad", ["0"])[0])
+    events: list[Event] = []
+    for r in range(repeat):
+        for e in standard_events(loggers, base_ms=1582124702441 + r * 100_000):
+            if pad:
+                e.message = e.message.ljust(pad, "x")
+            events.append(e)
+    return events
+
+
+def _precreate(out_dir: Path, d: dict[str, list[str]]) -> None:
+    for spec in d.get("precreate", []):
+        name, when = spec.split()
+        p = out_dir / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("line written before configuration\n", encoding="utf-8")
+        ts = dt.datetime.fromisoformat(when).timestamp()
+        os.utime(p, (ts, ts))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
+def test_same_as_log4j(case: Path, log4j_harness: Path, tmp_path: Path, paris_tz: None) -> None:
+    d = _directives(case)
+    loggers = _loggers(case, d)
+    events = _events(loggers, d)
+    _precreate(tmp_path / "java", d)
+    _precreate(tmp_path / "py", d)
+    java = run_java(log4j_harness, case, loggers, events, tmp_path / "java")
+    py = run_python(case, loggers, events, tmp_path / "py")
+
+    assert py.configure_messages == java.configure_messages
+    assert py.threshold == java.threshold
+    assert py.loggers == java.loggers
+    assert py.enabled == java.enabled
+    assert py.stdout == java.stdout
+    assert py.stderr == java.stderr
+    assert sorted(py.files) == sorted(java.files)
+    for name in java.files:
+        assert py.files[name] == java.files[name], f"{name} differs"
