@@ -123,7 +123,10 @@ class FileAppenderHandler(_Log4jMixin, logging.FileHandler):
         self.immediate_flush = immediate_flush and not buffered_io
         self.broken = broken
         # Relative names resolve against the working directory, as java.io.File does.
-        super().__init__(filename, mode="a" if append else "w", encoding=encoding, delay=True)
+        # Java's writers replace what the charset cannot encode with '?'; so does errors="replace".
+        super().__init__(
+            filename, mode="a" if append else "w", encoding=encoding, delay=True, errors="replace"
+        )
         if broken is None:
             try:
                 self.stream = self._open()

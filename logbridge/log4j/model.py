@@ -344,6 +344,12 @@ class _Reader:
                 spec.layout.options = self._set_properties(
                     layout_key + ".", classes.LAYOUTS.get(lcls), lcls, is_appender=False
                 )
+                if lcls == "org.apache.log4j.PatternLayout":
+                    from .pattern import parse_pattern
+
+                    pattern = spec.layout.options.get("conversionPattern", "%m%n")
+                    for msg in parse_pattern(pattern)[1]:
+                        self._add(msg, layout_key + ".ConversionPattern", "log4j")
                 if lcls in classes.OTHER_LOG4J_LAYOUTS:
                     self.note(
                         f"layout {lcls} has no Python equivalent; PatternLayout %m%n is used", layout_key

@@ -157,7 +157,8 @@ class _Parser:
 
     LITERAL, CONVERTER, DOT, MIN, MAX = range(5)
 
-    def __init__(self, pattern: str):
+    def __init__(self, pattern: str, enhanced: bool = False):
+        self.enhanced = enhanced
         self.p = pattern
         self.i = 0
         self.parts: list[_Part] = []
@@ -222,7 +223,8 @@ class _Parser:
         elif c == "t":
             conv = lambda r: r.threadName  # noqa: E731
         elif c == "x":
-            conv = record_ndc
+            # EnhancedPatternLayout appends getNDC() as is: no NDC prints "null".
+            conv = (lambda r: record_ndc(r) or "null") if self.enhanced else record_ndc
         elif c == "X":
             conv = _mdc(self.option())
         if conv is None:
@@ -303,9 +305,9 @@ class _Parser:
         return self.parts
 
 
-def parse_pattern(pattern: str) -> tuple[list[_Part], list[str]]:
+def parse_pattern(pattern: str, enhanced: bool = False) -> tuple[list[_Part], list[str]]:
     """Parse a conversion pattern; also return the messages log4j would print for it."""
-    parser = _Parser(pattern)
+    parser = _Parser(pattern, enhanced)
     parts = parser.parse()
     return parts, parser.errors
 
@@ -341,11 +343,11 @@ class PatternLayoutFormatter(logging.Formatter):
     logbridge's log4j handlers do.
     """
 
-    def __init__(self, pattern: str = "%m%n", *, ignores_throwable: bool = True):
+    def __init__(self, pattern: str = "%m%n", *, ignores_throwable: bool = True, _enhanced: bool = False):
         super().__init__()
         self.pattern = pattern
         self.ignores_throwable = ignores_throwable
-        self._parts, self.errors = parse_pattern(pattern)
+        self._parts, self.errors = parse_pattern(pattern, _enhanced)
 
     def format_layout(self, record: logging.LogRecord) -> str:
         """What log4j's ``Layout.format(event)`` returns, without the throwable."""
@@ -382,4 +384,4 @@ class EnhancedPatternLayoutFormatter(PatternLayoutFormatter):
     """
 
     def __init__(self, pattern: str = "%m%n"):
-        super().__init__(convert_special_chars(pattern))
+        super().__init__(convert_special_chars(pattern), _enhanced=True)

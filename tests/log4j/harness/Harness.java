@@ -95,7 +95,19 @@ public class Harness {
     return b.toString();
   }
 
-  public static void main(String[] args) throws Exception {
+  static final PrintStream REAL_ERR = System.err;
+
+  public static void main(String[] args) {
+    try {
+      run(args);
+    } catch (Throwable t) {
+      t.printStackTrace(REAL_ERR);
+      System.exit(1);
+    }
+    System.exit(0);  // no lingering appender threads (AsyncAppender)
+  }
+
+  static void run(String[] args) throws Exception {
     List<String> lines = Files.readAllLines(Paths.get(args[0]), StandardCharsets.UTF_8);
     String propsPath = null;
     List<String> loggers = new ArrayList<>();
