@@ -26,7 +26,7 @@ def log4j_harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
     if not JAR.exists():
         pytest.skip(f"{JAR} not found: install Debian's liblog4j1.2-java to compare with log4j 1.2.17")
-    sources = sorted(HARNESS_SRC.glob("*.java"))
+    sources = sorted(HARNESS_SRC.rglob("*.java"))
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "logbridge" / f"harness-{digest}"
     if not (cache / "Harness.class").exists():

@@ -61,6 +61,11 @@ class Run:
     files: dict[str, bytes]
 
 
+def variables(out_dir: Path) -> dict[str, str]:
+    """The ${} variables of a run (Java system properties on the log4j side)."""
+    return {"dir": str(out_dir), "dip.home": str(out_dir)}
+
+
 def standard_events(loggers: list[str], base_ms: int = 1582124702441) -> list[Event]:
     """Every level on every logger, with MDC, NDC, threads, locations and a throwable."""
     events = []
@@ -108,7 +113,8 @@ def _log4j_lines(text: str, out_dir: Path) -> list[str]:
 
 def run_java(harness_dir: Path, props: Path, loggers: list[str], events: list[Event], out_dir: Path) -> Run:
     out_dir.mkdir(parents=True, exist_ok=True)
-    spec = [f"props\t{_esc(str(props))}", f"sysprop\tdir\t{_esc(str(out_dir))}", f"starttime\t{START_MS}"]
+    spec = [f"props\t{_esc(str(props))}", f"starttime\t{START_MS}"]
+    spec += [f"sysprop\t{k}\t{_esc(v)}" for k, v in variables(out_dir).items()]
     spec += [f"logger\t{_esc(n)}" for n in loggers]
     for e in events:
         fields = [
@@ -211,7 +217,7 @@ def run_python(props: Path, loggers: list[str], events: list[Event], out_dir: Pa
         os.chdir(out_dir)
         reset_logging()
         sys.stdout, sys.stderr = ev_out, ev_err
-        model = log4j.load_model(props, dir=str(out_dir))
+        model = log4j.load_model(props, **variables(out_dir))
         cfg = log4j.translate.to_dict_config(model)
         logging.config.dictConfig(cfg)
         logging.lastResort = log4j._NoAppenderWarning()
