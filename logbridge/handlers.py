@@ -45,6 +45,7 @@ import ssl
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -73,6 +74,22 @@ _ROUTING_KEY_MODES = ("from_message", "static", "static_if_missing")
 _OWN_THREADS: set[int] = set()
 
 _EXC_FORMATTER = logging.Formatter()
+
+# Every live handler, to restart in a forked child (see `EventServerHandler._after_fork_in_child`).
+_HANDLERS: weakref.WeakSet[EventServerHandler] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    _OWN_THREADS.clear()
+    for handler in list(_HANDLERS):
+        try:
+            handler._after_fork_in_child()
+        except Exception:  # a child that cannot spool still runs; it says why
+            log.exception("EventServerHandler: could not restart in the forked process %d", os.getpid())
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # ------------------------------------------------------------------------------------ spools
@@ -295,6 +312,16 @@ class _FileSpool:
         if cut == 0:  # one line longer than max_bytes: it still goes, alone
             data += f.read(seg_end - start - len(data))
             cut = data.find(b"\n") + 1
+        if cut == 0:
+            # The segment ends before the next one starts: its tail is missing from the disk
+            # (removed by hand?). Nothing to send there; go on from the next segment.
+            with self._lock:
+                if self.acked == start and idx + 1 < len(self._segments):
+                    log.warning(
+                        "EventServerHandler: spool %s: bytes %d-%d are missing", self.dir, start, seg_end
+                    )
+                    self.acked = seg_end
+            return self.read(max_events, max_bytes) if idx + 1 < len(self._segments) else []
         lines = data[:cut].splitlines(keepends=True)
         return lines[:max_events]
 
@@ -514,18 +541,25 @@ class EventServerHandler(logging.Handler):
             headers["X-Audit-Routing-Key"] = routing_key  # for records whose message is not a dict
         if default_topic:
             headers["X-Audit-Topic"] = default_topic
-        self._client = httpx.Client(
-            headers=headers,
-            timeout=self.timeout,
-            verify=self._ssl_context(url, verify, ca_file, client_cert, client_key),
-            transport=transport,
-        )
+        self._client_options: dict[str, Any] = {
+            "headers": headers,
+            "timeout": self.timeout,
+            "verify": self._ssl_context(url, verify, ca_file, client_cert, client_key),
+            "transport": transport,
+        }
+        self.spool_dir = spool_dir
+        self.spool_fsync = spool_fsync
+        self._start()
+        _HANDLERS.add(self)
+
+    def _start(self) -> None:
+        """Everything that a process owns alone: client, spool, queue, threads (again after fork)."""
+        self._client = httpx.Client(**self._client_options)
         self._spool: _Spool = (
-            _FileSpool(spool_dir, self.spool_max_bytes, spool_fsync)
-            if spool_dir is not None
+            _FileSpool(self.spool_dir, self.spool_max_bytes, self.spool_fsync)
+            if self.spool_dir is not None
             else _MemorySpool(self.spool_max_bytes)
         )
-
         self._queue: deque[bytes] = deque()
         self._queue_wake = threading.Event()  # set by emit: the spooler has lines to take
         self._send_wake = threading.Event()  # set by the spooler / flush: the sender has work
@@ -535,7 +569,7 @@ class EventServerHandler(logging.Handler):
         self._flush_requested = False
         self._in_hand = 0  # lines the spooler took from the queue and has not spooled yet
         self._deadline: float | None = None
-        self._batch_limit = batch_max_events
+        self._batch_limit = self.batch_max_events
         self._down_since: float | None = None
         self._last_drop_log = 0.0
         self._dropped_logged = 0
@@ -544,6 +578,19 @@ class EventServerHandler(logging.Handler):
         self._sender = threading.Thread(target=self._send_loop, name="logbridge-sender", daemon=True)
         self._spooler.start()
         self._sender.start()
+
+    def _after_fork_in_child(self) -> None:
+        """A forked worker (gunicorn ``--preload``, multiprocessing) has this handler but none
+        of its threads, and shares the parent's sockets and spool slot: start afresh, with a
+        spool (and so a source id) of its own. What the parent had queued stays the parent's."""
+        if self._closing:
+            return
+        spool = self._spool
+        if isinstance(spool, _FileSpool) and spool._lock_fd >= 0:
+            os.close(spool._lock_fd)  # the child's copy; the parent's lock stays held
+            spool._lock_fd = -1
+        self.stats = HandlerStats()
+        self._start()
 
     @staticmethod
     def _ssl_context(
@@ -636,29 +683,35 @@ class EventServerHandler(logging.Handler):
 
     def _spool_loop(self) -> None:
         _OWN_THREADS.add(threading.get_ident())
-        queue = self._queue
         try:
             while True:
-                self._queue_wake.wait(1.0)
-                self._queue_wake.clear()
-                while queue:
-                    lines: list[bytes] = []
-                    while queue and len(lines) < 10_000:
-                        lines.append(queue.popleft())
-                    self._in_hand = len(lines)
-                    taken = self._spool_append(lines)
-                    self._in_hand = 0
-                    with self._count_lock:
-                        self.stats.queued += taken
-                        self.stats.dropped_spool_full += len(lines) - taken
-                    self._send_wake.set()
-                self._log_drops()
-                if self._closing and not queue:
-                    return
-        except Exception:  # never let a bug stop spooling silently
-            log.exception("EventServerHandler: the spooler thread failed; records are no longer spooled")
+                try:
+                    if self._spool_once():
+                        return
+                except Exception:  # never let a bug stop spooling: log, pause, go on
+                    log.exception("EventServerHandler: unexpected error in the spooler; retrying in 1s")
+                    time.sleep(1.0)
         finally:
             _OWN_THREADS.discard(threading.get_ident())
+
+    def _spool_once(self) -> bool:
+        """Moves what the queue holds into the spool; True once closing and all moved."""
+        queue = self._queue
+        self._queue_wake.wait(1.0)
+        self._queue_wake.clear()
+        while queue:
+            lines: list[bytes] = []
+            while queue and len(lines) < 10_000:
+                lines.append(queue.popleft())
+            self._in_hand = len(lines)
+            taken = self._spool_append(lines)
+            self._in_hand = 0
+            with self._count_lock:
+                self.stats.queued += taken
+                self.stats.dropped_spool_full += len(lines) - taken
+            self._send_wake.set()
+        self._log_drops()
+        return self._closing and not queue
 
     def _spool_append(self, lines: list[bytes]) -> int:
         try:
@@ -692,46 +745,56 @@ class EventServerHandler(logging.Handler):
 
     def _send_loop(self) -> None:
         _OWN_THREADS.add(threading.get_ident())
-        attempt = 0
         try:
             while True:
-                spool = self._spool
-                # The spooler's liveness first: once it is gone, an empty spool stays empty.
-                spooler_done = self._closing and not self._spooler.is_alive()
-                if spool.acked >= spool.end:
-                    with self._progress:
-                        self._progress.notify_all()
-                    if spooler_done:
-                        return
-                    self._send_wake.wait(0.5)
-                    self._send_wake.clear()
-                    continue
-                if attempt == 0:
-                    self._linger()
-                if self._deadline is not None and time.monotonic() >= self._deadline:
+                try:
+                    self._send_until_closed()
                     return
-                outcome, delay = self._send_one()
-                if outcome == "ok":
-                    attempt = 0
-                    with self._progress:
-                        self._progress.notify_all()
-                    continue
-                attempt += 1
-                self.stats.retries += 1
-                if delay is None:
-                    cap = min(self.backoff_max, self.backoff_initial * 2 ** min(attempt - 1, 30))
-                    delay = cap / 2 + random.uniform(0, cap / 2)
-                if self._closing:
-                    if isinstance(self._spool, _FileSpool):
-                        return  # what is left is safe on disk and goes first next time
-                    if self._deadline is not None:
-                        delay = min(delay, max(0.0, self._deadline - time.monotonic()))
-                self._sleep(delay)
-        except Exception:
-            log.exception("EventServerHandler: the sender thread failed; events stay in the spool")
+                except Exception:  # a bug must not stop delivery for good: log, pause, go on
+                    log.exception("EventServerHandler: unexpected error in the sender; retrying in 1s")
+                    self._sleep(1.0)
+                    if self._deadline is not None and time.monotonic() >= self._deadline:
+                        return
         finally:
             self._finish()
             _OWN_THREADS.discard(threading.get_ident())
+
+    def _send_until_closed(self) -> None:
+        """Sends batches in spool order until closing (or the close deadline) ends it."""
+        attempt = 0
+        while True:
+            spool = self._spool
+            # The spooler's liveness first: once it is gone, an empty spool stays empty.
+            spooler_done = self._closing and not self._spooler.is_alive()
+            if spool.acked >= spool.end:
+                with self._progress:
+                    self._progress.notify_all()
+                if spooler_done:
+                    return
+                self._send_wake.wait(0.5)
+                self._send_wake.clear()
+                continue
+            if attempt == 0:
+                self._linger()
+            if self._deadline is not None and time.monotonic() >= self._deadline:
+                return
+            outcome, delay = self._send_one()
+            if outcome == "ok":
+                attempt = 0
+                with self._progress:
+                    self._progress.notify_all()
+                continue
+            attempt += 1
+            self.stats.retries += 1
+            if delay is None:
+                cap = min(self.backoff_max, self.backoff_initial * 2 ** min(attempt - 1, 30))
+                delay = cap / 2 + random.uniform(0, cap / 2)
+            if self._closing:
+                if isinstance(self._spool, _FileSpool):
+                    return  # what is left is safe on disk and goes first next time
+                if self._deadline is not None:
+                    delay = min(delay, max(0.0, self._deadline - time.monotonic()))
+            self._sleep(delay)
 
     def _linger(self) -> None:
         """Waits up to ``linger`` for a full batch, unless flushing or closing."""

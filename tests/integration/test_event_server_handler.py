@@ -225,6 +225,92 @@ os.kill(os.getpid(), signal.SIGKILL)
     assert seqs(lines) == Counter(range(500))
 
 
+def test_a_forked_worker_gets_threads_and_a_spool_of_its_own(
+    collector: Any, tmp_path: Path, read_local_store: Any, wait_for: Any
+) -> None:
+    """gunicorn --preload style: logging is configured before the fork."""
+    c = start_collector(collector, tmp_path)
+    spool = tmp_path / "spool"
+    script = f"""
+import logging, os
+from logbridge import audit
+from logbridge.handlers import EventServerHandler
+h = EventServerHandler({c.events_url!r}, spool_dir={str(spool)!r}, linger="20ms")
+logging.getLogger("dku.audit").addHandler(h)
+logging.getLogger("dku.audit").setLevel("INFO")
+for seq in range(100):
+    audit.emit("generic", "x", seq=seq)
+pid = os.fork()
+if pid == 0:
+    for seq in range(1000, 1100):
+        audit.emit("generic", "x", seq=seq)
+    ok = h.wait_delivered(20)
+    h.close()
+    os._exit(0 if ok else 3)
+for seq in range(100, 200):
+    audit.emit("generic", "x", seq=seq)
+ok = h.wait_delivered(20)
+_, status = os.waitpid(pid, 0)
+h.close()
+raise SystemExit(0 if ok and status == 0 else 4)
+"""
+    done = subprocess.run([sys.executable, "-c", script], timeout=60, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+    lines = wait_stored(c, read_local_store, wait_for, 300)
+    assert seqs(lines) == Counter([*range(200), *range(1000, 1100)])
+    assert sorted(p.name for p in spool.iterdir()) == ["0", "1"]  # parent and child: two streams
+
+
+def test_spool_segments_roll_and_go_once_delivered(
+    collector: Any, tmp_path: Path, read_local_store: Any, wait_for: Any, audit_logger: Any
+) -> None:
+    c = start_collector(collector, tmp_path)
+    spool = tmp_path / "spool"
+    handler = EventServerHandler(
+        c.events_url, spool_dir=spool, spool_max_bytes="256KiB", **FAST
+    )  # 64KiB segments
+    audit_logger(handler)
+    for seq in range(2000):  # ~400 KB in all
+        audit.emit("generic", "x", seq=seq, padding="p" * 100)
+        if seq % 200 == 199:
+            assert handler.wait_delivered(10)
+    assert handler.wait_delivered(10)
+    (slot,) = [p for p in spool.iterdir() if p.is_dir()]
+    segments = sorted(slot.glob("*.ndjson"))
+    acked = int((slot / "acked").read_text())
+    assert len(segments) == 1 and int(segments[0].stem) > 0
+    assert acked == int(segments[0].stem) + segments[0].stat().st_size
+    assert seqs(wait_stored(c, read_local_store, wait_for, 2000)) == Counter(range(2000))
+
+
+def test_a_line_cut_short_by_a_crash_is_not_sent(
+    collector: Any, tmp_path: Path, read_local_store: Any, wait_for: Any, audit_logger: Any
+) -> None:
+    c = start_collector(collector, tmp_path)
+    c.stop()
+    spool = tmp_path / "spool"
+    writer = EventServerHandler(c.events_url, spool_dir=spool, **{**FAST, "close_timeout": "100ms"})
+    audit_logger(writer)
+    for seq in range(10):
+        audit.emit("generic", "x", seq=seq)
+    wait_for(lambda: writer.stats.queued == 10, 10, "10 events spooled")
+    writer.close()
+    (slot,) = [p for p in spool.iterdir() if p.is_dir()]
+    (segment,) = slot.glob("*.ndjson")
+    with segment.open("ab") as f:
+        f.write(b'{"severity":"INFO","logger":"dku.audit.generic","mess')  # the crash, mid-write
+
+    c.start()
+    reader = EventServerHandler(c.events_url, spool_dir=spool, **FAST)
+    assert segment.read_bytes().endswith(b"}\n"), "the cut line is dropped when the spool is opened"
+    audit_logger(reader)
+    audit.emit("generic", "x", seq=10)
+    assert reader.wait_delivered(10), reader.stats
+    assert seqs(wait_stored(c, read_local_store, wait_for, 11)) == Counter(range(11))
+    dead = [p for p in c.dead_letter.rglob("*") if p.is_file()] if c.dead_letter.exists() else []
+    assert dead == [], "the cut line was sent and refused"
+
+
 # ---------------------------------------------------------------------------------- failures
 
 
