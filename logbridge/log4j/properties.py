@@ -15,6 +15,7 @@ rules here are the JDK's ``LineReader``/``loadConvert`` rules, not an INI or she
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -66,60 +67,79 @@ class Properties:
         return {k: e.value for k, e in self._entries.items()}
 
 
-def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
-    """Yield (first natural line number, logical line with continuations joined, escapes raw)."""
-    i, n, lineno = 0, len(text), 1
+def _line_starts(text: str) -> list[int]:
+    """Offsets where natural lines begin (after \n, \r, or \r\n)."""
+    starts = [0]
+    i, n = 0, len(text)
     while i < n:
-        # Skip leading whitespace and blank lines of a new natural line.
-        while i < n and text[i] in _WS:
+        c = text[i]
+        if c == "\r" and i + 1 < n and text[i + 1] == "\n":
             i += 1
+        if c in "\r\n":
+            starts.append(i + 1)
+        i += 1
+    return starts
+
+
+def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
+    """Yield (first natural line number, logical line with continuations joined, escapes raw).
+
+    A port of JDK 17's ``Properties.LineReader.readLine``, character for character: a ``#`` or
+    ``!`` starts a comment whenever the logical line is still empty (so also right after a
+    continuation of a line that held only a backslash).
+    """
+    starts = _line_starts(text)
+    n = len(text)
+    i = 0
+    buf: list[str] = []
+    first = 0  # offset of the logical line's first character
+    skip_ws, appended_begin, preceding_backslash, skip_lf = True, False, False, False
+    while True:
         if i >= n:
+            if buf:
+                yield bisect.bisect_right(starts, first), "".join(buf[:-1] if preceding_backslash else buf)
             return
         c = text[i]
-        if c in "\r\n":
-            i, lineno = _skip_eol(text, i, lineno)
-            continue
-        start_line = lineno
-        if c in "#!":
-            # A comment runs to the end of its natural line; backslashes do not continue it.
+        i += 1
+        if skip_lf:
+            skip_lf = False
+            if c == "\n":
+                continue
+        if skip_ws:
+            if c in _WS:
+                continue
+            if not appended_begin and c in "\r\n":
+                continue
+            skip_ws = False
+            appended_begin = False
+        if not buf and c in "#!":
             while i < n and text[i] not in "\r\n":
                 i += 1
-            if i < n:
-                i, lineno = _skip_eol(text, i, lineno)
+            skip_ws = True
             continue
-        buf: list[str] = []
-        while True:
-            j = i
-            while j < n and text[j] not in "\r\n":
-                j += 1
-            chunk = text[i:j]
-            # Count trailing backslashes: an odd number means the line continues.
-            k = len(chunk)
-            while k > 0 and chunk[k - 1] == "\\":
-                k -= 1
-            continues = (len(chunk) - k) % 2 == 1
-            if continues:
-                buf.append(chunk[:-1])
-            else:
-                buf.append(chunk)
-            i = j
-            if i < n:
-                i, lineno = _skip_eol(text, i, lineno)
-            if not continues or i >= n:
-                break
-            # The continuation's leading whitespace is dropped; a blank line ends the logical line.
-            while i < n and text[i] in _WS:
-                i += 1
-            if i < n and text[i] in "\r\n":
-                i, lineno = _skip_eol(text, i, lineno)
-                break
-        yield start_line, "".join(buf)
-
-
-def _skip_eol(text: str, i: int, lineno: int) -> tuple[int, int]:
-    if text[i] == "\r" and i + 1 < len(text) and text[i + 1] == "\n":
-        return i + 2, lineno + 1
-    return i + 1, lineno + 1
+        if c not in "\r\n":
+            if not buf:
+                first = i - 1
+            buf.append(c)
+            preceding_backslash = (not preceding_backslash) if c == "\\" else False
+            continue
+        # End of a natural line.
+        if not buf:
+            skip_ws = True
+            continue
+        if i >= n:
+            # The line end was the last character: the JDK returns the line as it is, even
+            # when dropping a final backslash leaves it empty (an entry "" = "").
+            yield bisect.bisect_right(starts, first), "".join(buf[:-1] if preceding_backslash else buf)
+            return
+        if preceding_backslash:
+            buf.pop()  # the backslash at the end of the line is not part of it
+            skip_ws, appended_begin, preceding_backslash = True, True, False
+            skip_lf = c == "\r"
+            continue
+        yield bisect.bisect_right(starts, first), "".join(buf)
+        buf = []
+        skip_ws, appended_begin, preceding_backslash = True, False, False
 
 
 def _split_key(line: str) -> tuple[str, str]:
