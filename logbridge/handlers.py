@@ -28,6 +28,10 @@ and jitter (``Retry-After`` honoured) while new records keep spooling; any other
 retrying cannot help, so the batch goes to ``dead-letter.ndjson`` in the spool directory (the
 lines as they were, replayable with ``logbridge ship``) with the reason in
 ``dead-letter.log``, and sending moves on. A 413 first halves the batch.
+
+Records logged by the handler's own threads (its warnings, httpx's request lines) are never
+sent, so a handler on the root logger cannot feed itself. A forked child (gunicorn
+``--preload``) restarts the threads with a spool slot and source id of its own.
 """
 
 from __future__ import annotations
@@ -614,6 +618,19 @@ class EventServerHandler(logging.Handler):
 
     # ------------------------------------------------------------------------- caller side
 
+    def handle(self, record: logging.LogRecord) -> Any:
+        """`logging.Handler.handle` without the handler lock: `emit` is thread-safe on its own.
+
+        The lock would cost every caller, and ``logging.shutdown`` holds it while `close`
+        waits for the sender, which may itself log (a warning, httpx's request line) and would
+        then wait for that same lock."""
+        rv = self.filter(record)
+        if isinstance(rv, logging.LogRecord):  # Python 3.12+: a filter may return a new record
+            record = rv
+        if rv:
+            self.emit(record)
+        return rv
+
     def emit(self, record: logging.LogRecord) -> None:
         """Serialise and queue; never waits, never raises."""
         if self._closing or threading.get_ident() in _OWN_THREADS:
@@ -665,7 +682,10 @@ class EventServerHandler(logging.Handler):
             exception = record.exc_text
         elif record.exc_text:
             exception = record.exc_text
-        return orjson.dumps(envelope(record, event, exception), default=str) + b"\n"
+        return (
+            orjson.dumps(envelope(record, event, exception), default=str, option=orjson.OPT_NON_STR_KEYS)
+            + b"\n"
+        )
 
     def _with_routing_key(self, event: dict[str, Any]) -> dict[str, Any]:
         """DSS's routing_key_mode, applied to a copy: the caller's dict is not ours to change."""

@@ -311,6 +311,40 @@ def test_a_line_cut_short_by_a_crash_is_not_sent(
     assert dead == [], "the cut line was sent and refused"
 
 
+def test_on_the_root_logger_it_does_not_send_its_own_logging(
+    collector: Any, tmp_path: Path, read_local_store: Any, wait_for: Any
+) -> None:
+    """httpx logs each request at INFO on the sender thread; sent back to the collector, that
+    would feed itself forever. And logging.shutdown's lock must not stall close()."""
+    c = start_collector(collector, tmp_path)
+    root = logging.getLogger()
+    saved_level = root.level
+    handler = EventServerHandler(c.events_url, default_topic="app", **FAST)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        for seq in range(20):
+            audit.emit("generic", "x", seq=seq)
+            time.sleep(0.01)  # several requests, so several httpx log lines
+        logging.getLogger("app").info("a plain application line")
+        assert handler.wait_delivered(10)
+        handler.acquire()  # as logging.shutdown() does around flush() and close()
+        try:
+            t0 = time.monotonic()
+            handler.flush()
+            handler.close()
+            assert time.monotonic() - t0 < 2
+        finally:
+            handler.release()
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved_level)
+    lines = wait_stored(c, read_local_store, wait_for, 21)
+    assert len(lines) == 21 and seqs([x for x in lines if x["topic"] == "generic"]) == Counter(range(20))
+    (plain,) = [x for x in lines if x["topic"] == "app"]
+    assert plain["clientEvent"] == {"message": "a plain application line"}
+
+
 # ---------------------------------------------------------------------------------- failures
 
 
