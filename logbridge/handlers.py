@@ -991,6 +991,8 @@ class EventServerHandler(logging.Handler):
     def flush(self, timeout: float | None = None) -> None:
         """Sends what is queued without waiting for ``linger``; with ``timeout``, also waits
         (see `wait_delivered`). Plain ``flush()`` never blocks: logging calls it at shutdown."""
+        if getattr(self, "_sender", None) is None:  # __init__ refused its settings
+            return
         if timeout is None:
             self._flush_requested = True
             self._queue_wake.set()
@@ -1024,6 +1026,9 @@ class EventServerHandler(logging.Handler):
 
         With a ``spool_dir``, what the collector does not take in time stays there; without
         one it is counted and logged as lost."""
+        if getattr(self, "_sender", None) is None:  # __init__ refused its settings
+            super().close()
+            return
         with self._count_lock:
             if self._closing:
                 return

@@ -579,3 +579,38 @@ def test_mutual_tls_with_a_private_ca(
         for h in logging.getLogger("dku.audit").handlers[:]:
             h.close()  # before the collector stops: no client left retrying against it
         c.stop()
+
+
+# ---------------------------------------------------------------------------- configuration
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"url": "collector:8765"}, "url: expected http"),
+        ({"routing_key_mode": "static"}, "routing_key: required with routing_key_mode static"),
+        ({"routing_key_mode": "sometimes", "routing_key": "k"}, "routing_key_mode: expected one of"),
+        ({"batch_max_bytes": "1 parsec"}, "expected a size"),
+        ({"linger": "soon"}, "expected a duration"),
+        ({"topics": []}, "topics: expected 'all' or a non-empty list"),
+        ({"token_env": "LB_TEST_UNSET_TOKEN"}, "LB_TEST_UNSET_TOKEN is not set"),
+        ({"url": "https://127.0.0.1:1/events", "ca_file": "/nonexistent/ca.pem"}, "cannot load ca_file"),
+    ],
+)
+def test_a_bad_setting_is_one_clear_config_error(kwargs: dict[str, Any], message: str) -> None:
+    from logbridge.errors import ConfigError
+
+    kwargs = {"url": "http://127.0.0.1:1/events", **kwargs}
+    with pytest.raises(ConfigError, match=message):
+        EventServerHandler(**kwargs)
+
+
+def test_retry_after_in_seconds_or_as_a_date() -> None:
+    from email.utils import formatdate
+
+    from logbridge.handlers import _retry_after
+
+    assert _retry_after("7") == 7.0
+    assert _retry_after(None) is None and _retry_after("soon") is None
+    in_ten = _retry_after(formatdate(time.time() + 10, usegmt=True))
+    assert in_ten is not None and 8 <= in_ten <= 10
