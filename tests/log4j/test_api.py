@@ -1,0 +1,259 @@
+"""configure(), the commands, the formatter on its own, and the handlers' rolling behaviour."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+import logbridge
+from logbridge import context
+from logbridge.cli import cli
+from logbridge.errors import ConfigError
+from logbridge.log4j import PatternLayoutFormatter
+from logbridge.log4j.dateformat import DAY, HOUR, SimpleDateFormat, next_boundary_ms, periodicity
+from logbridge.log4j.handlers import DailyRollingFileAppenderHandler, RollingFileAppenderHandler
+
+from .reference import reset_logging
+
+REPO = Path(__file__).parents[2]
+
+
+@pytest.fixture(autouse=True)
+def clean_logging() -> Iterator[None]:
+    saved = logging.lastResort
+    yield
+    reset_logging()
+    logging.lastResort = saved
+
+
+def _record(msg: str = "hello", level: int = logging.INFO, name: str = "a.b.c") -> logging.LogRecord:
+    r = logging.LogRecord(name, level, "/src/app/service.py", 12, msg, None, None, func="run")
+    r.created = 1582124702.441
+    r.msecs = 441
+    r.relativeCreated = 1234.9
+    r.threadName = "main"
+    return r
+
+
+# -- PatternLayoutFormatter --------------------------------------------------------------------
+
+
+def test_formatter_takes_mdc_and_ndc_from_logbridge_context(paris_tz: None) -> None:
+    f = PatternLayoutFormatter("%d{ISO8601} %-5p [%X{user}] %X %x %C %l %r %m%n")
+    context.clear_ndc()
+    with context.mdc(user="admin", n=3, ok=True):
+        context.push_ndc("req-1")
+        try:
+            line = f.format(_record(level=logging.WARNING))
+        finally:
+            context.clear_ndc()
+    assert line == (
+        "2020-02-19 16:05:02,441 WARN  [admin] {{n,3}{ok,true}{user,admin}} req-1 service "
+        "service.run(service.py:12) 1234 hello\n"
+    )
+
+
+def test_record_mdc_ndc_and_class_name_win_over_context() -> None:
+    f = PatternLayoutFormatter("%X{user}|%x|%C{1}|%c{1}|%.2p|%m%n")
+    r = _record(level=logging.CRITICAL)
+    r.mdc, r.ndc, r.className = {"user": "bob"}, None, "com.acme.Billing"
+    with context.mdc(user="admin"):
+        assert f.format(r) == "bob||Billing|c|AL|hello\n"
+
+
+def test_throwable_follows_the_line_with_a_real_exception() -> None:
+    f = PatternLayoutFormatter("%p %m%n")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        r = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", None, sys.exc_info())
+    text = f.format(r)
+    lines = text.split("\n")
+    assert lines[0] == "ERROR failed"
+    assert lines[1] == "Traceback (most recent call last):"
+    assert lines[-2] == "ValueError: boom" and lines[-1] == ""
+
+
+def test_formatter_in_a_plain_stdlib_handler() -> None:
+    stream = io.StringIO()
+    h = logging.StreamHandler(stream)
+    h.terminator = ""  # the pattern carries its own %n
+    h.setFormatter(PatternLayoutFormatter("%-5p %c - %m%n"))
+    lg = logging.getLogger("plain.stdlib")
+    lg.addHandler(h)
+    lg.propagate = False
+    lg.warning("careful")
+    assert stream.getvalue() == "WARN  plain.stdlib - careful\n"
+
+
+def test_log4j_date_names_and_offsets(paris_tz: None) -> None:
+    ms = 1582124702441  # Wed 19 Feb 2020, 16:05:02.441 in Paris
+    assert SimpleDateFormat("EEEE d MMMM yyyy, h:mm a z Z XXX").format_ms(ms) == (
+        "Wednesday 19 February 2020, 4:05 PM CET +0100 +01:00"
+    )
+    assert SimpleDateFormat("''yy'' D w u k K S SSSS").format_ms(ms) == "'20' 50 8 3 16 4 441 0441"
+    assert periodicity(SimpleDateFormat("'.'yyyy-MM-dd")) == DAY
+    assert periodicity(SimpleDateFormat("'.'yyyy-MM-dd-HH")) == HOUR
+    assert periodicity(SimpleDateFormat("'static'")) is None
+
+
+# -- handlers ----------------------------------------------------------------------------------
+
+
+def test_rolling_writes_then_rolls_to_numbered_backups(tmp_path: Path) -> None:
+    h = RollingFileAppenderHandler(str(tmp_path / "sub" / "app.log"), max_file_size=100, max_backup_index=2)
+    h.setFormatter(PatternLayoutFormatter("%m%n"))
+    for i in range(7):
+        h.handle(_record("x" * 59 + str(i)))  # 61 chars a line: every second line rolls
+    h.close()
+    names = sorted(p.name for p in (tmp_path / "sub").iterdir())
+    assert names == ["app.log", "app.log.1", "app.log.2"]
+    assert (tmp_path / "sub" / "app.log.1").read_text().endswith("5\n")
+    assert (tmp_path / "sub" / "app.log.2").read_text().endswith("3\n")
+    assert (tmp_path / "sub" / "app.log").read_text().endswith("6\n")
+
+
+def test_daily_rolling_at_the_boundary_with_a_clock(tmp_path: Path, paris_tz: None) -> None:
+    now = [1582153199.0]  # 2020-02-19 23:59:59 in Paris
+    h = DailyRollingFileAppenderHandler(str(tmp_path / "d.log"), clock=lambda: now[0])
+    h.setFormatter(PatternLayoutFormatter("%m%n"))
+    h.handle(_record("before midnight"))
+    now[0] += 2  # 00:00:01 on the 20th
+    h.handle(_record("after midnight"))
+    h.close()
+    assert (tmp_path / "d.log.2020-02-19").read_text() == "before midnight\n"
+    assert (tmp_path / "d.log").read_text() == "after midnight\n"
+    assert next_boundary_ms(1582153199000, DAY) == 1582153200000
+
+
+def test_daily_rolling_pattern_without_period_never_rolls(tmp_path: Path) -> None:
+    # log4j throws IllegalStateException into every logging call here; logbridge just writes.
+    h = DailyRollingFileAppenderHandler(str(tmp_path / "n.log"), date_pattern="'.static'")
+    h.setFormatter(PatternLayoutFormatter("%m%n"))
+    h.handle(_record("one"))
+    h.close()
+    assert (tmp_path / "n.log").read_text() == "one\n"
+
+
+# -- configure() -------------------------------------------------------------------------------
+
+
+PROPS = """\
+log4j.rootLogger=INFO, F
+log4j.appender.F=org.apache.log4j.FileAppender
+log4j.appender.F.File=${out}/app.log
+log4j.appender.F.layout=org.apache.log4j.PatternLayout
+log4j.appender.F.layout.ConversionPattern=%p %c - %m%n
+log4j.logger.noisy=ERROR
+log4j.appender.F.Nonsense=1
+"""
+
+
+def test_configure_from_properties(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "log4j.properties"
+    f.write_text(PROPS)
+    model = logbridge.configure(f, out=str(tmp_path / "logs"))
+    assert "No such property [nonsense]" in capsys.readouterr().err
+    logging.getLogger("svc").info("started")
+    logging.getLogger("noisy").warning("dropped")
+    logging.getLogger("svc").debug("dropped too")
+    for h in logging.getLogger().handlers:
+        h.flush()
+    assert (tmp_path / "logs" / "app.log").read_text() == "INFO svc - started\n"
+    assert model is None or model.root.appenders == ["F"]
+
+
+def test_configure_from_yaml_json_and_dict(tmp_path: Path) -> None:
+    from logbridge.log4j import translate_file
+
+    f = tmp_path / "log4j.properties"
+    f.write_text(PROPS.replace("log4j.appender.F.Nonsense=1\n", ""))
+    config, _ = translate_file(f, out=str(tmp_path / "logs"))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    for source in (tmp_path / "c.yaml", tmp_path / "c.json", config):
+        reset_logging()
+        logbridge.configure(source)
+        assert [h.name for h in logging.getLogger().handlers] == ["F"]
+        assert logging.getLogger("noisy").level == logging.ERROR
+
+
+def test_configure_rejects_a_broken_yaml_file_clearly(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nhandlers: {x: {class: no.such.Handler}}\n")
+    with pytest.raises(ConfigError, match="bad.yaml: logging.config.dictConfig rejected it"):
+        logbridge.configure(bad)
+
+
+def test_no_appender_warning_instead_of_last_resort(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "empty.properties"
+    f.write_text("log4j.logger.x=INFO\n")
+    logbridge.configure(f)
+    logging.getLogger("x").warning("one")
+    logging.getLogger("x").warning("two")
+    err = capsys.readouterr().err
+    assert err.count("log4j:WARN No appenders could be found for logger (x).") == 1
+    assert "one" not in err
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def test_convert_yaml_and_json_load_in_dict_config(tmp_path: Path) -> None:
+    runner = CliRunner()
+    case = REPO / "tests" / "log4j" / "cases" / "10-filters.properties"
+    out_y = runner.invoke(cli, ["log4j", "convert", str(case), "-D", f"dir={tmp_path}"])
+    out_j = runner.invoke(cli, ["log4j", "convert", str(case), "--format", "json", "-D", f"dir={tmp_path}"])
+    assert out_y.exit_code == 0 and out_j.exit_code == 0
+    assert yaml.safe_load(out_y.output) == json.loads(out_j.output)
+    logging.config.dictConfig(json.loads(out_j.output))
+    assert sorted(h.name or "" for h in logging.getLogger().handlers) == ["MATCH", "RANGE", "STR"]
+
+
+def test_check_exit_codes_and_line_numbers() -> None:
+    runner = CliRunner()
+    cases = REPO / "tests" / "log4j" / "cases"
+    ok = runner.invoke(cli, ["log4j", "check", str(cases / "01-basic-console.properties")])
+    assert ok.exit_code == 0
+    bad = runner.invoke(cli, ["log4j", "check", str(cases / "13-option-names.properties")])
+    assert bad.exit_code == 1
+    assert "13-option-names.properties:6: log4j:WARN No such property [maxfilesize]" in bad.output
+    notes = runner.invoke(cli, ["log4j", "check", str(cases / "05-additivity.properties")])
+    assert notes.exit_code == 1
+    assert ":15: logbridge: log4j ignores log4j.additivity.orphan" in notes.output
+
+
+def test_check_missing_file_is_exit_2() -> None:
+    from logbridge.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["log4j", "check", "/nonexistent/log4j.properties"])
+    assert exc.value.code == 2
+
+
+def test_config_logging_yaml_is_the_conversion_of_dku_log4j_properties() -> None:
+    """config/logging.yaml must stay `logbridge log4j convert config/dku-log4j.properties`."""
+    runner = CliRunner()
+    cwd = os.getcwd()
+    os.chdir(REPO / "config")
+    try:
+        result = runner.invoke(cli, ["log4j", "convert", "dku-log4j.properties"])
+    finally:
+        os.chdir(cwd)
+    assert result.exit_code == 0, result.output
+    expected = (REPO / "config" / "logging.yaml").read_text(encoding="utf-8")
+    assert result.output == expected, (
+        "config/logging.yaml is stale: run `cd config && logbridge log4j convert dku-log4j.properties "
+        "> logging.yaml`"
+    )
