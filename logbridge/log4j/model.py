@@ -152,10 +152,8 @@ class _Reader:
             return None
         try:
             return self.subst(value, key, ())
-        except ValueError as exc:
+        except ValueError:
             self.error(f"Bad option value [{value}].", key)
-            if str(exc).startswith("cycle"):
-                self.note(f"${{}} substitution loops ({exc}); log4j dies with StackOverflowError", key)
             return value
 
     def subst(self, val: str, key: str, active: tuple[str, ...]) -> str:
@@ -176,8 +174,15 @@ class _Reader:
                 replacement = self.props.get(name)
             if replacement is not None:
                 if name in active:
-                    raise ValueError("cycle: " + " -> ".join((*active, name)))
-                out.append(self.subst(replacement, key, (*active, name)))
+                    # log4j recurses until StackOverflowError kills the configuration (and the
+                    # application's startup); logbridge reads the looping reference as empty.
+                    self.note(
+                        "${} substitution loops (" + " -> ".join((*active, name)) + "): log4j dies "
+                        "with StackOverflowError; logbridge substitutes an empty string",
+                        key,
+                    )
+                else:
+                    out.append(self.subst(replacement, key, (*active, name)))
             i = k + 1
 
     def to_level(self, value: str | None, default: int | None, key: str | None) -> int | None:
@@ -350,6 +355,20 @@ class _Reader:
                     pattern = spec.layout.options.get("conversionPattern", "%m%n")
                     for msg in parse_pattern(pattern)[1]:
                         self._add(msg, layout_key + ".ConversionPattern", "log4j")
+                if lcls == "org.apache.log4j.TTCCLayout" and "dateFormat" in spec.layout.options:
+                    from .dateformat import DateFormatError, compile_pattern
+
+                    fmt = spec.layout.options["dateFormat"]
+                    if fmt.upper() not in ("NULL", "RELATIVE", "ABSOLUTE", "DATE", "ISO8601"):
+                        try:
+                            compile_pattern(fmt)
+                        except DateFormatError as exc:
+                            self.note(
+                                f"TTCCLayout DateFormat {fmt!r}: {exc}; log4j throws this out of "
+                                "PropertyConfigurator (the rest of the file is not read); logbridge "
+                                "prints no date",
+                                layout_key + ".DateFormat",
+                            )
                 if lcls in classes.OTHER_LOG4J_LAYOUTS:
                     self.note(
                         f"layout {lcls} has no Python equivalent; PatternLayout %m%n is used", layout_key

@@ -108,7 +108,8 @@ def _read_files(root: Path) -> dict[str, bytes]:
 
 def _log4j_lines(text: str, out_dir: Path) -> list[str]:
     text = text.replace(str(out_dir), "<dir>")
-    return sorted(line for line in text.splitlines() if line.startswith("log4j:"))
+    # LogLog.debug lines ("log4j: ...", with log4j.debug=true) are log4j's narration, not messages.
+    return sorted(line for line in text.splitlines() if line.startswith(("log4j:WARN", "log4j:ERROR")))
 
 
 def run_java(harness_dir: Path, props: Path, loggers: list[str], events: list[Event], out_dir: Path) -> Run:
