@@ -22,22 +22,27 @@ timed run); peak RSS is the tree's ``VmHWM``.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import random
-import re
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+
+# Run as ``python bench/<script>.py``, bench/ is first on sys.path, and bench/logging.py would
+# shadow the standard library's ``logging`` (which asyncio, uvicorn and granian import). Drop it.
+sys.path[:] = [p for p in sys.path if p.rstrip("/").rsplit("/", 1)[-1] != "bench"]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import urllib.error  # noqa: E402
+import urllib.request  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -48,6 +53,24 @@ wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "application/x-ndjson"
+"""
+# With --diagnose: keep the first failed responses. A Lua response() hook costs wrk time on every
+# response (it halves wrk's single-event rate), so it is off for the measured numbers.
+LUA_DIAGNOSE = """
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) failures = "" end
+function response(status, headers, body)
+  if status ~= 200 and #failures < 2000 then
+    failures = failures .. status .. " " .. string.sub(body, 1, 300) .. "\\n"
+  end
+end
+function done(summary, latency, requests)
+  for _, t in ipairs(threads) do
+    local text = t:get("failures")
+    if text and #text > 0 then io.write("failed responses:\\n" .. text) end
+  end
+end
 """
 
 
@@ -300,6 +323,7 @@ class WrkResult:
     seconds: float
     non_2xx: int
     socket_errors: str
+    failures: str  # status and body of the first failed responses
     p50_ms: float
     p99_ms: float
 
@@ -349,6 +373,7 @@ def run_wrk(url: str, body: Path, lua: Path, seconds: float, connections: int, c
         took,
         int(non_2xx.group(1)) if non_2xx else 0,
         errors.group(1).strip() if errors else "",
+        out.split("failed responses:\n", 1)[1].strip() if "failed responses:\n" in out else "",
         _ms(p50.group(1)) if p50 else float("nan"),
         _ms(p99.group(1)) if p99 else float("nan"),
     )
@@ -421,6 +446,8 @@ def measure(
                     f"  ! {name}: {wrk.non_2xx} non-2xx responses, socket errors: {wrk.socket_errors or 'none'}",
                     file=sys.stderr,
                 )
+                if wrk.failures:  # only with --diagnose
+                    print("    " + wrk.failures.replace("\n", "\n    "), file=sys.stderr)
         result.peak_rss_mib = memory_kib(pid, "VmHWM") / 1024
     finally:
         server.stop()
@@ -485,6 +512,11 @@ def main() -> None:
         help="run only these configurations (collector-flush, collector-fsync, collector-single, "
         "minimal, minimal-single); repeatable",
     )
+    parser.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="print the status and body of failed responses (slows wrk: not for numbers)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, configs)")
     parser.add_argument("--serve-granian", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -497,7 +529,7 @@ def main() -> None:
         raise SystemExit("taskset is not installed: apt-get install util-linux")
 
     work = Path(tempfile.mkdtemp(prefix="logbridge-bench-"))
-    (work / "post.lua").write_text(LUA)
+    (work / "post.lua").write_text(LUA + (LUA_DIAGNOSE if args.diagnose else ""))
     batch_body = work / f"batch-{args.batch}.ndjson"
     batch_body.write_bytes(dss_events(args.batch))
     single_body = work / "single.ndjson"

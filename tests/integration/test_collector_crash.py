@@ -229,6 +229,9 @@ def test_sigkill_three_times_while_streaming_loses_nothing_and_duplicates_nothin
     assert client.accepted <= EVENTS, (client.accepted, dict(client.statuses))
     assert c.starts == 4
     assert elapsed < 80, f"crash test took {elapsed:.1f}s"
+    # Every line was valid: nothing went to the dead letter.
+    dead = [p for p in c.dead_letter.rglob("*") if p.is_file() and p.stat().st_size > 0]
+    assert not dead, f"dead letter not empty: {dead[:5]}"
     # The staging area was emptied by the final clean shutdown.
     leftover = [p for p in (c.home / "state").rglob("*.ndjson*") if p.is_file()]
     assert not leftover, f"staging files left after SIGTERM: {leftover[:5]}"
