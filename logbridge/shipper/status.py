@@ -6,17 +6,25 @@ from __future__ import annotations
 import os
 
 from .checkpoint import CheckpointStore, Entry
+from .identity import head_matches
 
 
 def file_lag(entry: Entry) -> tuple[str, int | None, int | None]:
-    """(state, size now, lag) of one entry, looking at the file on disk."""
+    """(state, size now, lag) of one entry, looking at the file on disk (by path, then checked
+    by inode and first bytes: a reused inode under the old name is another file)."""
     try:
-        st = os.stat(entry.path)
+        fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return ("gone", None, None)
-    if (st.st_dev, st.st_ino) != (entry.dev, entry.ino):
-        return ("rotated away", None, None)
-    return ("ok", st.st_size, max(0, st.st_size - entry.offset))
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (entry.dev, entry.ino) or not head_matches(
+            fd, entry.head_len, entry.head_hash
+        ):
+            return ("rotated away", None, None)
+        return ("ok", st.st_size, max(0, st.st_size - entry.offset))
+    finally:
+        os.close(fd)
 
 
 def render(state_dir: str) -> str:

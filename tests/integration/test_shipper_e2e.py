@@ -22,6 +22,9 @@ import orjson
 import pytest
 import yaml
 
+from logbridge.shipper.checkpoint import CheckpointStore
+from logbridge.shipper.status import file_lag
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 TOPICS = ("generic", "generic-failure", "authfail", "apinode-query", "compute-resource-usage", "apicalls")
@@ -88,9 +91,18 @@ class ShipperProc:
                 cwd=self.home,
             )
 
-    def start(self) -> None:
+    def start(self, timeout: float = 20.0) -> None:
+        """Start the daemon and wait until it has said it is shipping (signals handled)."""
         assert self.process is None or self.process.poll() is not None, "shipper already running"
         self.process = self._popen()
+        log = self.logs[-1]
+        deadline = time.monotonic() + timeout
+        while b"shipping" not in log.read_bytes():
+            if self.process.poll() is not None:
+                raise AssertionError(f"shipper exited with {self.process.returncode}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"shipper not started after {timeout}s:\n{self.log_tail()}")
+            time.sleep(0.02)
 
     def once(self, timeout: float = 60.0) -> str:
         proc = self._popen("--once")
@@ -121,21 +133,15 @@ class ShipperProc:
         assert code == 0, f"shipper exited with {code} on SIGTERM:\n{self.log_tail()}"
 
     def lag(self) -> int | None:
-        """Total unacknowledged bytes per the checkpoint file (None before the first one)."""
-        path = self.state_dir / "checkpoints.json"
-        try:
-            doc = orjson.loads(path.read_bytes())
-        except (FileNotFoundError, orjson.JSONDecodeError):
+        """Total unacknowledged bytes per the checkpoint file (what ``--status`` prints)."""
+        if not (self.state_dir / "checkpoints.json").exists():
             return None
-        total = 0
-        for e in doc["files"]:
-            try:
-                st = os.stat(e["path"])
-            except OSError:
-                continue
-            if (st.st_dev, st.st_ino) == (e["dev"], e["ino"]):
-                total += max(0, st.st_size - e["offset"])
-        return total
+        entries = CheckpointStore(self.state_dir).load()
+        return sum(file_lag(e)[2] or 0 for e in entries.values())
+
+    def lagging(self) -> list[str]:
+        entries = CheckpointStore(self.state_dir).load()
+        return [f"{e.path}: {file_lag(e)}, offset {e.offset}" for e in entries.values() if file_lag(e)[2]]
 
     def log_tail(self, n: int = 40) -> str:
         if not self.logs:
@@ -159,8 +165,8 @@ def shipper_config(home: Path, url: str, inputs: list[dict[str, Any]], **overrid
     return config
 
 
-@pytest.fixture
-def shipper(tmp_path: Path) -> Iterator[Callable[..., ShipperProc]]:
+@pytest.fixture(name="shipper")
+def shipper_fixture(tmp_path: Path) -> Iterator[Callable[..., ShipperProc]]:
     """``shipper(url, inputs, **overrides)`` → a `ShipperProc` (not started); stopped in teardown."""
     made: list[ShipperProc] = []
 
