@@ -1,0 +1,418 @@
+"""``logbridge demo``: the whole pipeline on this machine, in one command, with no setup.
+
+1. a collector (``logbridge collect``, a real subprocess) on a free loopback port, its store,
+   state and dead letter in a temporary folder;
+2. Python logging configured from ``config/dku-log4j.properties`` (one rolling JSON audit file
+   per topic, as a DSS node has them), then a realistic audit trail written through
+   `logbridge.audit`: all six topics, several users, API-node queries with routing keys,
+   compute usage;
+3. the shipper (`logbridge.shipper.Shipper`, ``--once``) takes those files, and the sample
+   trail of four nodes under ``samples/`` when it is there, to the collector;
+4. the collector is stopped cleanly (it publishes what it staged), and the store is read back:
+   the partitioned tree, the events per topic, and each user's last activity.
+
+Nothing is left running: the collector is stopped (killed if it must be) in ``finally``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PROPERTIES = ROOT / "config" / "dku-log4j.properties"
+SAMPLES = ROOT / "samples"
+TOPICS = ("generic", "generic-failure", "authfail", "apinode-query", "compute-resource-usage", "apicalls")
+
+# The same appenders as config/dku-log4j.properties, for an install without the repository's
+# config folder (a wheel): one rolling JSON audit file per topic.
+_FALLBACK_PROPERTIES = "\n".join(
+    [
+        "log4j.rootLogger=WARN, CONSOLE",
+        "log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender",
+        "log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout",
+        "log4j.appender.CONSOLE.layout.ConversionPattern=%m%n",
+        "log4j.logger.dku.audit=INFO",
+        "log4j.additivity.dku.audit=false",
+    ]
+    + [
+        line
+        for i, topic in enumerate(TOPICS)
+        for line in (
+            f"log4j.logger.dku.audit.{topic}=INFO, A{i}",
+            f"log4j.appender.A{i}=org.apache.log4j.RollingFileAppender",
+            f"log4j.appender.A{i}.File=${{dip.home}}/run/audit/{topic}.log",
+            f"log4j.appender.A{i}.MaxFileSize=100MB",
+            f"log4j.appender.A{i}.MaxBackupIndex=20",
+            f"log4j.appender.A{i}.layout=com.dataiku.dip.logging.JSONAuditLayout",
+        )
+    ]
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# ------------------------------------------------------------------------------------ collector
+
+
+class _Collector:
+    def __init__(self, work: Path):
+        self.port = _free_port()
+        self.store = work / "store"
+        self.dead_letter = work / "dead-letter"
+        self.log_path = work / "collector.log"
+        self.config_path = work / "collector.yaml"
+        config = {
+            "listen": {"host": "127.0.0.1", "port": self.port},
+            "durability": "flush",
+            "state_dir": str(work / "collector-state"),
+            "dead_letter": f"file://{self.dead_letter}",
+            "destinations": [
+                {
+                    "name": "store",
+                    "type": "filesystem",
+                    "url": f"file://{self.store}",
+                    "topics": "all",
+                    "routing_keys": "all",
+                    "path": "{topic}/{routing_key}/%Y/%m/%d/%H",
+                    "roll": {"max_bytes": "64MiB", "max_age": "1s"},
+                }
+            ],
+        }
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/events"
+
+    def start(self, timeout: float = 20.0) -> None:
+        import httpx
+
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "logbridge", "collect", "--config", str(self.config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a Ctrl-C in the terminal is the demo's to handle
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise click.ClickException(f"the collector exited at start:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise click.ClickException(
+                    f"the collector did not answer in {timeout:.0f}s:\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """SIGTERM (it publishes what it staged), SIGKILL if it does not go within 20 s."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def log_tail(self, n: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+
+# -------------------------------------------------------------------------------------- the trail
+
+USERS = ("admin", "alice.martin", "bob.chen", "carla.rossi", "dmitri.ivanov")
+PROJECTS = ("CHURN_PREDICTION", "FRAUD_DETECTION", "SALES_FORECAST")
+SERVICES = {
+    "churn-scoring": "prediction-query",
+    "customer-lookup": "dataset-lookup-query",
+    "pricing": "function-query",
+}
+
+
+def _configure_logging(node_home: Path) -> str:
+    import logbridge
+
+    if PROPERTIES.exists():
+        source = str(PROPERTIES)
+        logbridge.configure(source, **{"dip.home": str(node_home)})
+    else:
+        fallback = node_home / "dku-log4j.properties"
+        fallback.write_text(_FALLBACK_PROPERTIES)
+        source = "built-in copy of config/dku-log4j.properties"
+        logbridge.configure(str(fallback), **{"dip.home": str(node_home)})
+    # The properties file sends INFO of every logger to the console: not the HTTP client's.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    return source
+
+
+def emit_trail(seed: int = 7) -> int:
+    """A mixed audit trail through `logbridge.audit`; returns the number of events."""
+    from logbridge import audit
+
+    rng = random.Random(seed)
+    count = 0
+
+    def emit(topic: str, msg_type: str, routing_key: str | None = None, **fields: Any) -> None:
+        nonlocal count
+        audit.emit(topic, msg_type, routing_key=routing_key, **fields)
+        count += 1
+
+    for user in USERS:
+        with audit.request("/dip/api/login", user=user):
+            emit("generic", "login", authUser=user, authSource="LOCAL")
+        for _ in range(rng.randint(3, 6)):
+            project = rng.choice(PROJECTS)
+            with audit.request("/dip/api/datasets/get-preview", user=user):
+                emit(
+                    "generic", "dataset-read-data", authUser=user, projectKey=project, datasetName="customers"
+                )
+            with audit.request("/publicapi/projects/jobs", user=user):
+                emit(
+                    "apicalls",
+                    "public-api-call",
+                    authUser=user,
+                    method="POST",
+                    path=f"/projects/{project}/jobs",
+                    status=200,
+                )
+            with audit.request("/dip/api/flow/jobs/start", user=user):
+                emit(
+                    "generic",
+                    "flow-job-start",
+                    authUser=user,
+                    projectKey=project,
+                    jobId=f"job-{rng.randint(1000, 9999)}",
+                )
+                usage_id = f"usage-{rng.randint(10000, 99999)}"
+                for phase in ("start", "update", "complete"):
+                    emit(
+                        "compute-resource-usage",
+                        f"compute-resource-usage-{phase}",
+                        authUser=user,
+                        usage={
+                            "id": usage_id,
+                            "type": "SQL_QUERY",
+                            "connection": "warehouse",
+                            "cpuSeconds": rng.randint(1, 90),
+                        },
+                    )
+            if rng.random() < 0.3:
+                emit(
+                    "generic-failure",
+                    "flow-job-failed",
+                    authUser=user,
+                    projectKey=project,
+                    success=False,
+                    error="OutOfMemoryError",
+                )
+        with audit.request("/dip/api/logout", user=user):
+            emit("generic", "logout", authUser=user)
+    for attacker in ("root", "guest", "bob.chen"):
+        emit("authfail", "login-failed", authUser=attacker, reason="bad password", clientIP="10.0.0.66")
+    for service, msg_type in SERVICES.items():
+        for _ in range(5):
+            emit(
+                "apinode-query",
+                msg_type,
+                routing_key=service,
+                authUser=f"apikey:{service}-client",
+                query={"customerId": rng.randint(1, 10**6)},
+                response={"ok": True, "ms": rng.randint(2, 40)},
+            )
+    emit(
+        "compute-resource-usage",
+        "kubernetes-cluster-usage-status",
+        clusterId="k8s-prod",
+        team="data-science",
+        nodes=6,
+        pods=41,
+    )
+    for handler in logging.getLogger().handlers + [
+        h for t in TOPICS for h in logging.getLogger(f"dku.audit.{t}").handlers
+    ]:
+        handler.flush()
+    return count
+
+
+# --------------------------------------------------------------------------------------- shipping
+
+
+def _ship(collector_url: str, node: str, pattern: str, state_dir: Path) -> tuple[int, int]:
+    from .shipper.config import validate_dict
+    from .shipper.engine import Shipper
+
+    cfg = validate_dict(
+        {
+            "node": node,
+            "collector": {"url": collector_url},
+            "inputs": [{"path": pattern}],
+            "state_dir": str(state_dir),
+            "batch": {"max_events": 1000, "max_bytes": "1MiB", "linger": "20ms"},
+            "partial_line_timeout": "200ms",
+        }
+    )
+    totals = Shipper(cfg).run(once=True)
+    return totals.lines, totals.lost_bytes + totals.dead_lettered_lines
+
+
+# ---------------------------------------------------------------------------------------- report
+
+
+def read_store(store: Path) -> list[tuple[str, dict[str, Any]]]:
+    out: list[tuple[str, dict[str, Any]]] = []
+    for path in sorted(store.rglob("*.ndjson")):
+        rel = path.relative_to(store).as_posix()
+        out.extend((rel, orjson.loads(line)) for line in path.read_bytes().splitlines() if line.strip())
+    return out
+
+
+def _event_time(rec: dict[str, Any]) -> str:
+    env = rec.get("envelope") or {}
+    value = env.get("timestamp") or rec["clientEvent"].get("timestamp") or rec.get("serverTimestamp") or ""
+    return str(value)
+
+
+def _sort_key(stamp: str) -> float:
+    from .envelope import parse_iso
+
+    return parse_iso(stamp) or 0.0
+
+
+def report(store: Path, echo: Any = click.echo) -> dict[str, Any]:
+    records = read_store(store)
+    per_folder: Counter[str] = Counter()
+    per_topic: Counter[str] = Counter()
+    last: dict[str, tuple[str, str, str]] = {}
+    for rel, rec in records:
+        per_folder[rel.rsplit("/", 1)[0]] += 1
+        per_topic[rec.get("topic", "?")] += 1
+        user = rec["clientEvent"].get("authUser")
+        if isinstance(user, str):
+            stamp = _event_time(rec)
+            if user not in last or _sort_key(stamp) >= _sort_key(last[user][0]):
+                last[user] = (stamp, rec["clientEvent"].get("msgType", "?"), rec.get("topic", "?"))
+
+    echo(
+        click.style(
+            f"\nThe store ({store}): {len(records):,} events in {len(per_folder)} hour partitions", bold=True
+        )
+    )
+    tree: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for folder in sorted(per_folder):
+        topic, key, *hour = folder.split("/")
+        tree[topic][key].append(f"{'/'.join(hour)} ({per_folder[folder]})")
+    for topic in sorted(tree):
+        echo(f"  {topic}/")
+        for key in sorted(tree[topic]):
+            hours = tree[topic][key]
+            shown = ", ".join(hours[:3]) + (f", … {len(hours) - 3} more" if len(hours) > 3 else "")
+            echo(f"    {key}/  {shown}")
+
+    echo(click.style("\nEvents per topic", bold=True))
+    for topic, n in per_topic.most_common():
+        echo(f"  {topic:<24} {n:>6,}")
+
+    echo(click.style("\nEach user's last activity", bold=True))
+    width = max((len(u) for u in last), default=0)
+    for user, (stamp, msg_type, topic) in sorted(
+        last.items(), key=lambda kv: _sort_key(kv[1][0]), reverse=True
+    ):
+        echo(f"  {user:<{width}}  {stamp:<29}  {msg_type} ({topic})")
+    return {"events": len(records), "per_topic": dict(per_topic), "last": last, "folders": dict(per_folder)}
+
+
+# --------------------------------------------------------------------------------------- command
+
+
+@click.command("demo")
+@click.option(
+    "--keep",
+    "keep",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Keep the store, configs and logs in this folder instead of a temporary one.",
+)
+@click.option("--no-samples", is_flag=True, help="Ship only the trail the demo writes, not samples/.")
+def demo(keep: str | None, no_samples: bool) -> None:
+    """Run the whole pipeline here: app → audit files → shipper → collector → store, then report."""
+    started = time.monotonic()
+    if keep:
+        work = Path(keep).resolve()
+        if work.exists() and any(work.iterdir()):
+            raise click.ClickException(f"{work} is not empty: give --keep a new or empty folder")
+        work.mkdir(parents=True, exist_ok=True)
+    else:
+        work = Path(tempfile.mkdtemp(prefix="logbridge-demo-"))
+    collector = _Collector(work)
+    try:
+        click.echo(f"1. collector: logbridge collect on {collector.url} (store {collector.store})")
+        collector.start()
+
+        node_home = work / "node"
+        source = _configure_logging(node_home)
+        n = emit_trail()
+        audit_dir = node_home / "run" / "audit"
+        click.echo(f"2. app: logging configured from {source}; {n} audit events written to {audit_dir}/")
+
+        shipped, trouble = _ship(
+            collector.url, "demo-node", str(audit_dir / "*.log"), work / "shipper-state" / "demo-node"
+        )
+        click.echo(f"3. shipper: {shipped} lines of demo-node shipped")
+        if not no_samples and SAMPLES.is_dir():
+            for node_dir in sorted(p for p in SAMPLES.iterdir() if (p / "audit").is_dir()):
+                lines, bad = _ship(
+                    collector.url,
+                    node_dir.name,
+                    str(node_dir / "audit" / "*.log"),
+                    work / "shipper-state" / node_dir.name,
+                )
+                shipped += lines
+                trouble += bad
+                click.echo(f"   shipper: {lines} lines of {node_dir.name} (samples/{node_dir.name}/audit)")
+        if trouble:
+            click.echo(f"   {trouble} lines or bytes could not be delivered: see the log above", err=True)
+
+        collector.stop()  # a clean stop publishes every staged file
+        click.echo("4. collector stopped; reading the store back")
+        report(collector.store)
+        click.echo(
+            f"\nDone in {time.monotonic() - started:.1f}s" + (f"; everything is in {work}" if keep else ".")
+        )
+    finally:
+        collector.stop()
+        logging.shutdown()
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    demo()
