@@ -349,11 +349,14 @@ class _Reader:
                 spec.layout.options = self._set_properties(
                     layout_key + ".", classes.LAYOUTS.get(lcls), lcls, is_appender=False
                 )
-                if lcls == "org.apache.log4j.PatternLayout":
-                    from .pattern import parse_pattern
+                if lcls in ("org.apache.log4j.PatternLayout", "org.apache.log4j.EnhancedPatternLayout"):
+                    from .pattern import convert_special_chars, parse_pattern
 
+                    enhanced = lcls == "org.apache.log4j.EnhancedPatternLayout"
                     pattern = spec.layout.options.get("conversionPattern", "%m%n")
-                    for msg in parse_pattern(pattern)[1]:
+                    if enhanced:
+                        pattern = convert_special_chars(pattern)
+                    for msg in parse_pattern(pattern, enhanced)[1]:
                         self._add(msg, layout_key + ".ConversionPattern", "log4j")
                 if lcls == "org.apache.log4j.TTCCLayout" and "dateFormat" in spec.layout.options:
                     from .dateformat import DateFormatError, compile_pattern

@@ -22,6 +22,7 @@ The throwable (``exc_info``/``exc_text``) follows the line, one line each, as lo
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -120,12 +121,41 @@ def _named(get: Callable[[logging.LogRecord], str | None], precision: int) -> Co
     return convert
 
 
-def _mdc(key: str | None) -> Converter:
+def java_string_hash(s: str) -> int:
+    """String.hashCode() over UTF-16 code units, as a signed 32-bit int."""
+    h = 0
+    data = s.encode("utf-16-be", "surrogatepass")
+    for i in range(0, len(data), 2):
+        h = (31 * h + (data[i] << 8 | data[i + 1])) & 0xFFFFFFFF
+    return h - 2**32 if h >= 2**31 else h
+
+
+def java_hashtable_order(keys: list[str]) -> list[str]:
+    """The iteration order of ``new Hashtable(7)`` after putting ``keys`` in order: log4j's MDC
+    is such a Hashtable (a fresh one after ``MDC.clear()``), and EnhancedPatternLayout's ``%X``
+    prints it in this order."""
+    cap, threshold, count = 7, 5, 0
+    table: list[list[str]] = [[] for _ in range(cap)]  # each chain head-first
+    for k in keys:
+        if count >= threshold:
+            new_cap = cap * 2 + 1
+            new_table: list[list[str]] = [[] for _ in range(new_cap)]
+            for i in range(cap - 1, -1, -1):
+                for e in table[i]:
+                    new_table[(java_string_hash(e) & 0x7FFFFFFF) % new_cap].insert(0, e)
+            cap, table, threshold = new_cap, new_table, int(new_cap * 0.75)
+        table[(java_string_hash(k) & 0x7FFFFFFF) % cap].insert(0, k)
+        count += 1
+    return [k for i in range(cap - 1, -1, -1) for k in table[i]]
+
+
+def _mdc(key: str | None, hashtable_order: bool = False) -> Converter:
     if key is None:
 
         def all_keys(r: logging.LogRecord) -> str:
             mdc = record_mdc(r)
-            return "{" + "".join(f"{{{k},{java_str(mdc[k])}}}" for k in sorted(mdc)) + "}"
+            keys = java_hashtable_order([str(k) for k in mdc]) if hashtable_order else sorted(mdc)
+            return "{" + "".join(f"{{{k},{java_str(mdc[k])}}}" for k in keys) + "}"
 
         return all_keys
 
@@ -159,6 +189,7 @@ class _Parser:
 
     def __init__(self, pattern: str, enhanced: bool = False):
         self.enhanced = enhanced
+        self.handles_throwable = False
         self.p = pattern
         self.i = 0
         self.parts: list[_Part] = []
@@ -199,6 +230,9 @@ class _Parser:
         self.lit = []
 
     def finalize(self, c: str) -> None:
+        if self.enhanced:
+            self.finalize_enhanced(c)
+            return
         conv: Converter | None = None
         if c == "c":
             conv = _named(lambda r: r.name, self.precision())
@@ -236,6 +270,71 @@ class _Parser:
             self.parts.append(_Part(None, conv, self.fmt))
         self.lit = []
         self.fmt = _Fmt()
+
+    def options(self) -> list[str]:
+        opts = []
+        while self.i < len(self.p) and self.p[self.i] == "{":
+            end = self.p.find("}", self.i)
+            if end == -1:
+                break
+            opts.append(self.p[self.i + 1 : end])
+            self.i = end + 1
+        return opts
+
+    def finalize_enhanced(self, c: str) -> None:
+        """org.apache.log4j.pattern.PatternParser: a conversion *word* (the longest identifier,
+        then its longest known prefix; the rest stays literal) and any number of {options}."""
+        word = ""
+        if c.isidentifier():
+            word = c
+            while self.i < len(self.p) and (self.p[self.i].isalnum() or self.p[self.i] == "_"):
+                word += self.p[self.i]
+                self.lit.append(self.p[self.i])
+                self.i += 1
+        opts = self.options()
+        name = next((word[:k] for k in range(len(word), 0, -1) if word[:k] in _ENHANCED_WORDS), None)
+        if name is None:
+            self.errors.append(f"log4j:ERROR Unrecognized format specifier [{word}]")
+            self.errors.append(
+                f"log4j:ERROR Unrecognized conversion specifier [{word}] starting at position {self.i} "
+                "in conversion pattern."
+            )
+            self.parts.append(_Part("".join(self.lit)))
+        else:
+            rest = word[len(name) :]
+            self.parts.append(_Part(None, self.enhanced_converter(_ENHANCED_WORDS[name], opts), self.fmt))
+            if rest:
+                self.parts.append(_Part(rest))
+        self.lit = []
+        self.fmt = _Fmt()
+
+    def enhanced_converter(self, kind: str, opts: list[str]) -> Converter:
+        opt = opts[0] if opts else None
+        if kind == "c":
+            return _abbreviated(lambda r: r.name, opt)
+        if kind == "C":
+            return _abbreviated(_class_name, opt)
+        if kind == "d":
+            named = {"ISO8601": ISO8601, "ABSOLUTE": ABSOLUTE, "DATE": DATE}
+            pattern = named.get((opt or "ISO8601").upper(), opt or ISO8601)
+            tz = None
+            if len(opts) > 1:
+                tz = _java_time_zone(opts[1])
+            try:
+                fmt = SimpleDateFormat(pattern, tz)
+            except DateFormatError:
+                self.errors.append(f"log4j:WARN Could not instantiate SimpleDateFormat with pattern {opt}")
+                fmt = SimpleDateFormat(ISO8601, tz)
+            return _date(fmt)
+        if kind == "n":
+            return lambda r: LINE_SEP
+        if kind == "x":
+            return lambda r: record_ndc(r) or "null"
+        if kind == "X":
+            return _mdc(opt, hashtable_order=True)
+        if kind == "throwable":
+            return _throwable(opt, self)
+        return _SIMPLE[kind]
 
     def parse(self) -> list[_Part]:
         p, n = self.p, len(self.p)
@@ -305,11 +404,151 @@ class _Parser:
         return self.parts
 
 
+_SIMPLE: dict[str, Converter] = {
+    "F": lambda r: r.filename,
+    "l": _location,
+    "L": lambda r: str(r.lineno),
+    "m": lambda r: r.getMessage(),
+    "M": lambda r: r.funcName,
+    "p": lambda r: log4j_name(r.levelno, r.levelname),
+    "r": lambda r: str(int(r.relativeCreated)),
+    "t": lambda r: r.threadName,
+}
+
+_ENHANCED_WORDS = {
+    "c": "c", "logger": "c", "C": "C", "class": "C", "d": "d", "date": "d", "F": "F", "file": "F",
+    "l": "l", "L": "L", "line": "L", "m": "m", "message": "m", "n": "n", "M": "M", "method": "M",
+    "p": "p", "level": "p", "r": "r", "relative": "r", "t": "t", "thread": "t", "x": "x",
+    "ndc": "x", "X": "X", "properties": "X", "throwable": "throwable",
+}  # fmt: skip
+
+
+def _java_time_zone(tz_id: str) -> dt.tzinfo:
+    """TimeZone.getTimeZone: an unknown ID is GMT."""
+    import zoneinfo
+
+    if tz_id in ("UTC", "GMT"):
+        return dt.UTC
+    try:
+        return zoneinfo.ZoneInfo(tz_id)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return dt.UTC
+
+
+def _abbreviated(get: Callable[[logging.LogRecord], str | None], opt: str | None) -> Converter:
+    """EnhancedPatternLayout's NameAbbreviator: ``{2}`` keeps 2 elements, ``{-1}`` drops one,
+    ``{1.}``/``{1~.}`` shortens every element but the last."""
+    if opt is None or not opt.strip():
+        return get
+    t = opt.strip()
+    i = 1 if t[0] == "-" else 0
+    while i < len(t) and t[i].isdigit():
+        i += 1
+    if i == len(t) and t not in ("-",):
+        n = int(t)
+
+        def elements(r: logging.LogRecord) -> str | None:
+            name = get(r)
+            if name is None:
+                return None
+            if n >= 0:
+                end = len(name) - 1
+                for _ in range(n):
+                    end = name.rfind(".", 0, end) if end > 0 else -1
+                    if end == -1:
+                        return name
+                return name[end + 1 :]
+            count = -n
+            pos = name.find(".")
+            while pos != -1:
+                count -= 1
+                if count == 0:
+                    return name[pos + 1 :]
+                pos = name.find(".", pos + 1)
+            return name
+
+        return elements
+    fragments: list[tuple[int, str]] = []
+    pos = 0
+    while 0 <= pos < len(t):
+        ell_pos = pos
+        if t[pos] == "*":
+            count, ell_pos = 2**31 - 1, pos + 1
+        elif t[pos].isdigit():
+            count, ell_pos = int(t[pos]), pos + 1
+        else:
+            count = 0
+        ellipsis = t[ell_pos] if ell_pos < len(t) and t[ell_pos] != "." else ""
+        fragments.append((count, ellipsis))
+        pos = t.find(".", pos)
+        if pos == -1:
+            break
+        pos += 1
+
+    def fragment(buf: str, start: int, frag: tuple[int, str]) -> tuple[str, int]:
+        count, ellipsis = frag
+        dot = buf.find(".", start)
+        if dot == -1:
+            return buf, -1
+        if dot - start > count:
+            buf = buf[: start + count] + ellipsis + buf[dot:]
+            dot = start + count + len(ellipsis)
+        return buf, dot + 1
+
+    def abbreviate(r: logging.LogRecord) -> str | None:
+        buf = get(r)
+        if buf is None:
+            return None
+        pos = 0
+        for frag in fragments[:-1]:
+            if pos >= len(buf):
+                break
+            buf, pos = fragment(buf, pos, frag)
+            if pos < 0:
+                return buf
+        while 0 <= pos < len(buf):
+            buf, pos = fragment(buf, pos, fragments[-1])
+        return buf
+
+    return abbreviate
+
+
+def _throwable(opt: str | None, parser: _Parser) -> Converter:
+    """%throwable{n|short|full|none}: the throwable's first lines, inside the layout."""
+    parser.handles_throwable = True
+
+    def convert(r: logging.LogRecord) -> str:
+        lines = throwable_lines(r, _PLAIN)
+        if not lines:
+            return ""
+        n = len(lines)
+        if opt == "none":
+            n = 0
+        elif opt == "short":
+            n = 1
+        elif opt is not None and opt != "full":
+            try:
+                n = min(n, int(opt))
+            except ValueError:
+                pass
+        return "".join(line + "\n" for line in lines[:n])
+
+    return convert
+
+
+_PLAIN = logging.Formatter()
+
+
 def parse_pattern(pattern: str, enhanced: bool = False) -> tuple[list[_Part], list[str]]:
     """Parse a conversion pattern; also return the messages log4j would print for it."""
+    parts, errors, _ = _parse(pattern, enhanced)
+    return parts, errors
+
+
+def _parse(pattern: str, enhanced: bool) -> tuple[list[_Part], list[str], bool]:
     parser = _Parser(pattern, enhanced)
     parts = parser.parse()
-    return parts, parser.errors
+    return parts, parser.errors, parser.handles_throwable
 
 
 def _render(parts: list[_Part], record: logging.LogRecord) -> str:
@@ -346,8 +585,9 @@ class PatternLayoutFormatter(logging.Formatter):
     def __init__(self, pattern: str = "%m%n", *, ignores_throwable: bool = True, _enhanced: bool = False):
         super().__init__()
         self.pattern = pattern
-        self.ignores_throwable = ignores_throwable
-        self._parts, self.errors = parse_pattern(pattern, _enhanced)
+        self._parts, self.errors, handles = _parse(pattern, _enhanced)
+        # EnhancedPatternLayout with %throwable prints the throwable itself.
+        self.ignores_throwable = ignores_throwable and not handles
 
     def format_layout(self, record: logging.LogRecord) -> str:
         """What log4j's ``Layout.format(event)`` returns, without the throwable."""

@@ -7,7 +7,7 @@ configuring; what reached stdout and stderr; and every file written, rolled file
 
 A case can steer the run with ``# @`` comment lines:
 ``# @loggers a, b.c`` (more loggers), ``# @repeat N`` (the event list N times),
-``# @pad N`` (messages padded to N chars), ``# @precreate NAME ISO-TIME`` (a file that exists
+``# @pad N`` (messages padded to N chars), ``# @mdc k=v,...`` (more MDC keys), ``# @precreate NAME ISO-TIME`` (a file that exists
 before configuration, with that modification time).
 """
 
@@ -59,11 +59,14 @@ def _loggers(path: Path, d: dict[str, list[str]]) -> list[str]:
 def _events(loggers: list[str], d: dict[str, list[str]]) -> list[Event]:
     repeat = int(d.get("repeat", ["1"])[0])
     pad = int(d.get("pad", ["0"])[0])
+    extra_mdc = dict(kv.split("=", 1) for spec in d.get("mdc", []) for kv in spec.split(","))
     events: list[Event] = []
     for r in range(repeat):
         for e in standard_events(loggers, base_ms=1582124702441 + r * 100_000):
             if pad:
                 e.message = e.message.ljust(pad, "x")
+            if e.mdc:
+                e.mdc.update(extra_mdc)
             events.append(e)
     return events
 

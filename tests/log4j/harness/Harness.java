@@ -57,6 +57,12 @@ public class Harness {
     return b.append('"').toString();
   }
 
+  static void setField(Object o, String name, Object value) throws Exception {
+    Field f = LoggingEvent.class.getDeclaredField(name);
+    f.setAccessible(true);
+    f.set(o, value);
+  }
+
   static Object getter(Object o, String name) {
     try {
       Method m = o.getClass().getMethod(name);
@@ -171,7 +177,9 @@ public class Harness {
       String ndc = unescape(f[6]);
       String cls = unescape(f[7]), method = unescape(f[8]), file = unescape(f[9]), lineNo = unescape(f[10]);
       String thr = unescape(f[11]);
-      Map<String, String> mdc = new HashMap<>();
+      // The MDC is set the way applications set it (MDC.put, in order, into log4j's per-thread
+      // Hashtable), and the event reads it from there: key order then is log4j's own.
+      Map<String, String> mdc = new LinkedHashMap<>();
       MDC.clear();
       for (int i = 12; i + 1 < f.length; i += 2) {
         mdc.put(unescape(f[i]), unescape(f[i + 1]));
@@ -181,8 +189,12 @@ public class Harness {
       if (ndc != null) NDC.push(ndc);
       ThrowableInformation ti = thr == null ? null : new ThrowableInformation(thr.split("\n", -1));
       LocationInfo loc = new LocationInfo(file, cls, method, lineNo);
-      LoggingEvent ev = new LoggingEvent("org.apache.log4j.Logger", logger, ts, level, message, thread,
-          ti, ndc, loc, mdc.isEmpty() ? null : mdc);
+      // The constructor Category.forcedLog uses, so that NDC, MDC and thread name are looked up
+      // lazily as in an application; the location and the throwable's text are then fixed.
+      Thread.currentThread().setName(thread);
+      LoggingEvent ev = new LoggingEvent("org.apache.log4j.Logger", logger, ts, level, message, null);
+      setField(ev, "locationInfo", loc);
+      if (ti != null) setField(ev, "throwableInfo", ti);
       // Category.log(): the repository threshold, then the logger's effective level.
       boolean enabled = !repo.isDisabled(level.toInt()) && level.isGreaterOrEqual(logger.getEffectiveLevel());
       if (enabled) logger.callAppenders(ev);
