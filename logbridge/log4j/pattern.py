@@ -134,9 +134,9 @@ def java_hashtable_order(keys: list[str]) -> list[str]:
     """The iteration order of ``new Hashtable(7)`` after putting ``keys`` in order: log4j's MDC
     is such a Hashtable (a fresh one after ``MDC.clear()``), and EnhancedPatternLayout's ``%X``
     prints it in this order."""
-    cap, threshold, count = 7, 5, 0
+    cap, threshold = 7, 5
     table: list[list[str]] = [[] for _ in range(cap)]  # each chain head-first
-    for k in keys:
+    for count, k in enumerate(keys):
         if count >= threshold:
             new_cap = cap * 2 + 1
             new_table: list[list[str]] = [[] for _ in range(new_cap)]
@@ -145,7 +145,6 @@ def java_hashtable_order(keys: list[str]) -> list[str]:
                     new_table[(java_string_hash(e) & 0x7FFFFFFF) % new_cap].insert(0, e)
             cap, table, threshold = new_cap, new_table, int(new_cap * 0.75)
         table[(java_string_hash(k) & 0x7FFFFFFF) % cap].insert(0, k)
-        count += 1
     return [k for i in range(cap - 1, -1, -1) for k in table[i]]
 
 
