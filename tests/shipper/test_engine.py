@@ -427,3 +427,19 @@ def test_two_shippers_cannot_share_a_state_dir(make_config: Any) -> None:
             Shipper(cfg)
     finally:
         first.close()
+
+
+def test_metrics_count_what_was_shipped_and_refused(
+    tmp_path: Path, make_config: Any, fake_collector: Any
+) -> None:
+    from prometheus_client import generate_latest
+
+    write(tmp_path / "logs" / "a.log", range(0, 250))
+    fake_collector.script.extend([(503, {"Retry-After": "0"}, b""), (400, {}, b"")])
+    shipper = Shipper(make_config())
+    shipper.run(once=True)
+    text = generate_latest(shipper.metrics.registry).decode()
+    assert "logbridge_shipper_lines_total 250.0" in text  # dead-lettered lines are acknowledged too
+    assert "logbridge_shipper_dead_lettered_lines_total 100.0" in text
+    assert "logbridge_shipper_retries_total 1.0" in text
+    assert "logbridge_shipper_lost_bytes_total 0.0" in text
