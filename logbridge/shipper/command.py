@@ -44,9 +44,12 @@ def ship(config_path: str, once: bool, status: bool, verbose: bool) -> None:
     from .progress import ShipProgress
 
     stop = threading.Event()
+    wake: list[threading.Event] = []
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         stop.set()
+        for event in wake:  # do not wait out the poll interval
+            event.set()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
@@ -57,6 +60,7 @@ def ship(config_path: str, once: bool, status: bool, verbose: bool) -> None:
         shipper = Shipper(cfg, stop=stop, metrics=metrics)
     except StateDirBusy as exc:
         raise click.ClickException(str(exc)) from None
+    wake.append(shipper.wake)
     log = logging.getLogger("logbridge.shipper")
     if not once:
         log.info("shipping %d inputs to %s as node %s", len(cfg.inputs), cfg.collector.url, cfg.node)

@@ -169,7 +169,7 @@ class Shipper:
                 continue
             if key in self.copies:
                 continue
-            self._open(path, index, key, now, wall, initial)
+            self._open(path, index, key, now, wall, initial, st.st_size)
         if only_pending:
             return
         for key, tail in self.tails.items():
@@ -184,9 +184,14 @@ class Shipper:
         if not initial:
             self.watcher.refresh()
 
-    def _open(self, path: str, index: int, key: Key, now: float, wall: float, initial: bool) -> None:
+    def _open(
+        self, path: str, index: int, key: Key, now: float, wall: float, initial: bool, size: int
+    ) -> None:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            self._deleted_unread(path, key, size)
+            return
         except OSError as exc:
             log.warning("cannot open %s: %s (will retry)", path, exc.strerror)
             return
@@ -212,6 +217,16 @@ class Shipper:
             raise
         self.tails[key] = Tail(fd, path, entry, self.cfg.inputs[index], now)
         self.wake.set()
+
+    def _deleted_unread(self, path: str, key: Key, size: int) -> None:
+        """A file seen by the scan but deleted before it could be opened: whatever part of it
+        no checkpoint covers is lost (counted, logged with its byte count)."""
+        shipped = max((e.offset for e in self.entries.values() if (e.dev, e.ino) == key), default=0)
+        if size > shipped:
+            self.metrics.lost.inc(size - shipped)
+            self.totals.lost_bytes += size - shipped
+            log.error("%s was deleted before it could be read: %d bytes lost", path, size - shipped)
+        self.pending.pop(path, None)
 
     def _resolve(
         self, fp: Fingerprint, fd: int, size: int, path: str, index: int, wall: float, initial: bool
@@ -446,6 +461,7 @@ class Shipper:
     def _maybe_save(self, now: float) -> None:
         if self._dirty and now - self._last_save >= self.cfg.checkpoint_interval:
             self.save()
+            self.metrics.lag.set(self.backlog())
 
     def save(self) -> None:
         self.store.save(self.entries)

@@ -326,3 +326,32 @@ def test_bad_config_is_one_message_and_exit_code_2(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     for key in ("collector.url", "inputs[0]", "batch.max_bytes"):
         assert key in proc.stderr, proc.stderr
+
+
+def test_daemon_serves_prometheus_metrics(tmp_path: Path, collector: Any, shipper: Any) -> None:
+    import httpx
+    from conftest import free_port
+
+    c = collector()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "audit.log").write_bytes(lines(range(0, 100)))
+    port = free_port()
+    s = shipper(c.events_url, [{"path": str(logs / "*.log")}], metrics={"host": "127.0.0.1", "port": port})
+    s.start()
+    wait_until(lambda: s.lag() == 0, 20, "the lines acknowledged")
+
+    def scraped() -> str:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        return text if "logbridge_shipper_lines_total 100.0" in text else ""
+
+    text = wait_until(scraped, 10, "the metrics to show 100 lines")
+    for name in (
+        "bytes_total",
+        "retries_total",
+        "dead_lettered_lines_total",
+        "lost_bytes_total",
+        "lag_bytes",
+    ):
+        assert f"logbridge_shipper_{name}" in text
+    s.stop()

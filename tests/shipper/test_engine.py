@@ -443,3 +443,27 @@ def test_metrics_count_what_was_shipped_and_refused(
     assert "logbridge_shipper_dead_lettered_lines_total 100.0" in text
     assert "logbridge_shipper_retries_total 1.0" in text
     assert "logbridge_shipper_lost_bytes_total 0.0" in text
+
+
+def test_bytes_deleted_before_they_were_read_are_counted_as_lost(
+    tmp_path: Path, make_config: Any, fake_collector: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    active = tmp_path / "logs" / "a.log"
+    write(active, range(0, 300))
+    cfg = make_config()
+    fake_collector.script.extend([(200, {}, b"{}")] + [(503, {"Retry-After": "0"}, b"")] * 1000)
+    shipper = Shipper(cfg)
+    thread = threading.Thread(target=shipper.run, kwargs={"once": True}, daemon=True)
+    thread.start()
+    wait_for(lambda: len(fake_collector.requests) >= 3, what="the first batch and a stall")
+    shipper.stop.set()
+    thread.join(timeout=10)
+    [entry] = CheckpointStore(cfg.state_dir).load().values()
+    unread = active.stat().st_size - entry.offset
+    assert entry.offset > 0 and unread > 0
+    os.unlink(active)  # while the shipper is down
+    fake_collector.script.clear()
+    again = Shipper(cfg)
+    totals = again.run(once=True)
+    assert totals.lost_bytes == unread
+    assert f"{unread} bytes" in caplog.text
