@@ -221,7 +221,10 @@ class _Reader:
         self._root()
         self._loggers()
         for key in props.names():
-            if key.startswith(("log4j.renderer.", "log4j.throwableRenderer", "log4j.loggerFactory")):
+            if key.startswith(("log4j.renderer.", "log4j.throwableRenderer", "log4j.loggerFactory")) or (
+                key == "log4j.reset"
+                or (key.startswith("log4j.appender.") and ".errorhandler" in key and key.count(".") >= 3)
+            ):
                 self.note(f"{key} has no Python equivalent and is ignored", key)
             elif key.startswith("log4j.additivity."):
                 name = key[len("log4j.additivity.") :]
@@ -417,8 +420,7 @@ class _Reader:
                 continue
             if prop in classes.READ_ONLY or ptype in (None, classes.OTHER):
                 if prop == "errorHandler":
-                    self.note("errorHandler options have no Python equivalent and are ignored", key)
-                    continue
+                    continue  # noted with the other ignored keys
                 self.warn(f'Failed to set property [{prop}] to value "{value}". ', key)
                 continue
             converted = self._convert(value, ptype)

@@ -284,7 +284,7 @@ class _Parser:
         """org.apache.log4j.pattern.PatternParser: a conversion *word* (the longest identifier,
         then its longest known prefix; the rest stays literal) and any number of {options}."""
         word = ""
-        if c.isidentifier():
+        if c.isalpha():  # Character.isUnicodeIdentifierStart
             word = c
             while self.i < len(self.p) and (self.p[self.i].isalnum() or self.p[self.i] == "_"):
                 word += self.p[self.i]
@@ -294,10 +294,8 @@ class _Parser:
         name = next((word[:k] for k in range(len(word), 0, -1) if word[:k] in _ENHANCED_WORDS), None)
         if name is None:
             self.errors.append(f"log4j:ERROR Unrecognized format specifier [{word}]")
-            self.errors.append(
-                f"log4j:ERROR Unrecognized conversion specifier [{word}] starting at position {self.i} "
-                "in conversion pattern."
-            )
+            what = f"Unrecognized conversion specifier [{word}]" if word else "Empty conversion specifier"
+            self.errors.append(f"log4j:ERROR {what} starting at position {self.i} in conversion pattern.")
             self.parts.append(_Part("".join(self.lit)))
         else:
             rest = word[len(name) :]
@@ -333,6 +331,8 @@ class _Parser:
             return _mdc(opt, hashtable_order=True)
         if kind == "throwable":
             return _throwable(opt, self)
+        if kind == "sn":
+            return lambda r: "0"  # log4j 1.2 events carry no sequence number
         return _SIMPLE[kind]
 
     def parse(self) -> list[_Part]:
@@ -350,7 +350,7 @@ class _Parser:
                     if nxt == "%":
                         self.lit.append(c)
                         self.i += 1
-                    elif nxt == "n":
+                    elif nxt == "n" and not self.enhanced:
                         self.lit.append(LINE_SEP)
                         self.i += 1
                     else:
@@ -418,7 +418,7 @@ _ENHANCED_WORDS = {
     "c": "c", "logger": "c", "C": "C", "class": "C", "d": "d", "date": "d", "F": "F", "file": "F",
     "l": "l", "L": "L", "line": "L", "m": "m", "message": "m", "n": "n", "M": "M", "method": "M",
     "p": "p", "level": "p", "r": "r", "relative": "r", "t": "t", "thread": "t", "x": "x",
-    "ndc": "x", "X": "X", "properties": "X", "throwable": "throwable",
+    "ndc": "x", "X": "X", "properties": "X", "throwable": "throwable", "sn": "sn", "sequenceNumber": "sn",
 }  # fmt: skip
 
 

@@ -257,3 +257,83 @@ def test_config_logging_yaml_is_the_conversion_of_dku_log4j_properties() -> None
         "config/logging.yaml is stale: run `cd config && logbridge log4j convert dku-log4j.properties "
         "> logging.yaml`"
     )
+
+
+# -- what has no Python equivalent -------------------------------------------------------------
+
+
+def test_unknown_appender_class_falls_back_to_stderr_and_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "custom.properties"
+    f.write_text(
+        "log4j.rootLogger=INFO, MAIL\n"
+        "log4j.appender.MAIL=org.apache.log4j.net.SMTPAppender\n"
+        "log4j.appender.MAIL.To=ops@example.com\n"
+        "log4j.appender.MAIL.layout=org.apache.log4j.PatternLayout\n"
+        "log4j.appender.MAIL.layout.ConversionPattern=mail: %p %m%n\n"
+        "log4j.appender.MAIL.errorhandler=org.apache.log4j.varia.FallbackErrorHandler\n"
+        "log4j.reset=true\n"
+    )
+    runner = CliRunner()
+    out = runner.invoke(cli, ["log4j", "check", str(f)])
+    assert out.exit_code == 1
+    assert (
+        f"{f}:2: logbridge: appender MAIL: org.apache.log4j.net.SMTPAppender has no Python equivalent"
+        in out.output
+    )
+    assert "log4j.appender.MAIL.errorhandler has no Python equivalent" in out.output
+    assert "log4j.reset has no Python equivalent" in out.output
+    logbridge.configure(f)
+    logging.getLogger("app").error("disk full")
+    assert "mail: ERROR disk full\n" in capsys.readouterr().err
+
+
+def test_bad_ttcc_date_format_is_a_note_not_a_crash(tmp_path: Path) -> None:
+    from logbridge.log4j import load_model
+
+    f = tmp_path / "ttcc.properties"
+    f.write_text(
+        "log4j.rootLogger=INFO, T\nlog4j.appender.T=org.apache.log4j.ConsoleAppender\n"
+        "log4j.appender.T.layout=org.apache.log4j.TTCCLayout\nlog4j.appender.T.layout.DateFormat=yyyy qq\n"
+    )
+    model = load_model(f)
+    [note] = [d for d in model.diagnostics if d.kind == "python"]
+    assert note.line == 4 and "Illegal pattern character 'q'" in note.message
+
+
+def test_substitution_loop_is_a_note_not_a_crash(tmp_path: Path) -> None:
+    from logbridge.log4j import load_model
+
+    f = tmp_path / "loop.properties"
+    f.write_text("a=x${b}\nb=${a}\nlog4j.logger.l=${a}\n")
+    model = load_model(f)
+    assert model.loggers["l"].level == logging.DEBUG  # "x" is no level name: DEBUG, as log4j
+    assert any("substitution loops (a -> b -> a)" in d.message for d in model.diagnostics)
+
+
+def test_syslog_appender_sends_log4j_packets(tmp_path: Path) -> None:
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(5)
+    port = sock.getsockname()[1]
+    f = tmp_path / "syslog.properties"
+    f.write_text(
+        "log4j.rootLogger=INFO, SYS\n"
+        "log4j.appender.SYS=org.apache.log4j.net.SyslogAppender\n"
+        f"log4j.appender.SYS.SyslogHost=127.0.0.1:{port}\n"
+        "log4j.appender.SYS.Facility=LOCAL1\n"
+        "log4j.appender.SYS.FacilityPrinting=true\n"
+        "log4j.appender.SYS.layout=org.apache.log4j.PatternLayout\n"
+        "log4j.appender.SYS.layout.ConversionPattern=%p %c %m\n"
+    )
+    try:
+        logbridge.configure(f)
+        logging.getLogger("svc").warning("disk at 91%")
+        data, _ = sock.recvfrom(65536)
+    finally:
+        sock.close()
+    # LOCAL1 (17) * 8 + WARN (4) = 140
+    assert data == b"<140>local1:WARN svc disk at 91%"

@@ -108,3 +108,40 @@ def test_same_as_log4j(case: Path, log4j_harness: Path, tmp_path: Path, paris_tz
 
 def _json_lines(data: bytes) -> list[object]:
     return [json.loads(line) for line in data.decode("utf-8").splitlines()]
+
+
+_PATTERN_ALPHABET = [
+    "%", "%", "%", "-", ".", "1", "2", "5", "0", "{", "}", "c", "C", "d", "F", "l", "L", "m", "M",
+    "n", "p", "r", "t", "x", "X", "q", " ", "|", "user", "{1}", "{2}", "{user}", "{ISO8601}",
+    "{HH:mm:ss}", "{yyyy-MM-dd'T'HH:mm:ss.SSSZ}", "{ABSOLUTE}", "sn", "level", "logger", "{1.}", "{-1}",
+    "{UTC}", "throwable", "_", "é",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("layout", ["PatternLayout", "EnhancedPatternLayout"])
+def test_random_conversion_patterns_same_as_log4j(
+    layout: str, log4j_harness: Path, tmp_path: Path, paris_tz: None
+) -> None:
+    """80 generated patterns, odd ones included, each on its own file appender."""
+    import random
+
+    rng = random.Random(int(os.environ.get("LOGBRIDGE_PATTERN_SEED", "20200219")) + len(layout))
+    lines = ["log4j.rootLogger=TRACE, " + ", ".join(f"P{i}" for i in range(80))]
+    for i in range(80):
+        pattern = "".join(rng.choice(_PATTERN_ALPHABET) for _ in range(rng.randint(1, 14)))
+        lines += [
+            f"log4j.appender.P{i}=org.apache.log4j.FileAppender",
+            f"log4j.appender.P{i}.File=${{dir}}/p{i}.log",
+            f"log4j.appender.P{i}.layout=org.apache.log4j.{layout}",
+            f"log4j.appender.P{i}.layout.ConversionPattern={pattern.replace(chr(92), chr(92) * 2)}|%n",
+        ]
+    case = tmp_path / "random.properties"
+    case.write_text("\n".join(lines) + "\n", encoding="latin-1")
+    loggers = ["root", "com.example.deep.Service"]
+    events = standard_events(loggers)
+    java = run_java(log4j_harness, case, loggers, events, tmp_path / "java")
+    py = run_python(case, loggers, events, tmp_path / "py")
+    assert py.configure_messages == java.configure_messages
+    assert sorted(py.files) == sorted(java.files)
+    for name in java.files:
+        assert py.files[name].decode() == java.files[name].decode(), (name, lines)
