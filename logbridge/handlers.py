@@ -670,7 +670,7 @@ class EventServerHandler(logging.Handler):
                 self.stats.filtered += 1
             return None
         if self.formatter is not None:
-            if event is not msg:
+            if isinstance(msg, dict) and event is not msg:  # the routing key changed: a copy
                 record = logging.makeLogRecord(record.__dict__)
                 record.msg = event
             # One line per record whatever the formatter's own line end.
