@@ -145,3 +145,38 @@ def test_random_conversion_patterns_same_as_log4j(
     assert sorted(py.files) == sorted(java.files)
     for name in java.files:
         assert py.files[name].decode() == java.files[name].decode(), (name, lines)
+
+
+_DATE_ALPHABET = list("GyMdkHmsSEDFwWahKzZYuXL") + ["yyyy", "MM", "MMM", "MMMM", "dd", "HH", "SSS", "EEEE",
+                                                     "''", "'T'", "'o''clock'", " ", "-", ":", ",", "."]  # fmt: skip
+# Year ends (week-year edges), DST switches in Paris, midnight, noon, a leap day, a 1990s date.
+_INSTANTS = [
+    1577833199999, 1577833200000, 1609455600000, 1609541999123, 1585443599000, 1585443600000,
+    1603588500000, 1603591200000, 1582930800007, 1583017200999, 1582124702441, 820454400000,
+    1230764400000, 1262300399000, 1293836400000,
+]  # fmt: skip
+
+
+def test_random_date_patterns_same_as_log4j(log4j_harness: Path, tmp_path: Path, paris_tz: None) -> None:
+    """60 generated SimpleDateFormat patterns over instants chosen for their edges."""
+    import random
+
+    rng = random.Random(int(os.environ.get("LOGBRIDGE_PATTERN_SEED", "20200219")))
+    n = 60
+    lines = ["log4j.rootLogger=INFO, " + ", ".join(f"D{i}" for i in range(n))]
+    for i in range(n):
+        pattern = "".join(rng.choice(_DATE_ALPHABET) for _ in range(rng.randint(1, 8)))
+        lines += [
+            f"log4j.appender.D{i}=org.apache.log4j.FileAppender",
+            f"log4j.appender.D{i}.File=${{dir}}/d{i}.log",
+            f"log4j.appender.D{i}.layout=org.apache.log4j.PatternLayout",
+            f"log4j.appender.D{i}.layout.ConversionPattern=%d{{{pattern}}}|%n",
+        ]
+    case = tmp_path / "dates.properties"
+    case.write_text("\n".join(lines) + "\n", encoding="latin-1")
+    events = [Event("root", "INFO", ms, "m") for ms in _INSTANTS]
+    java = run_java(log4j_harness, case, ["root"], events, tmp_path / "java")
+    py = run_python(case, ["root"], events, tmp_path / "py")
+    assert py.configure_messages == java.configure_messages
+    for name in java.files:
+        assert py.files[name].decode() == java.files[name].decode(), (name, lines)
