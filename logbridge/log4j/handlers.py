@@ -34,6 +34,7 @@ from typing import Any, TextIO
 
 from .dateformat import SimpleDateFormat, next_boundary_ms, periodicity
 from .levels import OFF
+from .pattern import throwable_lines
 
 DEFAULT_MAX_FILE_SIZE = 10 * 1024 * 1024
 
@@ -388,8 +389,10 @@ def syslog_severity(levelno: int) -> int:
 
 
 class SyslogAppenderHandler(_Log4jMixin, logging.Handler):
-    """``org.apache.log4j.net.SyslogAppender``: ``<PRI>`` + layout over UDP (port 514 unless
-    ``host:port``), each throwable line as its own packet, as log4j sends them."""
+    """``org.apache.log4j.net.SyslogAppender``: UDP packets of ``<PRI>`` + optional header and
+    facility + the layout; packets over 1019 bytes are split in halves marked ``...``; each
+    throwable line is its own packet (a leading tab becomes four spaces), as log4j sends them.
+    ``SyslogHost`` is ``host`` or ``host:port`` (514 by default)."""
 
     def __init__(
         self,
@@ -397,41 +400,59 @@ class SyslogAppenderHandler(_Log4jMixin, logging.Handler):
         facility: str = "USER",
         facility_printing: bool = False,
         header: bool = False,
+        broken: str | None = None,
     ):
         super().__init__()
+        self.broken = broken
         host, _, port = syslog_host.strip().partition(":")
         self.address = (host or "localhost", int(port) if port.isdigit() else 514)
         self.facility_name = facility.strip().upper()
         self.facility = _FACILITIES.get(self.facility_name, 1)
         self.facility_printing = facility_printing
         self.header = header
+        self.hostname = socket.gethostname()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
+    def _packet_header(self, created: float) -> str:
+        if not self.header:
+            return ""
+        stamp = time.strftime("%b %d %H:%M:%S ", time.localtime(created))
+        if stamp[4] == "0":
+            stamp = stamp[:4] + " " + stamp[5:]
+        return stamp + self.hostname + " "
+
     def emit(self, record: logging.LogRecord) -> None:
+        if self._refuse():
+            return
         try:
             fmt = self.formatter
             layout = getattr(fmt, "format_layout", None)
-            text = layout(record) if layout is not None else self.format(record)
-            pri = (self.facility << 3) | syslog_severity(record.levelno)
-            prefix = f"<{pri}>"
-            if self.header:
-                stamp = time.strftime("%b %d %H:%M:%S", time.localtime(record.created))
-                if stamp[4] == "0":
-                    stamp = stamp[:4] + " " + stamp[5:]
-                prefix += f"{stamp} {socket.gethostname()} "
-            if self.facility_printing:
-                prefix += self.facility_name.lower() + ":"
-            self._send(prefix + text)
-            if layout is not None and record.exc_text is None and record.exc_info:
-                record.exc_text = logging.Formatter().formatException(record.exc_info)
-            if layout is not None and record.exc_text:
-                for line in record.exc_text.split("\n"):
-                    self._send(prefix + ("    " + line[1:] if line.startswith("\t") else line))
+            packet = layout(record) if layout is not None else self.format(record)
+            hdr = self._packet_header(record.created)
+            if self.facility_printing or hdr:
+                packet = hdr + (self.facility_name.lower() + ":" if self.facility_printing else "") + packet
+            pri = f"<{(self.facility << 3) | syslog_severity(record.levelno)}>"
+            if len(packet) > 256:
+                self._split(pri, hdr, packet)
+            else:
+                self._send(pri + packet)
+            if layout is not None:
+                for line in throwable_lines(record, logging.Formatter()):
+                    self._send(pri + hdr + ("    " + line[1:] if line.startswith("\t") else line))
         except Exception:
             self.handleError(record)
 
+    def _split(self, pri: str, hdr: str, packet: str) -> None:
+        if len(packet.encode("utf-8")) <= 1019:
+            self._send(pri + packet)
+            return
+        split = len(hdr) + (len(packet) - len(hdr)) // 2
+        self._split(pri, hdr, packet[:split] + "...")
+        self._split(pri, hdr, hdr + "..." + packet[split:])
+
     def _send(self, msg: str) -> None:
-        self.sock.sendto(msg.encode("utf-8")[: 1024 * 64 - 1], self.address)
+        # SyslogWriter sends at most 1024 bytes of a packet.
+        self.sock.sendto(msg.encode("utf-8")[:1024], self.address)
 
     def close(self) -> None:
         self.sock.close()

@@ -379,6 +379,8 @@ class _Reader:
                     self.note(
                         f"layout {lcls} has no Python equivalent; PatternLayout %m%n is used", layout_key
                     )
+            elif cls == "org.apache.log4j.net.SyslogAppender":
+                spec.broken = f'No layout set for SyslogAppender named "{name}".'
             else:
                 spec.broken = f"No layout set for the appender named [{name}]."
         spec.options = self._set_properties(prefix + ".", bean, cls, is_appender=True)

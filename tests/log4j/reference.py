@@ -61,9 +61,12 @@ class Run:
     files: dict[str, bytes]
 
 
+EXTRA_VARIABLES: dict[str, str] = {}
+
+
 def variables(out_dir: Path) -> dict[str, str]:
     """The ${} variables of a run (Java system properties on the log4j side)."""
-    return {"dir": str(out_dir), "dip.home": str(out_dir)}
+    return {"dir": str(out_dir), "dip.home": str(out_dir), **EXTRA_VARIABLES}
 
 
 def standard_events(loggers: list[str], base_ms: int = 1582124702441) -> list[Event]:

@@ -13,8 +13,11 @@ before configuration, with that modification time).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import socket
+from collections.abc import Callable, Iterator
 import os
 from pathlib import Path
 
@@ -22,7 +25,7 @@ import pytest
 
 from logbridge.log4j.properties import load_properties
 
-from .reference import Event, run_java, run_python, standard_events
+from .reference import EXTRA_VARIABLES, Event, run_java, run_python, standard_events
 
 CASES = sorted((Path(__file__).parent / "cases").glob("*.properties"))
 # The sample shipped in config/ is checked like any case.
@@ -88,9 +91,13 @@ def test_same_as_log4j(case: Path, log4j_harness: Path, tmp_path: Path, paris_tz
     events = _events(loggers, d)
     _precreate(tmp_path / "java", d)
     _precreate(tmp_path / "py", d)
-    java = run_java(log4j_harness, case, loggers, events, tmp_path / "java")
-    py = run_python(case, loggers, events, tmp_path / "py")
+    with _syslog_listener() as packets:
+        java = run_java(log4j_harness, case, loggers, events, tmp_path / "java")
+        java_packets = packets()
+        py = run_python(case, loggers, events, tmp_path / "py")
+        py_packets = packets()
 
+    assert py_packets == java_packets
     assert py.configure_messages == java.configure_messages
     assert py.threshold == java.threshold
     assert py.loggers == java.loggers
@@ -104,6 +111,31 @@ def test_same_as_log4j(case: Path, log4j_harness: Path, tmp_path: Path, paris_tz
             assert _json_lines(py.files[name]) == _json_lines(java.files[name]), f"{name} differs"
         else:
             assert py.files[name] == java.files[name], f"{name} differs"
+
+
+@contextlib.contextmanager
+def _syslog_listener() -> Iterator[Callable[[], list[bytes]]]:
+    """A UDP socket on loopback, offered to the cases as ${syslog.port}. Datagrams sent on
+    loopback are queued by the time sendto() returns, so draining after a run is complete."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    EXTRA_VARIABLES["syslog.port"] = str(sock.getsockname()[1])
+
+    def drain() -> list[bytes]:
+        out = []
+        while True:
+            try:
+                out.append(sock.recv(65536))
+            except BlockingIOError:
+                return out
+
+    try:
+        yield drain
+    finally:
+        EXTRA_VARIABLES.pop("syslog.port", None)
+        sock.close()
 
 
 def _json_lines(data: bytes) -> list[object]:
