@@ -16,9 +16,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 import socket
 from collections.abc import Callable, Iterator
-import os
 from pathlib import Path
 
 import pytest
