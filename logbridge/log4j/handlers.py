@@ -133,7 +133,9 @@ class FileAppenderHandler(_Log4jMixin, logging.FileHandler):
                 self.stream = self._open()
             except OSError:
                 self.broken = None
-                _log4j_error(f"setFile({filename},{str(append).lower()}) call failed.")
+                # FileAppender.setFile() starts with reset(), which forgets the file name
+                # before the error is reported: log4j prints "null" here.
+                _log4j_error(f"setFile(null,{str(append).lower()}) call failed.")
                 # OnlyOnceErrorHandler has used its one message: later events drop silently.
                 self.broken = ""
                 self._broken_reported = True

@@ -209,23 +209,36 @@ def reset_logging() -> None:
     logging.disable(logging.NOTSET)
 
 
+class _PhaseStream(io.StringIO):
+    """Like the harness's TeePrintStream: what is written while configuring goes to ``cfg``,
+    afterwards to ``ev``; console handlers bind this one object while configuring."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cfg, self.ev = io.StringIO(), io.StringIO()
+        self.configuring = True
+
+    def write(self, s: str) -> int:
+        return (self.cfg if self.configuring else self.ev).write(s)
+
+
 def run_python(props: Path, loggers: list[str], events: list[Event], out_dir: Path) -> Run:
     from logbridge import log4j
 
     out_dir.mkdir(parents=True, exist_ok=True)
     saved = sys.stdout, sys.stderr, logging.lastResort
-    cfg_out, cfg_err = io.StringIO(), io.StringIO()
-    ev_out, ev_err = io.StringIO(), io.StringIO()
+    out, err = _PhaseStream(), _PhaseStream()
     cwd = os.getcwd()
     try:
         os.chdir(out_dir)
         reset_logging()
-        sys.stdout, sys.stderr = ev_out, ev_err
+        sys.stdout, sys.stderr = out, err
         model = log4j.load_model(props, **variables(out_dir))
+        err.write("".join(m + "\n" for m in model.log4j_messages()))
         cfg = log4j.translate.to_dict_config(model)
         logging.config.dictConfig(cfg)
         logging.lastResort = log4j._NoAppenderWarning()
-        cfg_err.write("".join(m + "\n" for m in model.log4j_messages()))
+        out.configuring = err.configuring = False
         enabled = []
         for e in events:
             rec = make_record(e)
@@ -246,8 +259,8 @@ def run_python(props: Path, loggers: list[str], events: list[Event], out_dir: Pa
         threshold=threshold,
         loggers=report,
         enabled=enabled,
-        configure_messages=_log4j_lines(cfg_err.getvalue() + cfg_out.getvalue(), out_dir),
-        stdout=ev_out.getvalue(),
-        stderr=ev_err.getvalue().replace(str(out_dir), "<dir>"),
+        configure_messages=_log4j_lines(err.cfg.getvalue() + out.cfg.getvalue(), out_dir),
+        stdout=out.ev.getvalue(),
+        stderr=err.ev.getvalue().replace(str(out_dir), "<dir>"),
         files=_read_files(out_dir),
     )
