@@ -147,7 +147,6 @@ class Shipper:
 
     def scan(self, now: float, *, initial: bool = False, only_pending: bool = False) -> None:
         """Match the globs; open new files, follow renamed ones, notice vanished ones."""
-        self._next_scan = now + (self.cfg.poll_interval if self.pending else self.cfg.scan_interval)
         found = match(list(self.cfg.inputs))
         if only_pending:
             found = {p: i for p, i in found.items() if p in self.pending}
@@ -170,6 +169,9 @@ class Shipper:
             if key in self.copies:
                 continue
             self._open(path, index, key, now, wall, initial, st.st_size)
+        # Files whose first line is not complete yet are looked at again soon: their writes
+        # only wake the loop, which reads open files.
+        self._next_scan = now + (self.cfg.poll_interval if self.pending else self.cfg.scan_interval)
         if only_pending:
             return
         for key, tail in self.tails.items():

@@ -467,3 +467,19 @@ def test_bytes_deleted_before_they_were_read_are_counted_as_lost(
     totals = again.run(once=True)
     assert totals.lost_bytes == unread
     assert f"{unread} bytes" in caplog.text
+
+
+def test_a_file_empty_at_start_is_shipped_as_soon_as_it_has_a_line(
+    tmp_path: Path, make_config: Any, fake_collector: Any
+) -> None:
+    active = tmp_path / "logs" / "a.log"
+    active.write_bytes(b"")
+    with running(make_config(scan_interval="60s")):  # no periodic rescan to fall back on
+        time.sleep(0.2)
+        write(active, range(0, 10))
+        started = time.monotonic()
+        wait_for(lambda: len(seqs(fake_collector)) == 10, timeout=5, what="the first lines")
+        assert time.monotonic() - started < 1.0
+        write(active, range(10, 20))
+        wait_for(lambda: len(seqs(fake_collector)) == 20, timeout=5, what="more lines")
+    assert_exactly_once(fake_collector, 20)
