@@ -15,6 +15,7 @@ import logging
 import logging.config
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from .translate import to_dict_config
 
 __all__ = [
     "Diagnostic",
+    "Log4jCompatibilityWarning",
     "EnhancedPatternLayoutFormatter",
     "Model",
     "PatternLayoutFormatter",
@@ -69,11 +71,18 @@ class _NoAppenderWarning(logging.Handler):
         pass
 
 
+class Log4jCompatibilityWarning(UserWarning):
+    """Something in a log4j file that Python logging does differently (see
+    docs/log4j-compatibility.md); the message names the file and line."""
+
+
 def _print_log4j_messages(model: Model) -> None:
-    # log4j prints its configuration warnings on stderr (LogLog); so does configure().
+    # log4j prints its configuration warnings on stderr (LogLog); so does configure(), verbatim.
     for d in model.diagnostics:
         if d.kind == "log4j":
             sys.stderr.write(d.message + "\n")
+        else:
+            warnings.warn(d.render(model.source), Log4jCompatibilityWarning, stacklevel=3)
 
 
 def configure(config: Any, **variables: str) -> Model | None:

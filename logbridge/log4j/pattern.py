@@ -77,8 +77,12 @@ def record_ndc(record: logging.LogRecord) -> str | None:
 
 
 def record_millis(record: logging.LogRecord) -> int:
-    # record.created is a float; 1µs of slack keeps 1582124702.441 from printing ,440.
-    return int(record.created * 1000 + 0.001)
+    """Epoch milliseconds of the record, from ``created`` and ``msecs`` as the stdlib's own
+    ``%(msecs)03d`` and the JSON audit layout read them (so every appender prints the same
+    millisecond; rounding the float ``created`` alone can print ,440 for .441, or cross a
+    second where ``msecs`` is 999)."""
+    msecs = int(record.msecs)
+    return round(record.created - msecs / 1000) * 1000 + msecs
 
 
 def throwable_lines(record: logging.LogRecord, formatter: logging.Formatter) -> list[str]:

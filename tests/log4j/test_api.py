@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -284,7 +285,20 @@ def test_unknown_appender_class_falls_back_to_stderr_and_is_named(
     )
     assert "log4j.appender.MAIL.errorhandler has no Python equivalent" in out.output
     assert "log4j.reset has no Python equivalent" in out.output
-    logbridge.configure(f)
+    from logbridge.log4j import Log4jCompatibilityWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        logbridge.configure(f)
+    messages = [str(w.message) for w in caught if w.category is Log4jCompatibilityWarning]
+    assert any(
+        m.endswith(
+            "custom.properties:2: appender MAIL: org.apache.log4j.net.SMTPAppender has no "
+            "Python equivalent; its events go to stderr through its layout instead (none is lost)"
+        )
+        for m in messages
+    ), messages
+    assert len(messages) == 3
     logging.getLogger("app").error("disk full")
     assert "mail: ERROR disk full\n" in capsys.readouterr().err
 
