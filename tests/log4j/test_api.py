@@ -351,3 +351,28 @@ def test_syslog_appender_sends_log4j_packets(tmp_path: Path) -> None:
         sock.close()
     # LOCAL1 (17) * 8 + WARN (4) = 140
     assert data == b"<140>local1:WARN svc disk at 91%"
+
+
+def test_shipped_dku_config_routes_audit_events_per_topic(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], paris_tz: None
+) -> None:
+    """config/dku-log4j.properties + logbridge.audit: one file per topic, nothing on the console."""
+    from logbridge import audit
+
+    logbridge.configure(REPO / "config" / "dku-log4j.properties", **{"dip.home": str(tmp_path)})
+    with context.mdc(user="admin"):
+        audit.emit("generic", "login", authUser="admin")
+        audit.emit("authfail", "auth-failed", authUser="mallory")
+    logging.getLogger("dss.node").info("node started")
+    for h in (
+        logging.getLogger("dku.audit.generic").handlers + logging.getLogger("dku.audit.authfail").handlers
+    ):
+        h.flush()
+    audit_dir = tmp_path / "run" / "audit"
+    generic = [json.loads(line) for line in (audit_dir / "generic.log").read_text().splitlines()]
+    authfail = [json.loads(line) for line in (audit_dir / "authfail.log").read_text().splitlines()]
+    assert [e["message"]["msgType"] for e in generic] == ["login"]
+    assert generic[0]["logger"] == "dku.audit.generic" and generic[0]["mdc"] == {"user": "admin"}
+    assert [e["message"]["msgType"] for e in authfail] == ["auth-failed"]
+    err = capsys.readouterr().err
+    assert "node started" in err and "login" not in err  # additivity=false on dku.audit
