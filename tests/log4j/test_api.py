@@ -376,3 +376,31 @@ def test_shipped_dku_config_routes_audit_events_per_topic(
     assert [e["message"]["msgType"] for e in authfail] == ["auth-failed"]
     err = capsys.readouterr().err
     assert "node started" in err and "login" not in err  # additivity=false on dku.audit
+
+
+def test_async_handler_feeds_named_handlers_in_order(tmp_path: Path) -> None:
+    """What PropertyConfigurator cannot express (an AsyncAppender with appenders) works from the
+    dictConfig side: the listener thread writes to the named handlers, in order, until close."""
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "formatters": {
+                "F": {"()": "logbridge.log4j.pattern.PatternLayoutFormatter", "pattern": "%p %m%n"}
+            },
+            "handlers": {
+                "FILE": {
+                    "class": "logbridge.log4j.handlers.FileAppenderHandler",
+                    "filename": str(tmp_path / "async.log"),
+                    "formatter": "F",
+                },
+                "ASYNC": {"()": "logbridge.log4j.handlers.AsyncAppenderHandler", "appenders": ["FILE"]},
+            },
+            "root": {"level": "INFO", "handlers": ["ASYNC"]},
+        }
+    )
+    for i in range(500):
+        logging.getLogger("a").info("event %d", i)
+    async_handler = logging.getLogger().handlers[0]
+    async_handler.close()  # stops the listener after it drained the queue
+    lines = (tmp_path / "async.log").read_text().splitlines()
+    assert lines == [f"INFO event {i}" for i in range(500)]
