@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from typing import Literal
@@ -35,6 +36,7 @@ from .levels import ALL, LEVELS, level_from_name
 from .properties import Properties
 
 ROOT = "root"
+_JAVA_CLASS_NAME = re.compile(r"^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$")
 DEFAULT_MAX_FILE_SIZE = 10 * 1024 * 1024
 
 
@@ -324,8 +326,8 @@ class _Reader:
         cls = value.strip()
         if cls in known or cls in others:
             return cls
-        if cls.startswith("org.apache.log4j."):
-            # Not in log4j-1.2.17.jar: log4j cannot load it either.
+        if cls.startswith("org.apache.log4j.") or not _JAVA_CLASS_NAME.match(cls):
+            # Not in log4j-1.2.17.jar (or not a class name at all): log4j cannot load it either.
             self.error(f"Could not instantiate class [{cls}].", key)
             return None
         # A class of the application's own (on its classpath, not ours).
@@ -531,7 +533,7 @@ class _Reader:
                 self.warn(f"Missing class definition for filter: [{fkey}]", groups[fkey][0][2])
                 continue
             if clazz not in classes.FILTERS:
-                if clazz.startswith("org.apache.log4j.") or clazz != clazz.strip():
+                if clazz.startswith("org.apache.log4j.") or not _JAVA_CLASS_NAME.match(clazz):
                     self.error(f"Could not instantiate class [{clazz}].", fkey)
                 else:
                     self.note(f"filter class {clazz} has no Python equivalent; it is left out", fkey)
