@@ -21,8 +21,9 @@ from typing import Any
 
 from ..errors import ConfigError, Log4jConfigError
 from . import levels as levels
+from .enhanced import EnhancedPatternLayoutFormatter
 from .model import Diagnostic, Model, read_model
-from .pattern import EnhancedPatternLayoutFormatter, PatternLayoutFormatter
+from .pattern import PatternLayoutFormatter
 from .properties import load_properties, parse_properties
 from .translate import to_dict_config
 

@@ -355,7 +355,8 @@ class _Reader:
                     layout_key + ".", classes.LAYOUTS.get(lcls), lcls, is_appender=False
                 )
                 if lcls in ("org.apache.log4j.PatternLayout", "org.apache.log4j.EnhancedPatternLayout"):
-                    from .pattern import convert_special_chars, parse_pattern
+                    from .enhanced import convert_special_chars
+                    from .pattern import parse_pattern
 
                     enhanced = lcls == "org.apache.log4j.EnhancedPatternLayout"
                     pattern = spec.layout.options.get("conversionPattern", "%m%n")

@@ -45,7 +45,7 @@ def formatter_config(layout: ComponentSpec | None) -> dict[str, Any]:
         }
     if layout.cls == "org.apache.log4j.EnhancedPatternLayout":
         return {
-            "()": "logbridge.log4j.pattern.EnhancedPatternLayoutFormatter",
+            "()": "logbridge.log4j.enhanced.EnhancedPatternLayoutFormatter",
             "pattern": o.get("conversionPattern", "%m%n"),
         }
     if layout.cls == "org.apache.log4j.SimpleLayout":

@@ -9,11 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from logbridge.log4j.dateformat import DateFormatError, SimpleDateFormat
-from logbridge.log4j.pattern import (
-    EnhancedPatternLayoutFormatter,
-    PatternLayoutFormatter,
-    java_hashtable_order,
-)
+from logbridge.log4j.enhanced import EnhancedPatternLayoutFormatter, java_hashtable_order
+from logbridge.log4j.pattern import PatternLayoutFormatter
 
 
 def _record() -> logging.LogRecord:

@@ -1,0 +1,245 @@
+"""log4j's ``EnhancedPatternLayout``: the conversions of ``org.apache.log4j.pattern``.
+
+The pattern is parsed by `logbridge.log4j.pattern`'s state machine (log4j shares it between both
+layouts); what differs lives here: conversion *words* (``%level``, ``%logger``; the longest known
+prefix wins), name abbreviators (``%c{1.}``, ``%c{-1}``), ``%d{pattern}{zone}``, ``%throwable``
+inside the layout, ``%x`` printing ``null``, and ``%X`` in the order of log4j's MDC Hashtable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+
+from .dateformat import ABSOLUTE, DATE, ISO8601, DateFormatError, SimpleDateFormat
+from .pattern import (
+    LINE_SEP,
+    SIMPLE,
+    Converter,
+    PatternLayoutFormatter,
+    _class_name,
+    _date,
+    java_str,
+    record_mdc,
+    record_ndc,
+    throwable_lines,
+)
+
+WORDS = {
+    "c": "c", "logger": "c", "C": "C", "class": "C", "d": "d", "date": "d", "F": "F", "file": "F",
+    "l": "l", "L": "L", "line": "L", "m": "m", "message": "m", "n": "n", "M": "M", "method": "M",
+    "p": "p", "level": "p", "r": "r", "relative": "r", "t": "t", "thread": "t", "x": "x",
+    "ndc": "x", "X": "X", "properties": "X", "throwable": "throwable", "sn": "sn", "sequenceNumber": "sn",
+}  # fmt: skip
+
+
+def converter(kind: str, opts: list[str], errors: list[str]) -> tuple[Converter, bool]:
+    """The converter for a conversion word, and whether it prints the throwable itself."""
+    opt = opts[0] if opts else None
+    if kind == "c":
+        return _abbreviated(lambda r: r.name, opt), False
+    if kind == "C":
+        return _abbreviated(_class_name, opt), False
+    if kind == "d":
+        named = {"ISO8601": ISO8601, "ABSOLUTE": ABSOLUTE, "DATE": DATE}
+        pattern = named.get((opt or "ISO8601").upper(), opt or ISO8601)
+        tz = None
+        if len(opts) > 1:
+            tz = _java_time_zone(opts[1])
+        try:
+            fmt = SimpleDateFormat(pattern, tz)
+        except DateFormatError:
+            errors.append(f"log4j:WARN Could not instantiate SimpleDateFormat with pattern {opt}")
+            fmt = SimpleDateFormat(ISO8601, tz)
+        return _date(fmt), False
+    if kind == "n":
+        return (lambda r: LINE_SEP), False
+    if kind == "x":
+        return (lambda r: record_ndc(r) or "null"), False
+    if kind == "X":
+        return _mdc_hashtable(opt), False
+    if kind == "throwable":
+        return _throwable(opt), True
+    if kind == "sn":
+        return (lambda r: "0"), False  # log4j 1.2 events carry no sequence number
+    return SIMPLE[kind], False
+
+
+def java_string_hash(s: str) -> int:
+    """String.hashCode() over UTF-16 code units, as a signed 32-bit int."""
+    h = 0
+    data = s.encode("utf-16-be", "surrogatepass")
+    for i in range(0, len(data), 2):
+        h = (31 * h + (data[i] << 8 | data[i + 1])) & 0xFFFFFFFF
+    return h - 2**32 if h >= 2**31 else h
+
+
+def java_hashtable_order(keys: list[str]) -> list[str]:
+    """The iteration order of ``new Hashtable(7)`` after putting ``keys`` in order: log4j's MDC
+    is such a Hashtable (a fresh one after ``MDC.clear()``), and EnhancedPatternLayout's ``%X``
+    prints it in this order."""
+    cap, threshold = 7, 5
+    table: list[list[str]] = [[] for _ in range(cap)]  # each chain head-first
+    for count, k in enumerate(keys):
+        if count >= threshold:
+            new_cap = cap * 2 + 1
+            new_table: list[list[str]] = [[] for _ in range(new_cap)]
+            for i in range(cap - 1, -1, -1):
+                for e in table[i]:
+                    new_table[(java_string_hash(e) & 0x7FFFFFFF) % new_cap].insert(0, e)
+            cap, table, threshold = new_cap, new_table, int(new_cap * 0.75)
+        table[(java_string_hash(k) & 0x7FFFFFFF) % cap].insert(0, k)
+    return [k for i in range(cap - 1, -1, -1) for k in table[i]]
+
+
+def _mdc_hashtable(key: str | None) -> Converter:
+    if key is not None:
+        return lambda r: java_str(record_mdc(r).get(key))
+
+    def all_keys(r: logging.LogRecord) -> str:
+        mdc = record_mdc(r)
+        keys = java_hashtable_order([str(k) for k in mdc])
+        return "{" + "".join(f"{{{k},{java_str(mdc[k])}}}" for k in keys) + "}"
+
+    return all_keys
+
+
+_PLAIN = logging.Formatter()
+
+
+def _java_time_zone(tz_id: str) -> dt.tzinfo:
+    """TimeZone.getTimeZone: an unknown ID is GMT."""
+    import zoneinfo
+
+    if tz_id in ("UTC", "GMT"):
+        return dt.UTC
+    try:
+        return zoneinfo.ZoneInfo(tz_id)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return dt.UTC
+
+
+def _abbreviated(get: Callable[[logging.LogRecord], str | None], opt: str | None) -> Converter:
+    """EnhancedPatternLayout's NameAbbreviator: ``{2}`` keeps 2 elements, ``{-1}`` drops one,
+    ``{1.}``/``{1~.}`` shortens every element but the last."""
+    if opt is None or not opt.strip():
+        return get
+    t = opt.strip()
+    i = 1 if t[0] == "-" else 0
+    while i < len(t) and t[i].isdigit():
+        i += 1
+    if i == len(t) and t not in ("-",):
+        n = int(t)
+
+        def elements(r: logging.LogRecord) -> str | None:
+            name = get(r)
+            if name is None:
+                return None
+            if n >= 0:
+                end = len(name) - 1
+                for _ in range(n):
+                    end = name.rfind(".", 0, end) if end > 0 else -1
+                    if end == -1:
+                        return name
+                return name[end + 1 :]
+            count = -n
+            pos = name.find(".")
+            while pos != -1:
+                count -= 1
+                if count == 0:
+                    return name[pos + 1 :]
+                pos = name.find(".", pos + 1)
+            return name
+
+        return elements
+    fragments: list[tuple[int, str]] = []
+    pos = 0
+    while 0 <= pos < len(t):
+        ell_pos = pos
+        if t[pos] == "*":
+            count, ell_pos = 2**31 - 1, pos + 1
+        elif t[pos].isdigit():
+            count, ell_pos = int(t[pos]), pos + 1
+        else:
+            count = 0
+        ellipsis = t[ell_pos] if ell_pos < len(t) and t[ell_pos] != "." else ""
+        fragments.append((count, ellipsis))
+        pos = t.find(".", pos)
+        if pos == -1:
+            break
+        pos += 1
+
+    def fragment(buf: str, start: int, frag: tuple[int, str]) -> tuple[str, int]:
+        count, ellipsis = frag
+        dot = buf.find(".", start)
+        if dot == -1:
+            return buf, -1
+        if dot - start > count:
+            buf = buf[: start + count] + ellipsis + buf[dot:]
+            dot = start + count + len(ellipsis)
+        return buf, dot + 1
+
+    def abbreviate(r: logging.LogRecord) -> str | None:
+        buf = get(r)
+        if buf is None:
+            return None
+        pos = 0
+        for frag in fragments[:-1]:
+            if pos >= len(buf):
+                break
+            buf, pos = fragment(buf, pos, frag)
+            if pos < 0:
+                return buf
+        while 0 <= pos < len(buf):
+            buf, pos = fragment(buf, pos, fragments[-1])
+        return buf
+
+    return abbreviate
+
+
+def _throwable(opt: str | None) -> Converter:
+    """%throwable{n|short|full|none}: the throwable's first lines, inside the layout."""
+
+    def convert(r: logging.LogRecord) -> str:
+        lines = throwable_lines(r, _PLAIN)
+        if not lines:
+            return ""
+        n = len(lines)
+        if opt == "none":
+            n = 0
+        elif opt == "short":
+            n = 1
+        elif opt is not None and opt != "full":
+            try:
+                n = min(n, int(opt))
+            except ValueError:
+                pass
+        return "".join(line + "\n" for line in lines[:n])
+
+    return convert
+
+
+def convert_special_chars(s: str) -> str:
+    """OptionConverter.convertSpecialChars: ``\\n``, ``\\t``… written in the pattern text."""
+    out: list[str] = []
+    i, n = 0, len(s)
+    while i < n:
+        c = s[i]
+        i += 1
+        if c == "\\" and i < n:
+            c = s[i]
+            i += 1
+            c = {"n": "\n", "r": "\r", "t": "\t", "f": "\f"}.get(c, c)
+        out.append(c)
+    return "".join(out)
+
+
+class EnhancedPatternLayoutFormatter(PatternLayoutFormatter):
+    """log4j's ``EnhancedPatternLayout``, for the conversions it shares with PatternLayout.
+
+    It also turns ``\\n``/``\\t`` written in the pattern into the characters, as log4j does.
+    """
+
+    def __init__(self, pattern: str = "%m%n"):
+        super().__init__(convert_special_chars(pattern), _enhanced=True)
