@@ -18,8 +18,8 @@ from .pattern import (
     SIMPLE,
     Converter,
     PatternLayoutFormatter,
-    _class_name,
-    _date,
+    class_name,
+    date_converter,
     java_str,
     record_mdc,
     record_ndc,
@@ -40,7 +40,7 @@ def converter(kind: str, opts: list[str], errors: list[str]) -> tuple[Converter,
     if kind == "c":
         return _abbreviated(lambda r: r.name, opt), False
     if kind == "C":
-        return _abbreviated(_class_name, opt), False
+        return _abbreviated(class_name, opt), False
     if kind == "d":
         named = {"ISO8601": ISO8601, "ABSOLUTE": ABSOLUTE, "DATE": DATE}
         pattern = named.get((opt or "ISO8601").upper(), opt or ISO8601)
@@ -52,7 +52,7 @@ def converter(kind: str, opts: list[str], errors: list[str]) -> tuple[Converter,
         except DateFormatError:
             errors.append(f"log4j:WARN Could not instantiate SimpleDateFormat with pattern {opt}")
             fmt = SimpleDateFormat(ISO8601, tz)
-        return _date(fmt), False
+        return date_converter(fmt), False
     if kind == "n":
         return (lambda r: LINE_SEP), False
     if kind == "x":

@@ -95,7 +95,7 @@ def throwable_lines(record: logging.LogRecord, formatter: logging.Formatter) -> 
     return lines
 
 
-def _class_name(r: logging.LogRecord) -> str | None:
+def class_name(r: logging.LogRecord) -> str | None:
     return getattr(r, "className", None) or r.module
 
 
@@ -103,7 +103,7 @@ def _location(r: logging.LogRecord) -> str:
     def na(v: object) -> str:
         return "?" if v is None else str(v)
 
-    return f"{na(_class_name(r))}.{na(r.funcName)}({na(r.filename)}:{na(r.lineno)})"
+    return f"{na(class_name(r))}.{na(r.funcName)}({na(r.filename)}:{na(r.lineno)})"
 
 
 def _named(get: Callable[[logging.LogRecord], str | None], precision: int) -> Converter:
@@ -139,7 +139,7 @@ def _mdc(key: str | None) -> Converter:
     return one
 
 
-def _date(fmt: SimpleDateFormat) -> Converter:
+def date_converter(fmt: SimpleDateFormat) -> Converter:
     return lambda r: fmt.format_ms(record_millis(r))
 
 
@@ -211,9 +211,9 @@ class _Parser:
         if c == "c":
             conv = _named(lambda r: r.name, self.precision())
         elif c == "C":
-            conv = _named(_class_name, self.precision())
+            conv = _named(class_name, self.precision())
         elif c == "d":
-            conv = _date(date_format(self.option(), self.errors))
+            conv = date_converter(date_format(self.option(), self.errors))
         elif c == "F":
             conv = lambda r: r.filename  # noqa: E731
         elif c == "l":
