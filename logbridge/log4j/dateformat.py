@@ -169,14 +169,25 @@ class SimpleDateFormat:
         self.pattern = pattern
         self.tz = tz
         self._parts = compile_pattern(pattern)
+        self._cache: tuple[int, dt.datetime, list[str | _Field]] | None = None
 
     def format_ms(self, ms: int) -> str:
         secs, millis = divmod(ms, 1000)
-        if self.tz is None:
-            t = dt.datetime.fromtimestamp(secs).astimezone()
-        else:
-            t = dt.datetime.fromtimestamp(secs, self.tz)
-        return "".join(p if isinstance(p, str) else _field(t, millis, p) for p in self._parts)
+        # Log lines come many to a second: everything but the milliseconds is formatted once
+        # per second (log4j's CachedDateFormat does the same). The zone is read per second too,
+        # so a TZ change shows from the next second on.
+        cached = self._cache
+        if cached is None or cached[0] != secs:
+            if self.tz is None:
+                t = dt.datetime.fromtimestamp(secs).astimezone()
+            else:
+                t = dt.datetime.fromtimestamp(secs, self.tz)
+            pieces = [
+                p if isinstance(p, str) else (p if p.letter == "S" else _field(t, 0, p)) for p in self._parts
+            ]
+            cached = self._cache = (secs, t, pieces)
+        t, pieces = cached[1], cached[2]
+        return "".join(p if isinstance(p, str) else _field(t, millis, p) for p in pieces)
 
 
 # DailyRollingFileAppender periods, in log4j's order (RollingCalendar types).
