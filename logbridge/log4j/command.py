@@ -77,8 +77,16 @@ def check(file: str, defines: tuple[str, ...]) -> None:
             click.echo(where + d.message)
         else:
             click.echo(where + "logbridge: " + d.message)
-    notes = len(model.diagnostics) - log4j_count
-    if model.diagnostics:
+    for a in model.appenders.values():
+        if a.broken:
+            # Printed by log4j at the appender's first event, not while configuring.
+            log4j_count += 1
+            where = f"{file}:{a.line}: " if a.line is not None else f"{file}: "
+            click.echo(
+                f"{where}log4j:ERROR {a.broken} (at the first event: appender {a.name} drops every event)"
+            )
+    notes = sum(1 for d in model.diagnostics if d.kind == "python")
+    if model.diagnostics or log4j_count:
         click.echo(
             f"{file}: {log4j_count} message(s) from log4j, {notes} note(s) on the Python translation",
             err=True,

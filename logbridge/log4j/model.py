@@ -132,6 +132,7 @@ class _Reader:
         self.variables = {**jvm_defaults(), **variables}
         self.model = Model(source=props.source)
         self.registry: dict[str, AppenderSpec] = {}
+        self.referenced: set[str] = set()  # appender names some logger lists
 
     # -- messages -------------------------------------------------------------------------
     def warn(self, msg: str, key: str | None = None) -> None:
@@ -239,15 +240,12 @@ class _Reader:
         for key in props.names():
             if key.startswith("log4j.appender.") and key.count(".") == 2:
                 name = key[len("log4j.appender.") :]
-                if name not in self.registry and not any(name in lg.appenders for lg in self._all_loggers()):
+                if name not in self.referenced:
                     self.note(
                         f"appender {name} is defined but no logger uses it: log4j never creates it", key
                     )
         m.appenders = dict(self.registry)
         return m
-
-    def _all_loggers(self) -> list[LoggerSpec]:
-        return [self.model.root, *self.model.loggers.values()]
 
     def _root(self) -> None:
         key = "log4j.rootLogger"
@@ -311,6 +309,7 @@ class _Reader:
         spec.appenders = []
         for token in tokens:
             name = token.strip()
+            self.referenced.add(name)
             appender = self._parse_appender(name, key)
             if appender is not None:
                 spec.appenders.append(name)

@@ -230,6 +230,11 @@ def test_check_exit_codes_and_line_numbers() -> None:
     bad = runner.invoke(cli, ["log4j", "check", str(cases / "13-option-names.properties")])
     assert bad.exit_code == 1
     assert "13-option-names.properties:6: log4j:WARN No such property [maxfilesize]" in bad.output
+    missing = runner.invoke(cli, ["log4j", "check", str(cases / "17-missing-parts.properties")])
+    assert (
+        ":4: log4j:ERROR No layout set for the appender named [NOLAYOUT]. (at the first event: appender "
+        "NOLAYOUT drops every event)" in missing.output
+    )
     notes = runner.invoke(cli, ["log4j", "check", str(cases / "05-additivity.properties")])
     assert notes.exit_code == 1
     assert ":15: logbridge: log4j ignores log4j.additivity.orphan" in notes.output
