@@ -7,12 +7,13 @@ from typing import Any
 __version__ = "0.1.0"
 
 
-def configure(config: Any, **variables: str) -> None:
+def configure(config: Any, **variables: str) -> Any:
     """Configure Python logging from a log4j 1.x ``.properties`` file, a ``.yaml``/``.json``
-    dictConfig file, or a dictConfig dict. See `logbridge.log4j.configure`."""
-    from .log4j import configure as _configure  # type: ignore[attr-defined,unused-ignore]
+    dictConfig file, or a dictConfig dict; returns the log4j model for a properties file.
+    See `logbridge.log4j.configure`."""
+    from .log4j import configure as _configure
 
-    _configure(config, **variables)
+    return _configure(config, **variables)
 
 
 __all__ = ["__version__", "configure"]
