@@ -390,7 +390,9 @@ class Measurement:
     runs: list[tuple[WrkResult, float]] = field(default_factory=list)  # (wrk, server CPU s)
     peak_rss_mib: float = 0.0
     rss_mib: list[float] = field(default_factory=list)  # after warm-up, then after each run
-    stored: int | None = None  # events found in the store afterwards (collector only)
+    stored: int | None = None  # events found in the store after SIGTERM (collector only)
+    staged: int = 0  # events still in staging files after SIGTERM (should be 0: shutdown publishes)
+    exit_code: int | None = None
     requests_total: int = 0
 
     def median(self) -> tuple[WrkResult, float]:
@@ -427,6 +429,7 @@ def measure(
     lua = work / "post.lua"
     result = Measurement(name, events, body.stat().st_size)
     print(f"… {name}: {args.runs} x {args.duration:g} s", file=sys.stderr, flush=True)
+    server.name = name.split(" ")[0]  # the log file's name
     server.start(args.server_core, work)
     assert server.process is not None
     pid = server.process.pid
@@ -454,6 +457,8 @@ def measure(
     store = server.cwd / "store"
     if store.is_dir():
         result.stored = count_lines(store)
+        result.staged = count_lines(server.cwd / "state" / "staging")
+        result.exit_code = server.process.returncode
         shutil.rmtree(server.cwd, ignore_errors=True)  # runs write gigabytes: do not keep them
     return result
 
@@ -567,10 +572,11 @@ def main() -> None:
             sent = m.requests_total * m.events_per_request
             # wrk stops with up to one request in flight per connection: stored, never counted.
             slack = args.connections * m.events_per_request * (len(m.runs) + 1)
-            verdict = "ok" if sent <= m.stored <= sent + slack else "MISMATCH"
+            verdict = "ok" if sent <= m.stored <= sent + slack and not m.staged else "MISMATCH"
             print(
                 f"{name}: {m.stored:,} events in the store after SIGTERM, {sent:,} answered to wrk "
-                f"(+ at most {slack:,} in flight when wrk stopped): {verdict}"
+                f"(+ at most {slack:,} in flight when wrk stopped), {m.staged:,} left in staging, "
+                f"exit code {m.exit_code}: {verdict}"
             )
     for ours, floor in (
         ("collector-flush", "minimal"),
