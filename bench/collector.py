@@ -393,6 +393,7 @@ class Measurement:
     stored: int | None = None  # events found in the store after SIGTERM (collector only)
     staged: int = 0  # events still in staging files after SIGTERM (should be 0: shutdown publishes)
     exit_code: int | None = None
+    wrk_calls: int = 0  # warm-up and timed runs: each may end with a request per connection in flight
     requests_total: int = 0
 
     def median(self) -> tuple[WrkResult, float]:
@@ -437,12 +438,14 @@ def measure(
     try:
         warm = run_wrk(url, body, lua, args.warmup, args.connections, args.wrk_core)
         result.requests_total += warm.requests
+        result.wrk_calls += 1
         result.rss_mib.append(memory_kib(pid, "VmRSS") / 1024)
         for _ in range(args.runs):
             before = cpu_seconds(pid)
             wrk = run_wrk(url, body, lua, args.duration, args.connections, args.wrk_core)
             result.runs.append((wrk, cpu_seconds(pid) - before))
             result.requests_total += wrk.requests
+            result.wrk_calls += 1
             result.rss_mib.append(memory_kib(pid, "VmRSS") / 1024)
             if wrk.non_2xx or wrk.socket_errors:
                 print(
@@ -452,6 +455,10 @@ def measure(
                 if wrk.failures:  # only with --diagnose
                     print("    " + wrk.failures.replace("\n", "\n    "), file=sys.stderr)
         result.peak_rss_mib = memory_kib(pid, "VmHWM") / 1024
+        if args.profile:
+            # An extra, unmeasured run under py-spy: sampling costs the server CPU.
+            result.requests_total += profile(server.name, pid, url, body, args, work)
+            result.wrk_calls += 1
     finally:
         server.stop()
     store = server.cwd / "store"
@@ -461,6 +468,66 @@ def measure(
         result.exit_code = server.process.returncode
         shutil.rmtree(server.cwd, ignore_errors=True)  # runs write gigabytes: do not keep them
     return result
+
+
+def profile(name: str, pid: int, url: str, body: Path, args: argparse.Namespace, work: Path) -> int:
+    """py-spy the server's process tree under the same load; print the top frames, keep the stacks.
+
+    Returns the number of requests wrk completed meanwhile (they are in the store too)."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    args.profile.mkdir(parents=True, exist_ok=True)
+    raw = args.profile / f"{name}.txt"
+    seconds = max(1, round(args.duration))
+    spy = subprocess.Popen(
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--subprocesses",
+            "--duration",
+            str(seconds),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--output",
+            str(raw),
+            "--nonblocking",
+            "--function",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    requests = run_wrk(url, body, work / "post.lua", seconds, args.connections, args.wrk_core).requests
+    _, err = spy.communicate(timeout=60)
+    if spy.returncode != 0 or not raw.exists():
+        print(f"  ! py-spy failed ({spy.returncode}): {err.decode(errors='replace')[-500:]}", file=sys.stderr)
+        return requests
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = stack.split(";")
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            # py-spy names our modules "logbridge/x.py" or just "x.py"; libraries keep their folder.
+            where = frame[frame.rfind("(") + 1 :]
+            if where.startswith("logbridge/") or ("/" not in where and not where.startswith("<")):
+                inclusive[frame] = inclusive.get(frame, 0) + count
+    print(f"\nprofile of {name} ({total} samples; stacks in {raw}):", file=sys.stderr)
+    for title, table in (("own time", own), ("logbridge, inclusive", inclusive)):
+        print(f"  {title}:", file=sys.stderr)
+        # Frames under (nearly) every sample are the server's entry points: skip them.
+        ranked = [kv for kv in sorted(table.items(), key=lambda kv: -kv[1]) if kv[1] < 0.98 * total]
+        for frame, count in ranked[:12]:
+            print(f"    {count / max(total, 1):6.1%}  {frame}", file=sys.stderr)
+    return requests
 
 
 def count_lines(root: Path) -> int:
@@ -522,6 +589,12 @@ def main() -> None:
         action="store_true",
         help="print the status and body of failed responses (slows wrk: not for numbers)",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="after the timed runs, one more run under py-spy; stacks go to DIR (not for numbers)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, configs)")
     parser.add_argument("--serve-granian", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -571,7 +644,7 @@ def main() -> None:
         if m.stored is not None:
             sent = m.requests_total * m.events_per_request
             # wrk stops with up to one request in flight per connection: stored, never counted.
-            slack = args.connections * m.events_per_request * (len(m.runs) + 1)
+            slack = args.connections * m.events_per_request * m.wrk_calls
             verdict = "ok" if sent <= m.stored <= sent + slack and not m.staged else "MISMATCH"
             print(
                 f"{name}: {m.stored:,} events in the store after SIGTERM, {sent:,} answered to wrk "

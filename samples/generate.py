@@ -126,7 +126,7 @@ class NodeWriter:
         project = rng.choice(PROJECTS)
         if user not in self.logged_in and self.kind == "design":
             self.logged_in.add(user)
-            msg = {
+            msg: Event = {
                 "msgType": "login",
                 "authUser": user,
                 "authSource": rng.choice(["LOCAL", "LDAP", "SSO"]),
@@ -155,7 +155,7 @@ class NodeWriter:
             ],
             weights=[30, 10, 10, 8, 3, 20, 8, 6, 5],
         )[0]
-        msg: Event = {"msgType": kind, "authUser": user, "projectKey": project}
+        msg = {"msgType": kind, "authUser": user, "projectKey": project}
         api = "/dip/api/projects/get-summary"
         if kind in ("dataset-read-data", "dataset-write-data"):
             msg["datasetName"] = rng.choice(DATASETS)
@@ -275,6 +275,7 @@ class NodeWriter:
                 },
             }
             return msg, {"apiCall": "/dip/api/admin/clusters/monitor", "user": "dss-system"}, "INFO"
+        usage: Event
         if self.running and rng.random() < 0.55:
             usage = self.running[0]
             usage["cpuTotalMs"] += rng.randrange(1_000, 600_000)
@@ -293,7 +294,7 @@ class NodeWriter:
         project = rng.choice(PROJECTS)
         self.job_seq += 1
         kind = rng.choice(["LOCAL_PROCESS", "SQL_CONNECTION", "K8S_POD"])
-        usage: Event = {
+        usage = {
             "id": f"{rng.randrange(16**12):012x}",
             "type": kind,
             "context": {
