@@ -483,3 +483,20 @@ def test_a_file_empty_at_start_is_shipped_as_soon_as_it_has_a_line(
         write(active, range(10, 20))
         wait_for(lambda: len(seqs(fake_collector)) == 20, timeout=5, what="more lines")
     assert_exactly_once(fake_collector, 20)
+
+
+def test_stale_checkpoint_entries_expire(tmp_path: Path, make_config: Any, fake_collector: Any) -> None:
+    logs = tmp_path / "logs"
+    write(logs / "old.log", range(0, 10))
+    write(logs / "new.log", range(10, 20))
+    cfg = make_config(checkpoint_ttl="1h")
+    Shipper(cfg).run(once=True)
+    store = CheckpointStore(cfg.state_dir)
+    entries = store.load()
+    for entry in entries.values():
+        if entry.path.endswith("old.log"):
+            entry.seen -= 7200  # last seen two hours ago
+    store.save(entries)
+    os.unlink(logs / "old.log")
+    Shipper(cfg).run(once=True)
+    assert [e.path for e in store.load().values()] == [str(logs / "new.log")]
