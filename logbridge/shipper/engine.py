@@ -91,11 +91,13 @@ class Shipper:
         self._last_save = 0.0
         self._next_scan = 0.0
         self._last_event_scan = 0.0
+        self._once = False
 
     # ------------------------------------------------------------------------------------ loop
 
     def run(self, *, once: bool = False) -> Totals:
         """Ship until `stop` is set; with ``once``, until the files found at start are shipped."""
+        self._once = once
         try:
             if not once:
                 self.watcher.refresh()
@@ -207,10 +209,13 @@ class Shipper:
             force = now - first_seen >= self.cfg.partial_line_timeout
             fp = fingerprint(fd, force=force)
             if fp is None:
-                self.pending[path] = first_seen
                 os.close(fd)
+                if self._once and st.st_size == 0:
+                    self.pending.pop(path, None)  # nothing to ship now, and --once does not wait
+                else:
+                    self.pending[path] = first_seen
                 return
-            self.pending.pop(path, None)
+            was_pending = self.pending.pop(path, None) is not None
             entry = self._resolve(fp, fd, st.st_size, path, index, wall, initial)
             if entry is None:
                 os.close(fd)
@@ -218,7 +223,10 @@ class Shipper:
         except BaseException:
             os.close(fd)
             raise
-        self.tails[key] = Tail(fd, path, entry, self.cfg.inputs[index], now)
+        tail = Tail(fd, path, entry, self.cfg.inputs[index], now)
+        if was_pending and force:
+            tail.partial_since = first_seen  # its first line has been waiting that long already
+        self.tails[key] = tail
         self.wake.set()
 
     def _deleted_unread(self, path: str, key: Key, size: int) -> None:

@@ -500,3 +500,22 @@ def test_stale_checkpoint_entries_expire(tmp_path: Path, make_config: Any, fake_
     os.unlink(logs / "old.log")
     Shipper(cfg).run(once=True)
     assert [e.path for e in store.load().values()] == [str(logs / "new.log")]
+
+
+def test_once_does_not_wait_for_empty_files(tmp_path: Path, make_config: Any, fake_collector: Any) -> None:
+    (tmp_path / "logs" / "empty.log").write_bytes(b"")
+    write(tmp_path / "logs" / "a.log", range(0, 10))
+    started = time.monotonic()
+    Shipper(make_config(partial_line_timeout="30s")).run(once=True)
+    assert time.monotonic() - started < 5
+    assert_exactly_once(fake_collector, 10)
+
+
+def test_once_ships_a_lone_unfinished_first_line_after_the_timeout(
+    tmp_path: Path, make_config: Any, fake_collector: Any
+) -> None:
+    (tmp_path / "logs" / "a.log").write_bytes(b'{"never": "finished"')
+    started = time.monotonic()
+    Shipper(make_config(partial_line_timeout="300ms")).run(once=True)
+    assert 0.3 <= time.monotonic() - started < 2.0
+    assert fake_collector.lines == [b'{"never": "finished"']
