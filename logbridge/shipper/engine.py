@@ -83,7 +83,7 @@ class Shipper:
         self.copies: dict[Key, str] = {}  # live copies of tailed files (same bytes): not shipped
         self.pending: dict[str, float] = {}  # path → first seen; first line not complete yet
         self.forwarder = Forwarder(
-            cfg.collector, cfg.node, self.stop, transport=transport, on_retry=self.metrics.retries.inc
+            cfg.collector, cfg.node, self.stop, transport=transport, on_retry=self._on_retry
         )
         self.dead_letter = DeadLetter(cfg.state_dir)
         self.watcher = Watcher(list(cfg.inputs), self.wake, self.rescan)
@@ -228,6 +228,15 @@ class Shipper:
             tail.partial_since = first_seen  # its first line has been waiting that long already
         self.tails[key] = tail
         self.wake.set()
+
+    def _on_retry(self) -> None:
+        """Between retries of a batch: keep discovering files, so that a file created and
+        rotated away while the collector is unreachable is held open and not lost."""
+        self.metrics.retries.inc()
+        now = time.monotonic()
+        if not self._once and (now >= self._next_scan or self.rescan.is_set()):
+            self.rescan.clear()
+            self.scan(now)
 
     def _deleted_unread(self, path: str, key: Key, size: int) -> None:
         """A file seen by the scan but deleted before it could be opened: whatever part of it

@@ -20,6 +20,7 @@ import ssl
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -87,7 +88,7 @@ class Forwarder:
         stop: threading.Event,
         *,
         transport: httpx.BaseTransport | None = None,
-        on_retry: object = None,
+        on_retry: Callable[[], None] | None = None,
     ):
         self.cfg = cfg
         self.stop = stop
@@ -172,7 +173,7 @@ class Forwarder:
                 source,
                 delay,
             )
-            if callable(self._on_retry):
+            if self._on_retry is not None:
                 self._on_retry()
             self.stop.wait(delay)
 

@@ -519,3 +519,22 @@ def test_once_ships_a_lone_unfinished_first_line_after_the_timeout(
     Shipper(make_config(partial_line_timeout="300ms")).run(once=True)
     assert 0.3 <= time.monotonic() - started < 2.0
     assert fake_collector.lines == [b'{"never": "finished"']
+
+
+def test_files_created_and_deleted_during_an_outage_are_not_lost(
+    tmp_path: Path, make_config: Any, fake_collector: Any
+) -> None:
+    logs = tmp_path / "logs"
+    write(logs / "a.log", range(0, 10))
+    with running(
+        make_config(collector={"url": fake_collector.url, "retry": {"initial": "100ms", "max": "100ms"}})
+    ):
+        wait_for(lambda: len(seqs(fake_collector)) == 10, what="first lines")
+        fake_collector.script.extend([(503, {}, b"")] * 30)  # ~3 s of outage
+        write(logs / "a.log", range(10, 20))
+        wait_for(lambda: len(fake_collector.requests) >= 15, what="the outage")
+        write(logs / "b.log", range(20, 30))
+        time.sleep(0.4)  # a scan between two retries opens it
+        os.unlink(logs / "b.log")
+        wait_for(lambda: len(seqs(fake_collector)) == 30, what="all lines after the outage")
+    assert_exactly_once(fake_collector, 30)
