@@ -111,6 +111,7 @@ class Collector:
         self._wake = asyncio.Event()
         self._syncer: asyncio.Task[None] | None = None
         self._broken: str | None = None
+        self._syncing = False  # an fsync round is using the journal's handle
         self._closed = False
 
     def _min_age(self) -> float:
@@ -389,11 +390,12 @@ class Collector:
             waiters, self._waiters = self._waiters, []
             records, self._pending_records = self._pending_records, []
             dirty = [s for w in self.writers for s in w.open_files.values() if s.handle is not None]
+            self._syncing = True
             try:
                 await asyncio.to_thread(_fsync_all, dirty)
                 self._journal_records(records, fsync=False)
                 await asyncio.to_thread(self.journal.fsync)
-            except (OSError, StorageUnavailable) as exc:
+            except (OSError, ValueError, StorageUnavailable) as exc:
                 # After a failed fsync the kernel may have dropped the dirty pages: nothing written
                 # since the last good round can be trusted, so stop acknowledging until a restart
                 # (whose recovery cuts the staging files back to the last journaled sizes).
@@ -404,6 +406,8 @@ class Collector:
                     if not fut.done():
                         fut.set_exception(StorageUnavailable(self._broken))
                 continue
+            finally:
+                self._syncing = False
             self.metrics.fsync_rounds.inc()
             for fut in waiters:
                 if not fut.done():
@@ -424,7 +428,7 @@ class Collector:
                 busy = True
         if busy:
             await asyncio.to_thread(self._publish_all)
-        if self.journal.wants_compaction and not self._pending_records:
+        if self.journal.wants_compaction and not self._pending_records and not self._syncing:
             # In the loop thread, between requests: a request must never write a record to the
             # journal being swapped. (A small snapshot; it happens once per 32 MiB of journal.)
             live = {f"{w.name}/{s.relpath}": s.journaled for w in self.writers for s in w.open_files.values()}
