@@ -461,11 +461,17 @@ def measure(
             result.wrk_calls += 1
     finally:
         server.stop()
-    store = server.cwd / "store"
-    if store.is_dir():
-        result.stored = count_lines(store)
+    if (server.cwd / "collector.yaml").exists():  # a collector: check what it stored
+        result.stored = count_lines(server.cwd / "store")
         result.staged = count_lines(server.cwd / "state" / "staging")
         result.exit_code = server.process.returncode
+        if result.staged and server.log is not None:
+            tail = server.log.read_text(errors="replace").splitlines()[-15:]
+            print(
+                f"  ! {name}: {result.staged:,} events still in staging after SIGTERM; log ends:",
+                file=sys.stderr,
+            )
+            print("    " + "\n    ".join(tail), file=sys.stderr)
         shutil.rmtree(server.cwd, ignore_errors=True)  # runs write gigabytes: do not keep them
     return result
 
@@ -531,6 +537,7 @@ def profile(name: str, pid: int, url: str, body: Path, args: argparse.Namespace,
 
 
 def count_lines(root: Path) -> int:
+    """Lines in every ``*.ndjson`` file under ``root`` (0 if it does not exist)."""
     total = 0
     for path in root.rglob("*.ndjson"):
         with path.open("rb") as f:
