@@ -14,7 +14,7 @@ from typing import Literal
 
 import orjson
 
-from .batch import cut
+from .batch import cut, first_long_line
 from .checkpoint import Entry
 from .config import InputConfig, ShipperConfig
 
@@ -99,6 +99,8 @@ class Tail:
             if inflight - start > max(cfg.batch.max_bytes, cfg.max_line_bytes):
                 return self._long_line(cfg, start, now, True, end=inflight)
             data = os.pread(self.fd, inflight - start, start)
+            if first_long_line(data, len(data), cfg.max_line_bytes) == 0:  # it was a marker
+                return self._long_line(cfg, start, now, True, end=inflight)
             return self._batch(start, data, data.count(b"\n") + (data[-1:] != b"\n"), "short")
         max_bytes = cfg.batch.max_bytes
         max_events = cfg.batch.max_events

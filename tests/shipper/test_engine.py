@@ -538,3 +538,20 @@ def test_files_created_and_deleted_during_an_outage_are_not_lost(
         os.unlink(logs / "b.log")
         wait_for(lambda: len(seqs(fake_collector)) == 30, what="all lines after the outage")
     assert_exactly_once(fake_collector, 30)
+
+
+def test_an_in_flight_marker_is_resent_as_a_marker(tmp_path: Path, make_config: Any) -> None:
+    from logbridge.shipper.checkpoint import Entry
+    from logbridge.shipper.tail import Tail
+
+    path = tmp_path / "logs" / "a.log"
+    path.write_bytes(b"y" * 5000)  # a long last line without newline, shipped at close before
+    cfg = make_config(max_line_bytes="1KiB")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        entry = Entry("s", str(path), 0, 0, 10, "h", offset=0, inflight=5000)
+        batch = Tail(fd, str(path), entry, cfg.inputs[0], 0.0).next_batch(cfg, 0.0, closing=False)
+    finally:
+        os.close(fd)
+    assert batch is not None and batch.kind == "oversized" and (batch.start, batch.end) == (0, 5000)
+    assert orjson.loads(batch.body)["bytes"] == 5000
