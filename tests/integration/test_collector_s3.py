@@ -205,3 +205,47 @@ def test_staging_left_by_sigkill_is_uploaded_after_restart(
     stored_files = s3_server.read_store(PREFIX)
     assert stored_files and all(rel.endswith(".ndjson.gz") for rel in stored_files), sorted(stored_files)[:5]
     assert stored_counter(stored_files) == expected
+
+
+def test_dss_style_day_partitions_without_routing_key_folders(
+    collector: Any, s3_server: Any, read_local_store: Any
+) -> None:
+    """DSS parity keys on an object store: ``partitioning: day``, ``folder_by_routing_key: false``,
+    and a destination that only takes API-node queries of two services."""
+    destination = s3_destination(
+        s3_server, partitioning="day", folder_by_routing_key=False, routing_keys=["churn-scoring", "pricing"]
+    )
+    del destination["path"]
+    c = collector(destinations=[destination], env=s3_server.env())
+    path = SAMPLES / "api-node-2" / "audit" / "apinode-query.log"
+    body = path.read_bytes()
+    post(c.events_url, body)
+    c.stop()
+
+    stored = s3_server.read_store(PREFIX)
+    wanted = {"churn-scoring", "pricing"}
+    expected: Counter[tuple[str, bytes]] = Counter()
+    for raw in body.splitlines():
+        line = orjson.loads(raw)
+        if line["message"]["routingKey"] in wanted:
+            t = datetime.strptime(line["timestamp"], "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(UTC)
+            expected[
+                (f"apinode-query/{t:%Y/%m/%d}", orjson.dumps(line["message"], option=orjson.OPT_SORT_KEYS))
+            ] += 1
+    got: Counter[tuple[str, bytes]] = Counter(
+        (rel.rsplit("/", 1)[0], orjson.dumps(line["clientEvent"], option=orjson.OPT_SORT_KEYS))
+        for rel, lines in stored.items()
+        for line in lines
+    )
+    assert got == expected
+    assert {rel.rsplit("/", 1)[0] for rel in stored} == {
+        "apinode-query/2020/02/16",
+        "apinode-query/2020/02/17",
+        "apinode-query/2020/02/18",
+        "apinode-query/2020/02/19",
+    }
+    # The other services' queries: no destination takes them, so the dead letter has them, with why.
+    dead = [line for lines in read_local_store(c.dead_letter).values() for line in lines]
+    assert len(dead) == body.count(b"\n") - sum(expected.values())
+    assert {line["reason"] for line in dead} == {"unrouted"}
+    assert {line["storedLine"]["routingKey"] for line in dead} == {"fraud-detection", "customer-lookup"}
