@@ -249,3 +249,34 @@ def test_dss_style_day_partitions_without_routing_key_folders(
     assert len(dead) == body.count(b"\n") - sum(expected.values())
     assert {line["reason"] for line in dead} == {"unrouted"}
     assert {line["storedLine"]["routingKey"] for line in dead} == {"fraud-detection", "customer-lookup"}
+
+
+def test_objects_roll_at_max_bytes(collector: Any, s3_server: Any) -> None:
+    """``roll.max_bytes`` bounds object size: once a staging file has reached it, the next batch
+    goes to a new file. (A batch is never split, so a file may pass the limit by one batch.)"""
+    limit = 64 * 1024
+    c = collector(
+        destinations=[s3_destination(s3_server, roll={"max_bytes": "64KiB", "max_age": "5m"})],
+        env=s3_server.env(),
+    )
+    lines = (SAMPLES / "design-node-1" / "audit" / "audit.log").read_bytes().splitlines(keepends=True)
+    # Twenty batches of ~16 KiB of stored lines into one hour partition, sent back to back.
+    template = orjson.loads(lines[0])
+    largest_batch = 0
+    for batch in range(20):
+        body = b""
+        for i in range(40):
+            template["message"]["seq"] = batch * 40 + i
+            template["timestamp"] = "2020-02-19T10:15:00.000+0100"
+            body += orjson.dumps(template) + b"\n"
+        largest_batch = max(largest_batch, len(body))
+        assert post(c.events_url, body)["accepted"] == 40
+    c.stop()
+
+    stored = s3_server.read_store(PREFIX)
+    sizes = {rel: sum(len(orjson.dumps(line)) + 1 for line in lines) for rel, lines in stored.items()}
+    assert sum(len(lines) for lines in stored.values()) == 800
+    # Each stored line is bigger than the incoming one (envelope, server fields): allow 2x a batch.
+    too_big = {rel: size for rel, size in sizes.items() if size > limit + 2 * largest_batch}
+    assert not too_big, f"objects over max_bytes ({limit}) by more than a batch: {too_big}"
+    assert len(stored) >= sum(sizes.values()) // (limit + 2 * largest_batch)
