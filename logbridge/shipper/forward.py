@@ -49,7 +49,8 @@ class Result:
 
 
 def build_client(cfg: CollectorConfig, transport: httpx.BaseTransport | None = None) -> httpx.Client:
-    verify: ssl.SSLContext | bool = cfg.tls.verify
+    # Plain HTTP needs no TLS context (building the default one loads the whole CA bundle).
+    verify: ssl.SSLContext | bool = False
     if cfg.url.startswith("https://"):
         ctx = ssl.create_default_context(cafile=cfg.tls.ca) if cfg.tls.ca else ssl.create_default_context()
         if cfg.tls.cert:

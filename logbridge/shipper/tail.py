@@ -104,14 +104,18 @@ class Tail:
             return self._batch(start, data, data.count(b"\n") + (data[-1:] != b"\n"), "short")
         max_bytes = cfg.batch.max_bytes
         max_events = cfg.batch.max_events
-        want = min(max_bytes, int(self.avg_line * max_events * 1.25) + 4096)
+        want = min(max_bytes, int(self.avg_line * max_events * 1.1) + 4096)
         data = os.pread(self.fd, want, start)
         at_eof = len(data) < want
-        if not at_eof and want < max_bytes and data.count(b"\n") < max_events:
+        max_line = cfg.max_line_bytes if cfg.max_line_bytes < len(data) else None
+        guess = int(self.avg_line * max_events)
+        c = cut(data, max_events, max_bytes, at_eof=at_eof, max_line=max_line, guess=guess)
+        if not at_eof and want < max_bytes and (c is None or c.lines < max_events):
+            # The guess was short of max_events lines: the cut is only final on a full window.
             data += os.pread(self.fd, max_bytes - want, start + want)
             at_eof = len(data) < max_bytes
-        max_line = cfg.max_line_bytes if cfg.max_line_bytes < len(data) else None
-        c = cut(data, max_events, max_bytes, at_eof=at_eof, max_line=max_line)
+            max_line = cfg.max_line_bytes if cfg.max_line_bytes < len(data) else None
+            c = cut(data, max_events, max_bytes, at_eof=at_eof, max_line=max_line, guess=guess)
         if c is not None:
             self.partial_since = None
             if not c.full and not closing:

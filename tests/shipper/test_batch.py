@@ -76,3 +76,18 @@ def test_consecutive_cuts_cover_the_file_exactly(data: bytes, max_events: int, m
         out += data[pos : pos + c.length]
         pos += c.length
     assert out == data
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=file_st, n=st.integers(1, 80), guess=st.integers(-5, 3000))
+def test_nth_newline_with_a_guess_finds_the_same_newline(data: bytes, n: int, guess: int) -> None:
+    assert nth_newline(data, n, guess) == nth_newline(data, n)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=file_st, max_events=st.integers(1, 20), max_bytes=st.integers(1, 300), guess=st.integers(0, 400))
+def test_cut_does_not_depend_on_the_guess(data: bytes, max_events: int, max_bytes: int, guess: int) -> None:
+    window, at_eof = data[:max_bytes], len(data) < max_bytes
+    assert cut(window, max_events, max_bytes, at_eof=at_eof, guess=guess) == cut(
+        window, max_events, max_bytes, at_eof=at_eof
+    )
