@@ -14,6 +14,7 @@ import statistics
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -78,8 +79,10 @@ class StreamingClient:
     url: str
     stream: bytes
     offsets: list[int]
+    kill: Callable[[], None]  # SIGKILLs the collector (called from a timer thread)
+    kills: list[tuple[float, float]] = field(default_factory=lambda: list(KILLS))
+    killed: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
     acked: int = 0  # bytes of the stream the collector has acknowledged
-    sent_at: float | None = None  # monotonic time the request in flight was sent
     latencies: list[float] = field(default_factory=list)
     accepted: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
@@ -95,6 +98,10 @@ class StreamingClient:
         finally:
             self.done.set()
 
+    def _kill(self) -> None:
+        self.kill()
+        self.killed.release()
+
     def _send_all(self) -> None:
         line_at = {offset: i for i, offset in enumerate(self.offsets)}
         pos = 0
@@ -103,7 +110,13 @@ class StreamingClient:
             while pos < len(self.stream) and not self.stop.is_set():
                 first = line_at[pos]
                 end = self.offsets[min(first + batch, len(self.offsets) - 1)]
-                self.sent_at = time.monotonic()
+                if self.kills and self.acked >= self.kills[0][0] * len(self.stream):
+                    # Crossing a kill point: SIGKILL the collector part-way through the request
+                    # about to go out. Scheduled here, so a fast stream cannot outrun it.
+                    _, into_request = self.kills.pop(0)
+                    delay = into_request * statistics.median(self.latencies[-20:] or [0.01])
+                    threading.Timer(delay, self._kill).start()
+                sent_at = time.monotonic()
                 try:
                     response = client.post(
                         self.url,
@@ -115,7 +128,6 @@ class StreamingClient:
                         },
                     )
                 except httpx.TransportError:
-                    self.sent_at = None
                     # The collector died (or is restarting) mid-request: the batch may or may not
                     # be stored. Retry with a different batch size, so a stored batch comes back
                     # as a partial overlap (409) rather than always as an exact duplicate.
@@ -123,8 +135,7 @@ class StreamingClient:
                     batch = BATCH_LINES * 2 if batch == BATCH_LINES else BATCH_LINES
                     time.sleep(0.02)
                     continue
-                self.latencies.append(time.monotonic() - self.sent_at)
-                self.sent_at = None
+                self.latencies.append(time.monotonic() - sent_at)
                 if response.status_code == 200:
                     body = response.json()
                     assert body["invalid"] == 0, body
@@ -179,25 +190,23 @@ def test_sigkill_three_times_while_streaming_loses_nothing_and_duplicates_nothin
     destination["url"] = c.config["destinations"][0]["url"]
     c.config["destinations"] = [destination]
     c.start()
-    client = StreamingClient(c.events_url, stream, offsets)
+    up = threading.Event()  # the collector has been (re)started and answered /healthz
+    up.set()
+
+    def kill() -> None:
+        assert up.wait(timeout=30)
+        up.clear()
+        c.kill()
+
+    client = StreamingClient(c.events_url, stream, offsets, kill=kill)
     thread = threading.Thread(target=client.run, name="streaming-client", daemon=True)
     started = time.monotonic()
     thread.start()
     try:
-        for fraction, into_request in KILLS:
-            wait_for(
-                lambda f=fraction: client.acked >= f * len(stream) or client.done.is_set(),
-                timeout=30,
-                what=f"the client to get {fraction:.0%} of the stream acknowledged",
-            )
-            sent_at = wait_for(lambda: client.sent_at or client.done.is_set(), 10, "a request in flight")
-            assert not client.done.is_set(), (
-                f"stream ended before the kill at {fraction:.0%}: {client.error!r}"
-            )
-            typical = statistics.median(client.latencies[-20:])
-            time.sleep(max(0.0, sent_at + into_request * typical - time.monotonic()))
-            c.kill()
-            c.start()
+        for number in range(1, len(KILLS) + 1):
+            assert client.killed.acquire(timeout=30), f"kill {number} never came: {client.error!r}"
+            c.start()  # on the same state dir and store
+            up.set()
         wait_for(client.done.is_set, timeout=45, what="the client to finish the stream")
     finally:
         client.stop.set()
