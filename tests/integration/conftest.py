@@ -182,9 +182,11 @@ def collector_config(home: Path, port: int, **overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def collector(tmp_path: Path) -> Iterator[Callable[..., Collector]]:
+def collector(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Collector]]:
     """``collector(**config_overrides)`` → a started `Collector`; every one is stopped in teardown."""
     started: list[Collector] = []
+    # Servers the collectors write to (moto) stop these first, whatever the fixture order.
+    request.node.stash[RUNNING_COLLECTORS] = started
 
     def start(*, env: dict[str, str] | None = None, **overrides: Any) -> Collector:
         home = tmp_path / f"collector-{len(started)}"
@@ -197,7 +199,14 @@ def collector(tmp_path: Path) -> Iterator[Callable[..., Collector]]:
         return c
 
     yield start
-    for c in started:
+    stop_all(started)
+
+
+RUNNING_COLLECTORS = pytest.StashKey[list[Collector]]()
+
+
+def stop_all(collectors: list[Collector]) -> None:
+    for c in collectors:
         if c.process is not None and c.process.poll() is None:
             c.stop()
 
@@ -295,7 +304,7 @@ class S3Server:
 
 
 @pytest.fixture
-def s3_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
+def s3_server(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[S3Server]:
     """moto in server mode on loopback with one empty bucket."""
     boto3 = pytest.importorskip("boto3")
     moto_server = pytest.importorskip("moto.server")
@@ -321,4 +330,6 @@ def s3_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
         client.create_bucket(Bucket=s3.bucket)
         yield s3
     finally:
+        # A collector still running would spend its shutdown retrying uploads to a dead server.
+        stop_all(request.node.stash.get(RUNNING_COLLECTORS, []))
         server.stop()
