@@ -36,6 +36,18 @@ class Entry:
     inflight: int | None = None  # end of the short batch in flight, if any
     size: int = 0  # file size when last looked at (for lag and for bytes lost)
     seen: float = 0.0  # wall time the file was last seen
+    # The first ``check_len`` bytes (what was shipped, up to 64 KiB) hash to ``check_hash``:
+    # compared with the file before this entry's offset is applied to it.
+    check_len: int = 0
+    check_hash: str = ""
+
+    def matches(self, fd: int) -> bool:
+        """Is the open file ``fd`` the one this entry describes (first line and prefix)?"""
+        from .identity import head_matches, prefix_hash
+
+        if not head_matches(fd, self.head_len, self.head_hash):
+            return False
+        return self.check_len == 0 or prefix_hash(fd, self.check_len) == self.check_hash
 
     def lag(self) -> int:
         return max(0, self.size - self.offset)

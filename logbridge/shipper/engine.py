@@ -30,7 +30,7 @@ from .config import ShipperConfig
 from .deadletter import DeadLetter
 from .discover import Watcher, match
 from .forward import Forwarder, Stopped
-from .identity import Fingerprint, fingerprint, head_matches
+from .identity import CHECK_BYTES, Fingerprint, fingerprint, head_matches, prefix_hash
 from .metrics import Metrics
 from .tail import Batch, Tail
 
@@ -169,8 +169,6 @@ class Shipper:
                 tail.path = tail.entry.path = path
                 tail.entry.seen = wall
                 continue
-            if key in self.copies:
-                continue
             self._open(path, index, key, now, wall, initial, st.st_size)
         # Files whose first line is not complete yet are looked at again soon: their writes
         # only wake the loop, which reads open files.
@@ -257,13 +255,14 @@ class Shipper:
         # 1. The same file as before (also after a rename while the shipper was down); an
         #    entry on this inode whose head no longer matches is a replaced file: not applied.
         for entry in self.entries.values():
-            if (entry.dev, entry.ino) == key and head_matches(fd, entry.head_len, entry.head_hash):
+            if (entry.dev, entry.ino) == key and entry.matches(fd):
                 entry.path, entry.seen, entry.size = path, wall, size
                 if size < entry.offset:
                     self._lose(entry, entry.size - size, f"{path} is shorter than its checkpoint")
                     entry.offset, entry.inflight = 0, None
                 return entry
-        # 2. A copy of a file we know (copytruncate's .1): the same bytes under a new inode.
+        # 2. A copy of a file we know (copytruncate's .1): the same bytes under a new inode. A
+        #    file that only shares the first line (a constant header) is not one.
         for entry in self.entries.values():
             if (
                 entry.head_len != fp.head_len
@@ -271,17 +270,28 @@ class Shipper:
                 or (entry.dev, entry.ino) == key
             ):
                 continue
+            if not entry.matches(fd):
+                continue
             if self._original_alive(entry):
-                self.copies[key] = entry.source
-                log.info(
-                    "%s is a copy of %s, which is being shipped: not shipping it twice", path, entry.path
-                )
+                if self.copies.get(key) != entry.source:
+                    log.info(
+                        "%s is a copy of %s, which is being shipped: not shipping it twice", path, entry.path
+                    )
+                self.copies[key] = entry.source  # looked at again at each scan, in case it diverges
                 return None
             log.info("%s continues %s (copied before it was truncated or removed)", path, entry.path)
+            self.copies.pop(key, None)
             entry.dev, entry.ino, entry.path, entry.seen, entry.size = fp.dev, fp.ino, path, wall, size
             return entry
+        self.copies.pop(key, None)
         # 3. A new file.
-        source = fp.source_id(self.cfg.node)
+        source = base = fp.source_id(self.cfg.node)
+        generation = 1
+        while source in self.entries:
+            # Same inode and first line as a file shipped before, but other bytes (rewritten in
+            # place): a new source, or the collector would take its ranges for the old file's.
+            generation += 1
+            source = f"{base}~{generation}"
         offset = 0
         if initial and self.first_run and self.cfg.inputs[index].read_from == "end":
             offset = _last_line_end(fd, size)
@@ -382,7 +392,7 @@ class Shipper:
             high = result.high_water or 0
             log.info("collector holds %s up to %d: resuming there", entry.source, high)
             if high > batch.start:
-                self._advance(entry, min(high, tail.size), batch.body[: high - batch.start].count(b"\n"))
+                self._advance(tail, min(high, tail.size), batch.body[: high - batch.start].count(b"\n"))
             else:
                 log.error(
                     "collector's high-water mark %d for %s is before this batch (%d-%d): re-sending from it",
@@ -422,11 +432,15 @@ class Shipper:
         elif result is not None and result.kind == "duplicate":
             self.totals.duplicates += 1
         self.metrics.batches.labels(result.kind if result else "empty").inc()
-        self._advance(entry, batch.end, batch.lines)
+        self._advance(tail, batch.end, batch.lines)
 
-    def _advance(self, entry: Entry, end: int, lines: int) -> None:
+    def _advance(self, tail: Tail, end: int, lines: int) -> None:
+        entry = tail.entry
         nbytes = end - entry.offset
         entry.offset = end
+        if entry.check_len < CHECK_BYTES and end > entry.check_len:
+            entry.check_len = min(end, CHECK_BYTES)
+            entry.check_hash = prefix_hash(tail.fd, entry.check_len)
         if entry.inflight is not None and entry.inflight <= end:
             entry.inflight = None
         self._dirty = True
@@ -471,11 +485,7 @@ class Shipper:
             except OSError:
                 continue
             st = os.fstat(fd)
-            if (
-                (st.st_dev, st.st_ino) != old
-                and st.st_size >= entry.offset
-                and head_matches(fd, entry.head_len, entry.head_hash)
-            ):
+            if (st.st_dev, st.st_ino) != old and st.st_size >= entry.offset and entry.matches(fd):
                 return path, fd, index
             os.close(fd)
         return None

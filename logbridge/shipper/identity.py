@@ -6,8 +6,12 @@ device and inode *plus* a hash of the file's first line (at most `HEAD_BYTES`): 
 all three, inode reuse changes the head, and a copy (copytruncate's ``.1``) keeps the head
 under a new inode, which is how the copy is recognised as the continuation of what was read.
 
-Audit lines carry a timestamp, so two different files whose first lines are byte-identical and
-that also land on the same device and inode are not told apart; that is the accepted limit.
+Two different files can begin with the same line (a text log's constant header). So before an
+offset is applied to a file, or a file is taken for a copy, a longer prefix is compared too: the
+checkpoint remembers a hash of the first bytes already shipped (up to `CHECK_BYTES`). A file
+rewritten in place (same inode, same first line, other bytes) gets the next source id
+(``…~2``) while the old one is still in the checkpoints (``checkpoint_ttl``); after that, the
+two would be taken for one source, which is the accepted limit.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 from dataclasses import dataclass
 
 HEAD_BYTES = 4096  # a first line longer than this is fingerprinted by its first 4 KiB
+CHECK_BYTES = 64 * 1024  # how much of a file's start a checkpoint also remembers (see Entry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +64,11 @@ def fingerprint(fd: int, *, force: bool = False) -> Fingerprint | None:
         return None
     st = os.fstat(fd)
     return Fingerprint(st.st_dev, st.st_ino, len(head), _hash(head))
+
+
+def prefix_hash(fd: int, length: int) -> str:
+    """Hash of the file's first ``length`` bytes (fewer if the file is shorter)."""
+    return _hash(os.pread(fd, length, 0))
 
 
 def head_matches(fd: int, head_len: int, head_hash: str) -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 
 from .checkpoint import CheckpointStore, Entry
-from .identity import head_matches
 
 
 def file_lag(entry: Entry) -> tuple[str, int | None, int | None]:
@@ -18,9 +17,7 @@ def file_lag(entry: Entry) -> tuple[str, int | None, int | None]:
         return ("gone", None, None)
     try:
         st = os.fstat(fd)
-        if (st.st_dev, st.st_ino) != (entry.dev, entry.ino) or not head_matches(
-            fd, entry.head_len, entry.head_hash
-        ):
+        if (st.st_dev, st.st_ino) != (entry.dev, entry.ino) or not entry.matches(fd):
             return ("rotated away", None, None)
         return ("ok", st.st_size, max(0, st.st_size - entry.offset))
     finally:

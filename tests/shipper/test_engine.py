@@ -555,3 +555,63 @@ def test_an_in_flight_marker_is_resent_as_a_marker(tmp_path: Path, make_config: 
         os.close(fd)
     assert batch is not None and batch.kind == "oversized" and (batch.start, batch.end) == (0, 5000)
     assert orjson.loads(batch.body)["bytes"] == 5000
+
+
+# ------------------------------------------------------------ files that share their first line
+
+HEADER = b"=== service log started ===\n"
+
+
+def text_lines(seqs: range) -> bytes:
+    return b"".join(b"line %d\n" % s for s in seqs)
+
+
+def text_seqs(fake: Any) -> Counter[int]:
+    return Counter(
+        int(e["message"].split()[1]) for e in fake.events() if e.get("message", "").startswith("line ")
+    )
+
+
+def test_same_first_line_rename_rotation(tmp_path: Path, make_config: Any, fake_collector: Any) -> None:
+    logs = tmp_path / "logs"
+    cfg = make_config(inputs=[{"path": str(logs / "app.log*"), "format": "text", "topic": "generic"}])
+    (logs / "app.log").write_bytes(HEADER + text_lines(range(0, 100)))
+    with running(cfg):
+        wait_for(lambda: len(text_seqs(fake_collector)) == 100, what="first file")
+        os.rename(logs / "app.log", logs / "app.log.1")
+        (logs / "app.log").write_bytes(HEADER)  # the new file has only its header at first
+        time.sleep(0.3)
+        with open(logs / "app.log", "ab") as fh:
+            fh.write(text_lines(range(100, 200)))
+        wait_for(lambda: len(text_seqs(fake_collector)) == 200, what="the new file's lines")
+    got = text_seqs(fake_collector)
+    assert set(got) == set(range(200)) and max(got.values()) == 1
+
+
+def test_same_first_line_rewritten_in_place_is_not_resumed(
+    tmp_path: Path, make_config: Any, fake_collector: Any
+) -> None:
+    logs = tmp_path / "logs"
+    cfg = make_config(inputs=[{"path": str(logs / "*.log"), "format": "text", "topic": "generic"}])
+    (logs / "a.log").write_bytes(HEADER + text_lines(range(0, 100)))
+    Shipper(cfg).run(once=True)
+    with open(logs / "a.log", "r+b") as fh:  # same inode, same first line, other content
+        fh.truncate(0)
+        fh.write(HEADER + text_lines(range(100, 400)))
+    Shipper(cfg).run(once=True)
+    got = text_seqs(fake_collector)
+    assert set(got) == set(range(400)) and max(got.values()) == 1
+
+
+def test_same_first_line_after_the_old_file_is_gone(
+    tmp_path: Path, make_config: Any, fake_collector: Any
+) -> None:
+    logs = tmp_path / "logs"
+    cfg = make_config(inputs=[{"path": str(logs / "*.log"), "format": "text", "topic": "generic"}])
+    (logs / "a.log").write_bytes(HEADER + text_lines(range(0, 100)))
+    Shipper(cfg).run(once=True)
+    os.unlink(logs / "a.log")
+    (logs / "b.log").write_bytes(HEADER + text_lines(range(100, 400)))  # not a copy of a.log
+    Shipper(cfg).run(once=True)
+    got = text_seqs(fake_collector)
+    assert set(got) == set(range(400)) and max(got.values()) == 1
