@@ -314,16 +314,11 @@ class Collector:
         try:
             for (route_id, partition), lines in buffers.items():
                 writer = route_by_id[route_id].writer
-                data = b"\n".join(lines) + b"\n"
-                before = writer.open_files.get(partition)
-                size_before = before.size if before is not None and not before.broken else 0
-                staging = writer.append(partition, data)
+                staging, size_before = writer.append(partition, b"\n".join(lines) + b"\n")
                 touched.append((writer, staging, size_before))
             if dead:
                 partition = self.dead_letter_paths.render("", None, received)
-                before = self.dead_letter.open_files.get(partition)
-                size_before = before.size if before is not None and not before.broken else 0
-                staging = self.dead_letter.append(partition, b"\n".join(dead) + b"\n")
+                staging, size_before = self.dead_letter.append(partition, b"\n".join(dead) + b"\n")
                 touched.append((self.dead_letter, staging, size_before))
                 self.metrics.dead_lettered.inc(len(dead))
             files = {f"{w.name}/{s.relpath}": s.size for w, s, _ in touched}
@@ -389,7 +384,7 @@ class Collector:
             self._wake.clear()
             waiters, self._waiters = self._waiters, []
             records, self._pending_records = self._pending_records, []
-            dirty = [s for w in self.writers for s in w.open_files.values() if s.handle is not None]
+            dirty = [s for w in self.writers for s in w.live_files() if s.handle is not None]
             self._syncing = True
             try:
                 await asyncio.to_thread(_fsync_all, dirty)
@@ -431,10 +426,10 @@ class Collector:
         if self.journal.wants_compaction and not self._pending_records and not self._syncing:
             # In the loop thread, between requests: a request must never write a record to the
             # journal being swapped. (A small snapshot; it happens once per 32 MiB of journal.)
-            live = {f"{w.name}/{s.relpath}": s.journaled for w in self.writers for s in w.open_files.values()}
+            live = {f"{w.name}/{s.relpath}": s.journaled for w in self.writers for s in w.live_files()}
             self.journal.compact(live)
         self.metrics.staging_bytes.set(
-            sum(s.size for w in self.writers for s in [*w.open_files.values(), *w.to_publish])
+            sum(s.size for w in self.writers for s in [*w.live_files(), *w.to_publish])
         )
 
     def _publish_all(self) -> None:

@@ -94,6 +94,7 @@ class PartitionedWriter:
         self.fs, self.root = fsspec.core.url_to_fs(self.url, **(storage_options or {}))
         self.local = "file" in _protocols(self.fs)
         self.open_files: dict[str, StagingFile] = {}  # partition → current staging file
+        self.sealed: list[StagingFile] = []  # full: no more appends, published once acknowledged
         self.to_publish: list[StagingFile] = []  # closed, waiting for a (retried) publish
         # The event loop queues files while a worker thread publishes: a short lock guards the
         # queue, a second one keeps two publication rounds (maintenance, shutdown) apart.
@@ -104,19 +105,29 @@ class PartitionedWriter:
 
     # ---------------------------------------------------------------- writing (event loop)
 
-    def append(self, partition: str, data: bytes) -> StagingFile:
-        """Append whole lines to the partition's staging file; raises `StorageUnavailable`."""
+    def append(self, partition: str, data: bytes) -> tuple[StagingFile, int]:
+        """Append whole lines to the partition's staging file; returns it and its size before.
+
+        Raises `StorageUnavailable`."""
         staging = self.open_files.get(partition)
+        if staging is not None and staging.size > 0 and staging.size + len(data) > self.max_bytes:
+            # Roll before passing max_bytes (one batch is never split, so only a batch bigger
+            # than max_bytes makes a bigger file). Sealed, it is published once acknowledged.
+            del self.open_files[partition]
+            self.sealed.append(staging)
+            staging = None
         if staging is None or staging.broken:
             staging = self._open(partition)
+        size_before = staging.size
         try:
             assert staging.handle is not None
             staging.handle.write(data)
         except OSError as exc:
+            self.rollback(staging, size_before)
             raise StorageUnavailable(f"{self.name}: cannot write staging file: {exc.strerror}") from exc
         staging.size += len(data)
         staging.dirty = True
-        return staging
+        return staging, size_before
 
     def _open(self, partition: str) -> StagingFile:
         relpath = f"{partition}/{unique_file_name()}"
@@ -154,9 +165,13 @@ class PartitionedWriter:
                 if open_staging is staging:
                     del self.open_files[partition]
 
+    def live_files(self) -> list[StagingFile]:
+        """Every staging file that still has a handle: open ones and sealed ones."""
+        return [*self.open_files.values(), *self.sealed]
+
     def flush_dirty(self) -> list[StagingFile]:
         """Push buffered bytes to the OS; returns the files that had new bytes."""
-        dirty = [s for s in self.open_files.values() if s.dirty]
+        dirty = [s for s in self.live_files() if s.dirty]
         for staging in dirty:
             try:
                 assert staging.handle is not None
@@ -172,6 +187,11 @@ class PartitionedWriter:
     def due(self, now: float, force: bool = False) -> list[StagingFile]:
         """Close and queue the staging files due for publication (only fully journaled ones)."""
         rolled = []
+        for staging in list(self.sealed):
+            if force or staging.journaled >= staging.size:
+                self.sealed.remove(staging)
+                self._close(staging)
+                rolled.append(staging)
         for partition, staging in list(self.open_files.items()):
             if staging.journaled < staging.size:
                 continue  # part of it is not acknowledged yet: roll at the next tick
@@ -179,10 +199,7 @@ class PartitionedWriter:
                 if staging.size == 0 and not force:
                     continue
                 del self.open_files[partition]
-                with contextlib.suppress(OSError):
-                    assert staging.handle is not None
-                    staging.handle.close()
-                staging.handle = None
+                self._close(staging)
                 rolled.append(staging)
         with self._queue_lock:
             self.to_publish.extend(s for s in rolled if s.size > 0)
@@ -191,6 +208,12 @@ class PartitionedWriter:
                 with contextlib.suppress(OSError):
                     staging.path.unlink()
         return rolled
+
+    @staticmethod
+    def _close(staging: StagingFile) -> None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            staging.handle.close()  # type: ignore[union-attr]
+        staging.handle = None
 
     def publish_pending(self) -> int:
         """Publish every queued file (runs in a worker thread). Failures stay queued.
@@ -298,10 +321,10 @@ class PartitionedWriter:
         return found
 
     def close(self) -> None:
-        for staging in self.open_files.values():
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                staging.handle.close()  # type: ignore[union-attr]
+        for staging in self.live_files():
+            self._close(staging)
         self.open_files.clear()
+        self.sealed.clear()
 
 
 def _protocols(fs: Any) -> tuple[str, ...]:
