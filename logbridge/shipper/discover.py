@@ -86,8 +86,10 @@ class _Waker(FileSystemEventHandler):
         self.rescan = rescan
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type not in ("modified", "closed", "opened", "closed_no_write"):
-            self.rescan.set()  # created, moved, deleted: the set of files changed
+        if event.event_type not in ("opened", "closed_no_write"):
+            # created, moved, deleted: the set of files changed; modified: maybe a file that
+            # was closed as inactive has grown (the loop rate-limits the rescans).
+            self.rescan.set()
         self.wake.set()
 
 

@@ -155,6 +155,7 @@ class Shipper:
             found = {p: i for p, i in found.items() if p in self.pending}
         wall = time.time()
         seen: set[Key] = set()
+        by_key = {(e.dev, e.ino): e for e in self.entries.values()}
         for path, index in found.items():
             try:
                 st = os.stat(path)
@@ -168,6 +169,12 @@ class Shipper:
             if tail is not None:
                 tail.path = tail.entry.path = path
                 tail.entry.seen = wall
+                continue
+            known = by_key.get(key)
+            if known is not None and known.offset == known.size == st.st_size:
+                # Shipped to the end and not grown since (closed as inactive, or after a
+                # restart): opened again, and checked, once it grows.
+                known.path, known.seen = path, wall
                 continue
             self._open(path, index, key, now, wall, initial, st.st_size)
         # Files whose first line is not complete yet are looked at again soon: their writes
@@ -255,12 +262,16 @@ class Shipper:
         # 1. The same file as before (also after a rename while the shipper was down); an
         #    entry on this inode whose head no longer matches is a replaced file: not applied.
         for entry in self.entries.values():
-            if (entry.dev, entry.ino) == key and entry.matches(fd):
-                entry.path, entry.seen, entry.size = path, wall, size
-                if size < entry.offset:
-                    self._lose(entry, entry.size - size, f"{path} is shorter than its checkpoint")
-                    entry.offset, entry.inflight = 0, None
-                return entry
+            if (entry.dev, entry.ino) != key or not entry.matches(fd):
+                continue
+            if size < entry.offset:
+                # Cut shorter than what was shipped: whatever follows is new bytes at offsets the
+                # collector has already seen for this source, so it becomes a new source below.
+                self._lose(entry, entry.size - entry.offset, f"{path} was truncated below its checkpoint")
+                entry.size = entry.offset
+                break
+            entry.path, entry.seen, entry.size = path, wall, size
+            return entry
         # 2. A copy of a file we know (copytruncate's .1): the same bytes under a new inode. A
         #    file that only shares the first line (a constant header) is not one.
         for entry in self.entries.values():

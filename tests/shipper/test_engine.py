@@ -615,3 +615,19 @@ def test_same_first_line_after_the_old_file_is_gone(
     Shipper(cfg).run(once=True)
     got = text_seqs(fake_collector)
     assert set(got) == set(range(400)) and max(got.values()) == 1
+
+
+def test_file_cut_shorter_than_its_checkpoint_becomes_a_new_source(
+    tmp_path: Path, make_config: Any, fake_collector: Any
+) -> None:
+    active = tmp_path / "logs" / "a.log"
+    write(active, range(0, 300))
+    cfg = make_config()
+    Shipper(cfg).run(once=True)
+    keep = len(b"".join(line(s) for s in range(0, 100)))
+    os.truncate(active, keep)  # keeps the first 100 lines (and the checked prefix)
+    write(active, range(300, 350))
+    Shipper(cfg).run(once=True)
+    got = seqs(fake_collector)
+    assert set(range(300, 350)) <= set(got)  # the new lines, not taken for stored ranges
+    assert len(CheckpointStore(cfg.state_dir).load()) == 2
