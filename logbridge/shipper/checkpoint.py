@@ -36,6 +36,7 @@ class Entry:
     inflight: int | None = None  # end of the short batch in flight, if any
     size: int = 0  # file size when last looked at (for lag and for bytes lost)
     seen: float = 0.0  # wall time the file was last seen
+    mtime_ns: int = 0  # the file's mtime when its size was last read
     # The first ``check_len`` bytes (what was shipped, up to 64 KiB) hash to ``check_hash``:
     # compared with the file before this entry's offset is applied to it.
     check_len: int = 0

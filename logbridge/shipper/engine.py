@@ -171,9 +171,14 @@ class Shipper:
                 tail.entry.seen = wall
                 continue
             known = by_key.get(key)
-            if known is not None and known.offset == known.size == st.st_size:
-                # Shipped to the end and not grown since (closed as inactive, or after a
-                # restart): opened again, and checked, once it grows.
+            if (
+                known is not None
+                and known.offset == known.size == st.st_size
+                and known.mtime_ns == st.st_mtime_ns
+            ):
+                # Shipped to the end and not written since (closed as inactive, or after a
+                # restart): opened again, and checked, once it changes. (A reused inode is a
+                # new file written later: its mtime differs.)
                 known.path, known.seen = path, wall
                 continue
             self._open(path, index, key, now, wall, initial, st.st_size)

@@ -50,8 +50,9 @@ class Tail:
         self.first_path = path
         self.entry = entry
         self.input = inp
-        self.size = os.fstat(fd).st_size
-        entry.size = self.size
+        st = os.fstat(fd)
+        self.size = entry.size = st.st_size
+        entry.mtime_ns = st.st_mtime_ns
         self.last_growth = now
         self.partial_since: float | None = None
         self.linger_since: float | None = None
@@ -73,10 +74,11 @@ class Tail:
         st = os.fstat(self.fd)
         if st.st_nlink == 0:
             self.gone = True
-        if st.st_size != self.size:
-            self.size = st.st_size
-            self.entry.size = st.st_size
-            self.last_growth = now
+        if st.st_size != self.size or st.st_mtime_ns != self.entry.mtime_ns:
+            if st.st_size != self.size:
+                self.last_growth = now
+            self.size = self.entry.size = st.st_size
+            self.entry.mtime_ns = st.st_mtime_ns
         return st.st_size >= self.entry.offset
 
     # --------------------------------------------------------------------------------- batching
