@@ -631,3 +631,24 @@ def test_file_cut_shorter_than_its_checkpoint_becomes_a_new_source(
     got = seqs(fake_collector)
     assert set(range(300, 350)) <= set(got)  # the new lines, not taken for stored ranges
     assert len(CheckpointStore(cfg.state_dir).load()) == 2
+
+
+def test_reused_inode_with_the_same_size_is_still_read(
+    tmp_path: Path, make_config: Any, fake_collector: Any
+) -> None:
+    logs = tmp_path / "logs"
+    write(logs / "a.log", range(100, 200))
+    cfg = make_config()
+    Shipper(cfg).run(once=True)
+    store = CheckpointStore(cfg.state_dir)
+    [entry] = store.load().values()
+    os.unlink(logs / "a.log")
+    write(logs / "b.log", range(200, 300))  # same line lengths: the same size
+    st = (logs / "b.log").stat()
+    assert st.st_size == entry.size
+    # What the checkpoint looks like when b.log got a.log's inode: same key, same size.
+    entry.dev, entry.ino = st.st_dev, st.st_ino
+    store.save({entry.source: entry})
+    Shipper(cfg).run(once=True)
+    got = seqs(fake_collector)
+    assert set(got) == set(range(100, 300)) and max(got.values()) == 1
