@@ -366,8 +366,8 @@ def run_wrk(url: str, body: Path, lua: Path, seconds: float, connections: int, c
     took = float(m.group(2)) / (1000 if m.group(3) == "ms" else 1)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
-    p50 = re.search(r"50%\s+(\S+)", out)
-    p99 = re.search(r"99%\s+(\S+)", out)
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)  # anchored: "+/- Stdev" columns end in "50%" too
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
     return WrkResult(
         int(m.group(1)),
         took,
