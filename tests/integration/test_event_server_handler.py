@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import Collector, collector_config, free_port
+from .conftest import Collector, collector_config, free_port
 
 from logbridge import audit
 from logbridge.handlers import EventServerHandler

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_shipper_e2e import (  # the shipper fixture and helpers
+from .test_shipper_e2e import (  # the shipper fixture and helpers
     assert_exactly_once,
     lines,
     shipper_fixture,  # noqa: F401
