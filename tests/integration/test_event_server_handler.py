@@ -22,10 +22,11 @@ from typing import Any
 
 import orjson
 import pytest
-from .conftest import Collector, collector_config, free_port
 
 from logbridge import audit
 from logbridge.handlers import EventServerHandler
+
+from .conftest import Collector, collector_config, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from .test_shipper_e2e import (  # the shipper fixture and helpers
     assert_exactly_once,
     lines,

@@ -330,6 +330,7 @@ def test_bad_config_is_one_message_and_exit_code_2(tmp_path: Path) -> None:
 
 def test_daemon_serves_prometheus_metrics(tmp_path: Path, collector: Any, shipper: Any) -> None:
     import httpx
+
     from .conftest import free_port
 
     c = collector()

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+
 from .test_shipper_e2e import (  # the shipper fixture and helpers
     assert_exactly_once,
     lines,
