@@ -37,13 +37,11 @@ sent, so a handler on the root logger cannot feed itself. A forked child (gunico
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import errno
 import fcntl
 import gzip
 import logging
 import os
-import random
 import socket
 import ssl
 import threading
@@ -63,6 +61,7 @@ from .config import resolve_secret
 from .envelope import AUDIT_LOGGER_PREFIX
 from .errors import ConfigError
 from .log4j.jsonaudit import envelope
+from .retry import backoff_delay, retry_after
 from .units import parse_duration, parse_size
 
 __all__ = ["EventServerHandler", "HandlerStats"]
@@ -425,19 +424,6 @@ def _selector(value: str | Iterable[str] | None, name: str) -> frozenset[str] | 
     if not items:
         raise ConfigError(f"EventServerHandler {name}: expected 'all' or a non-empty list, got {value!r}")
     return frozenset(items)
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 class EventServerHandler(logging.Handler):
@@ -807,8 +793,7 @@ class EventServerHandler(logging.Handler):
             attempt += 1
             self.stats.retries += 1
             if delay is None:
-                cap = min(self.backoff_max, self.backoff_initial * 2 ** min(attempt - 1, 30))
-                delay = cap / 2 + random.uniform(0, cap / 2)
+                delay = backoff_delay(attempt, self.backoff_initial, self.backoff_max)
             if self._closing:
                 if isinstance(self._spool, _FileSpool):
                     return  # what is left is safe on disk and goes first next time
@@ -896,7 +881,7 @@ class EventServerHandler(logging.Handler):
             return "retry", None
         if status in (408, 429) or status >= 500:
             self._went_down(f"HTTP {status}")
-            return "retry", _retry_after(response.headers.get("Retry-After"))
+            return "retry", retry_after(response.headers.get("Retry-After"))
         if status == 413 and len(lines) > 1:
             self._batch_limit = max(1, len(lines) // 2)
             return "ok", None

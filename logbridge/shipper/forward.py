@@ -13,12 +13,9 @@ One ``httpx.Client`` is kept for the process: keep-alive matters more than anyth
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import random
 import ssl
 import threading
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +26,7 @@ import orjson
 
 from ..config import resolve_secret
 from ..errors import LogbridgeError
+from ..retry import backoff_delay, retry_after
 from .config import CollectorConfig
 
 log = logging.getLogger("logbridge.shipper")
@@ -65,20 +63,6 @@ def build_client(cfg: CollectorConfig, transport: httpx.BaseTransport | None = N
         limits=httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=60),
         transport=transport,
     )
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 class Forwarder:
@@ -161,8 +145,11 @@ class Forwarder:
                 wait = retry_after(resp.headers.get("Retry-After"))
             attempt += 1
             self.retries += 1
-            backoff = min(self.cfg.retry.max, self.cfg.retry.initial * 2 ** min(attempt - 1, 30))
-            delay = wait if wait is not None else random.uniform(backoff / 2, backoff)
+            delay = (
+                wait
+                if wait is not None
+                else backoff_delay(attempt, self.cfg.retry.initial, self.cfg.retry.max)
+            )
             delay = min(delay, max(self.cfg.retry.max, 1.0) * 10)
             log.warning(
                 "collector %s: %s; retry %d of range %d-%d of %s in %.1fs",

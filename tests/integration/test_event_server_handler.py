@@ -609,7 +609,7 @@ def test_a_bad_setting_is_one_clear_config_error(kwargs: dict[str, Any], message
 def test_retry_after_in_seconds_or_as_a_date() -> None:
     from email.utils import formatdate
 
-    from logbridge.handlers import _retry_after
+    from logbridge.retry import retry_after as _retry_after
 
     assert _retry_after("7") == 7.0
     assert _retry_after(None) is None and _retry_after("soon") is None

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from logbridge.retry import retry_after
 from logbridge.shipper.config import CollectorConfig
-from logbridge.shipper.forward import Forwarder, Stopped, retry_after
+from logbridge.shipper.forward import Forwarder, Stopped
 
 
 def _forwarder(url: str, **keys: Any) -> Forwarder:
