@@ -234,7 +234,7 @@ class Collector:
                     self._dead_line(
                         line,
                         "unrouted",
-                        f"no destination takes topic {u.topic!r}",
+                        f"no destination takes topic {u.topic!r} with routing key {u.routing_key!r}",
                         ctx,
                         server_ts,
                         stored=True,
