@@ -33,7 +33,18 @@ import click
 import orjson
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+
+def _project_root() -> Path:
+    """The checkout holding config/ and samples/: the working directory (the README runs the demo
+    from the clone, whatever way the package was installed), else the source tree of an editable
+    install; else the working directory, and the demo uses its built-in copies."""
+    for candidate in (Path.cwd(), Path(__file__).resolve().parent.parent):
+        if (candidate / "config" / "dku-log4j.properties").is_file():
+            return candidate
+    return Path.cwd()
+
+
+ROOT = _project_root()
 PROPERTIES = ROOT / "config" / "dku-log4j.properties"
 SAMPLES = ROOT / "samples"
 TOPICS = ("generic", "generic-failure", "authfail", "apinode-query", "compute-resource-usage", "apicalls")
@@ -166,6 +177,7 @@ def _configure_logging(node_home: Path) -> str:
         logbridge.configure(source, **{"dip.home": str(node_home)})
     else:
         fallback = node_home / "dku-log4j.properties"
+        fallback.parent.mkdir(parents=True, exist_ok=True)
         fallback.write_text(_FALLBACK_PROPERTIES)
         source = "built-in copy of config/dku-log4j.properties"
         logbridge.configure(str(fallback), **{"dip.home": str(node_home)})
