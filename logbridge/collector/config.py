@@ -54,7 +54,7 @@ Selector = Literal["all"] | list[str]
 
 
 class Destination(StrictModel):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=r"^[A-Za-z0-9.-][A-Za-z0-9_.-]*$")  # a leading '_' is reserved (_dead-letter)
     type: Literal["filesystem", "nats"] = "filesystem"
     url: str
     topics: Selector = "all"

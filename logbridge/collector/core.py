@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -450,14 +450,8 @@ class Collector:
 
 
 def _fsync_all(files: list[StagingFile]) -> None:
-    import os
-
     for staging in files:
         handle = staging.handle
         if handle is not None:
             with contextlib.suppress(ValueError):
                 os.fsync(handle.fileno())
-
-
-def state_dir_for(config: CollectorConfig) -> Path:
-    return config.resolved_state_dir()
