@@ -31,7 +31,9 @@ Event = dict[str, Any]
 AUDIT_LOGGER_PREFIX = "dku.audit."
 
 # Keys of the Event Server envelope that the stored line owns.
-_STORED_KEYS = frozenset({"clientEvent", "origAddress", "serverTimestamp", "topic", "routingKey", "envelope"})
+_STORED_KEYS = frozenset(
+    {"clientEvent", "origAddress", "serverTimestamp", "topic", "routingKey", "node", "envelope"}
+)
 
 # Markers kept in ``envelope`` so that `restore` can undo what `unwrap` normalised.
 MESSAGE_WAS_STRING = "messageWasString"  # log4j 2 / log4j 1 message was a JSON *string*
@@ -49,6 +51,7 @@ class Unwrapped:
     envelope: dict[str, Any] | None  # every other field of the incoming envelope
     orig_address: str | None = None  # only for an already-wrapped (chained) event
     server_timestamp: str | None = None
+    node: str | None = None  # the first collector's X-Logbridge-Node, for a chained event
 
 
 # ---------------------------------------------------------------------------------------- parsing
@@ -134,13 +137,14 @@ def unwrap(
     Raises `EnvelopeError` ``no-topic`` when no rule of DESIGN.md §2 gives a topic.
     """
     envelope: dict[str, Any] | None
-    orig_address = server_timestamp = None
+    orig_address = server_timestamp = node = None
     client_event = obj.get("clientEvent")
     if isinstance(client_event, dict):
         # Already wrapped (a collector chain): keep the original fields as they are.
         event = client_event
         orig_address = obj.get("origAddress")
         server_timestamp = obj.get("serverTimestamp")
+        node = _clean(obj.get("node"))
         envelope = obj.get("envelope") if isinstance(obj.get("envelope"), dict) else None
         others = {k: v for k, v in obj.items() if k not in _STORED_KEYS}
         if others or ("envelope" in obj and envelope is None):
@@ -179,14 +183,15 @@ def unwrap(
     routing_key = _clean(own_routing_key) or _clean(event.get("routingKey")) or _clean(header_routing_key)
     if time_value is None:
         time_value = event.get("timestamp")
-    return Unwrapped(event, topic, routing_key, time_value, envelope, orig_address, server_timestamp)
+    return Unwrapped(event, topic, routing_key, time_value, envelope, orig_address, server_timestamp, node)
 
 
 # ----------------------------------------------------------------------------------------- write
 
 
-def stored_line(u: Unwrapped, orig_address: str, server_timestamp: str) -> bytes:
-    """The stored line for one event (no trailing newline). DSS's three keys come first."""
+def stored_line(u: Unwrapped, orig_address: str, server_timestamp: str, node: str | None = None) -> bytes:
+    """The stored line for one event (no trailing newline). DSS's three keys come first;
+    ``node`` (the sender's ``X-Logbridge-Node``) is kept for per-node reports."""
     line: dict[str, Any] = {
         "clientEvent": u.event,
         "origAddress": u.orig_address if u.orig_address is not None else orig_address,
@@ -195,6 +200,8 @@ def stored_line(u: Unwrapped, orig_address: str, server_timestamp: str) -> bytes
     }
     if u.routing_key is not None:
         line["routingKey"] = u.routing_key
+    if u.node is not None or node is not None:
+        line["node"] = u.node if u.node is not None else node
     if u.envelope:
         line["envelope"] = u.envelope
     return orjson.dumps(line)

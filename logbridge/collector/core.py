@@ -227,7 +227,7 @@ class Collector:
                 dead.append(self._dead_line(item, exc.reason, exc.detail, ctx, server_ts))
                 continue
             routes = self.routes_for(u.topic, u.routing_key, ctx.token_name)
-            line = envelope.stored_line(u, ctx.orig_address, server_ts)
+            line = envelope.stored_line(u, ctx.orig_address, server_ts, ctx.node)
             if not routes:
                 unrouted += 1
                 dead.append(

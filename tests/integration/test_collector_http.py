@@ -52,6 +52,7 @@ def test_ndjson_log4j_lands_in_event_hour_partition(fast: Any, wait_for: Any, re
     assert line["clientEvent"] == {"msgType": "login", "authUser": "admin"}
     assert line["envelope"]["mdc"]["user"] == "admin" and line["envelope"]["callTime"] == 9
     assert line["origAddress"] == "127.0.0.1"
+    assert line["node"] == "design-1"  # X-Logbridge-Node, for per-node reports
 
 
 def test_log4j2_style_post_json_crlf_charset_and_gzip_zstd(
