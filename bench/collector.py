@@ -44,6 +44,8 @@ from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+from logbridge.collector.local import free_port, local_config  # noqa: E402
+
 BENCH = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -137,14 +139,6 @@ def dss_events(n: int, seed: int = 42) -> bytes:
 
 
 # ------------------------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def tree(pid: int) -> list[int]:
@@ -242,23 +236,7 @@ def collector_server(durability: str, work: Path, server: str) -> Server:
     port = free_port()
     home = work / f"collector-{durability}-{port}"
     home.mkdir()
-    config = {
-        "listen": {"host": "127.0.0.1", "port": port},
-        "durability": durability,
-        "state_dir": str(home / "state"),
-        "dead_letter": f"file://{home / 'dead-letter'}",
-        "destinations": [
-            {
-                "name": "store",
-                "type": "filesystem",
-                "url": f"file://{home / 'store'}",
-                "topics": "all",
-                "routing_keys": "all",
-                "path": "{topic}/{routing_key}/%Y/%m/%d/%H",
-                "roll": {"max_bytes": "64MiB", "max_age": "5m"},
-            }
-        ],
-    }
+    config = local_config(home, port, durability=durability)
     config_path = home / "collector.yaml"
     config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
     env = dict(os.environ)

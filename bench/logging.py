@@ -26,7 +26,6 @@ if sys.path and sys.path[0].rstrip("/").endswith("bench"):
 import argparse  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
-import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -42,6 +41,7 @@ from pythonjsonlogger.json import JsonFormatter  # noqa: E402
 
 import logbridge  # noqa: E402
 from logbridge import audit  # noqa: E402
+from logbridge.collector.local import free_port, local_config  # noqa: E402
 from logbridge.handlers import EventServerHandler  # noqa: E402
 from logbridge.log4j.jsonaudit import JSONAuditFormatter  # noqa: E402
 
@@ -144,32 +144,12 @@ def bench_audit(events: int, rounds: int) -> list[tuple[str, float, float]]:
 # ------------------------------------------------------------------------- event server
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class CollectorProcess:
     """A real ``logbridge collect`` on loopback with its store in a temp dir."""
 
     def __init__(self, home: Path):
         self.port = free_port()
-        config = {
-            "listen": {"host": "127.0.0.1", "port": self.port},
-            "durability": "flush",
-            "state_dir": str(home / "state"),
-            "dead_letter": f"file://{home / 'dead-letter'}",
-            "destinations": [
-                {
-                    "name": "store",
-                    "type": "filesystem",
-                    "url": f"file://{home / 'store'}",
-                    "path": "{topic}/{routing_key}/%Y/%m/%d/%H",
-                    "roll": {"max_bytes": "64MiB", "max_age": "5m"},
-                }
-            ],
-        }
+        config = local_config(home, self.port)
         path = home / "collector.yaml"
         path.write_text(yaml.safe_dump(config))
         self.log = open(home / "collector.log", "wb")  # noqa: SIM115 - closed in stop()

@@ -39,18 +39,14 @@ from dataclasses import dataclass  # noqa: E402
 
 import orjson  # noqa: E402
 
+from logbridge.collector.local import free_port, local_config  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 PEERS = HERE / "peers"
 ROOT = HERE.parent
 PY = sys.executable
 SYSLOG_NG = shutil.which("syslog-ng") or "/usr/sbin/syslog-ng"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pin(cpu: str) -> list[str]:
@@ -227,23 +223,7 @@ def collector_yaml(work: Path, port: int) -> Path:
     home = work / "collector"
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir()
-    cfg = {
-        "listen": {"host": "127.0.0.1", "port": port},
-        "durability": "flush",
-        "state_dir": str(home / "state"),
-        "dead_letter": f"file://{home / 'dead-letter'}",
-        "destinations": [
-            {
-                "name": "store",
-                "type": "filesystem",
-                "url": f"file://{home / 'store'}",
-                "topics": "all",
-                "routing_keys": "all",
-                "path": "{topic}/{routing_key}/%Y/%m/%d/%H",
-                "roll": {"max_bytes": "64MiB", "max_age": "1s"},
-            }
-        ],
-    }
+    cfg = local_config(home, port, max_age="1s")
     path = home / "collector.yaml"
     path.write_text(json.dumps(cfg))
     return path

@@ -20,7 +20,6 @@ import logging
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,8 @@ from typing import Any
 import click
 import orjson
 import yaml
+
+from .collector.local import free_port, local_config
 
 
 def _project_root() -> Path:
@@ -75,39 +76,17 @@ _FALLBACK_PROPERTIES = "\n".join(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # ------------------------------------------------------------------------------------ collector
 
 
 class _Collector:
     def __init__(self, work: Path):
-        self.port = _free_port()
+        self.port = free_port()
         self.store = work / "store"
         self.dead_letter = work / "dead-letter"
         self.log_path = work / "collector.log"
         self.config_path = work / "collector.yaml"
-        config = {
-            "listen": {"host": "127.0.0.1", "port": self.port},
-            "durability": "flush",
-            "state_dir": str(work / "collector-state"),
-            "dead_letter": f"file://{self.dead_letter}",
-            "destinations": [
-                {
-                    "name": "store",
-                    "type": "filesystem",
-                    "url": f"file://{self.store}",
-                    "topics": "all",
-                    "routing_keys": "all",
-                    "path": "{topic}/{routing_key}/%Y/%m/%d/%H",
-                    "roll": {"max_bytes": "64MiB", "max_age": "1s"},
-                }
-            ],
-        }
+        config = local_config(work, self.port, max_age="1s", state_dir=work / "collector-state")
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -10,7 +10,6 @@ import gzip
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,15 +23,10 @@ import orjson
 import pytest
 import yaml
 
+from logbridge.collector.local import free_port, local_config
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
@@ -160,25 +154,7 @@ class Collector:
 
 def collector_config(home: Path, port: int, **overrides: Any) -> dict[str, Any]:
     """The minimal config of DESIGN.md §6 rooted in ``home``; top-level keys can be overridden."""
-    config: dict[str, Any] = {
-        "listen": {"host": "127.0.0.1", "port": port},
-        "durability": "flush",
-        "state_dir": str(home / "state"),
-        "dead_letter": f"file://{home / 'dead-letter'}",
-        "destinations": [
-            {
-                "name": "store",
-                "type": "filesystem",
-                "url": f"file://{home / 'store'}",
-                "topics": "all",
-                "routing_keys": "all",
-                "path": "{topic}/{routing_key}/%Y/%m/%d/%H",
-                "roll": {"max_bytes": "64MiB", "max_age": "5m"},
-            }
-        ],
-    }
-    config.update(overrides)
-    return config
+    return local_config(home, port, **overrides)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -16,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+
+from logbridge.collector.local import free_port
 
 trustme = pytest.importorskip("trustme")
 
@@ -31,9 +32,7 @@ def tls_collector(tmp_path: Path) -> Iterator[tuple[str, Any, Any]]:
     server_cert.cert_chain_pems[0].write_to_path(str(cert))
     server_cert.private_key_pem.write_to_path(str(key))
     ca.cert_pem.write_to_path(str(ca_pem))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     config = {
         "listen": {"host": "127.0.0.1", "port": port},
         "state_dir": str(tmp_path / "state"),
