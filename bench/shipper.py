@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Benchmark: `logbridge ship --once` against syslog-ng 3.38, same backlog, same sink.
 
-    /work/venv/bin/python bench/shipper.py [--lines 1000000] [--runs 3] [--workdir /tmp/lb-bench]
+    python bench/shipper.py [--lines 1000000] [--runs 3] [--workdir /tmp/lb-bench]
+
+Peers from Debian: apt-get install nginx-light syslog-ng-core syslog-ng-mod-http (and wrk for
+bench/collector.py).
 
 1. A backlog of ~333-byte DSS log4j audit lines (bench/peers/gen.py, deterministic).
 2. nginx answering 204 to every POST (bench/peers/nginx.conf.tmpl): a sink that is never the
