@@ -9,7 +9,7 @@
    application thread) with a real ``logbridge collect`` up, and with nothing listening:
    p50/p99/max µs. Target: p99 ≤ 100 µs with the collector down.
 
-    /work/venv/bin/python bench/logging.py [--events 20000] [--rounds 7]
+    python bench/logging.py [--events 20000] [--rounds 7]
 
 (The file is run as a script; it is not imported as ``logging``.)
 """
