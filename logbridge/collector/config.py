@@ -127,6 +127,9 @@ class CollectorConfig(StrictModel):
     default_topic: str | None = None
     limits: Limits = Limits()
     tls: TLS | None = None
+    # How long a source's high-water mark is kept after its last batch. A retry older than this
+    # would be stored again; shippers keep checkpoints 7 days, so 30 days is well past any retry.
+    idempotence_ttl: Duration = 30 * 86400.0
     node_header_trusted: bool = True
 
     @model_validator(mode="after")

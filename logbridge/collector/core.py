@@ -141,7 +141,7 @@ class Collector:
             writer.publish_pending()
         if recovered:
             log.info("recovery: published staging files left by an earlier process", files=recovered)
-        self.journal.open()
+        self.journal.compact({}, ttl=self.config.idempotence_ttl)
         self.high_water = dict(self.journal.high_water)
 
     def close(self) -> None:
@@ -427,7 +427,8 @@ class Collector:
             # In the loop thread, between requests: a request must never write a record to the
             # journal being swapped. (A small snapshot; it happens once per 32 MiB of journal.)
             live = {f"{w.name}/{s.relpath}": s.journaled for w in self.writers for s in w.live_files()}
-            self.journal.compact(live)
+            for source in self.journal.compact(live, ttl=self.config.idempotence_ttl):
+                self.high_water.pop(source, None)
         self.metrics.staging_bytes.set(
             sum(s.size for w in self.writers for s in [*w.live_files(), *w.to_publish])
         )

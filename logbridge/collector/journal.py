@@ -11,19 +11,23 @@ journaled size: the lines of a batch that was never acknowledged disappear (the 
 it) and the lines of every acknowledged batch stay — nothing lost, nothing twice.
 
 The journal is compacted into ``state.json`` (temp file, fsync, rename, directory fsync) at
-start and whenever it grows past a bound.
+start, whenever it grows past a bound, and hourly. Compaction forgets the high-water marks of
+sources not seen for ``ttl`` (shippers make one source per file: without this the state of a
+long-lived collector would only grow).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 _COMPACT_AT = 32 * 1024 * 1024
+_COMPACT_EVERY = 3600.0  # seconds: so that expired sources are forgotten on a quiet collector too
 
 
 def fsync_dir(path: Path) -> None:
@@ -51,7 +55,9 @@ class Journal:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.snapshot_path = self.dir / "state.json"
         self.high_water: dict[str, int] = {}
+        self.last_seen: dict[str, float] = {}  # source → epoch seconds of its last batch
         self.sizes: dict[str, int] = {}
+        self.compacted_at = time.monotonic()
         self.generation = 0
         self._handle: Any = None
         self._bytes = 0
@@ -64,6 +70,9 @@ class Journal:
         if self.snapshot_path.exists():
             snap = orjson.loads(self.snapshot_path.read_bytes())
             self.high_water = dict(snap.get("high_water", {}))
+            now = time.time()
+            seen = snap.get("last_seen", {})
+            self.last_seen = {src: float(seen.get(src, now)) for src in self.high_water}
             self.sizes = dict(snap.get("sizes", {}))
             self.generation = int(snap.get("generation", 0))
         path = self._journal_path(self.generation)
@@ -83,6 +92,7 @@ class Journal:
             end = record["end"]
             if end > self.high_water.get(src, 0):
                 self.high_water[src] = end
+            self.last_seen[src] = record.get("t", time.time())
         files = record.get("files")
         if files:
             self.sizes.update(files)
@@ -91,7 +101,15 @@ class Journal:
         """Start a new journal generation from a fresh snapshot."""
         self.compact(live_sizes or {})
 
-    def compact(self, live_sizes: dict[str, int]) -> None:
+    def compact(self, live_sizes: dict[str, int], ttl: float | None = None) -> list[str]:
+        """Snapshot and start a new generation; returns the sources forgotten for ``ttl``."""
+        expired: list[str] = []
+        if ttl is not None:
+            horizon = time.time() - ttl
+            expired = [src for src, seen in self.last_seen.items() if seen < horizon]
+            for src in expired:
+                self.high_water.pop(src, None)
+                self.last_seen.pop(src, None)
         old = self._journal_path(self.generation)
         if self._handle is not None:
             self._handle.close()
@@ -99,13 +117,22 @@ class Journal:
         self.sizes = dict(live_sizes)
         write_atomic(
             self.snapshot_path,
-            orjson.dumps({"generation": self.generation, "high_water": self.high_water, "sizes": self.sizes}),
+            orjson.dumps(
+                {
+                    "generation": self.generation,
+                    "high_water": self.high_water,
+                    "last_seen": self.last_seen,
+                    "sizes": self.sizes,
+                }
+            ),
         )
         self._handle = open(self._journal_path(self.generation), "ab")  # noqa: SIM115
         self._bytes = 0
         fsync_dir(self.dir)
         with contextlib.suppress(FileNotFoundError):
             old.unlink()
+        self.compacted_at = time.monotonic()
+        return expired
 
     def record(self, src: str | None, end: int | None, files: dict[str, int]) -> None:
         """Append one batch's record (buffered; `flush` makes it visible to the OS)."""
@@ -113,6 +140,7 @@ class Journal:
         if src is not None and end is not None:
             rec["src"] = src
             rec["end"] = end
+            rec["t"] = int(time.time())
         data = orjson.dumps(rec) + b"\n"
         self._handle.write(data)
         self._bytes += len(data)
@@ -126,7 +154,7 @@ class Journal:
 
     @property
     def wants_compaction(self) -> bool:
-        return self._bytes > _COMPACT_AT
+        return self._bytes > _COMPACT_AT or time.monotonic() - self.compacted_at > _COMPACT_EVERY
 
     def close(self) -> None:
         if self._handle is not None:

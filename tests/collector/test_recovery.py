@@ -76,3 +76,19 @@ def test_journal_compaction_keeps_high_water_marks(tmp_path: Path) -> None:
     again.load()
     assert again.high_water == {"a": 200, "b": 7}
     assert len(list(tmp_path.glob("journal-*.wal"))) == 1
+
+
+def test_sources_not_seen_for_the_ttl_are_forgotten(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    journal.load()
+    journal.open()
+    journal.record("old-file", 500, {})
+    journal.record("live-file", 900, {})
+    journal.flush()
+    journal.last_seen["old-file"] = time.time() - 3 * 86400  # its last batch was three days ago
+    assert journal.compact({}, ttl=2 * 86400) == ["old-file"]
+    journal.close()
+    again = Journal(tmp_path)
+    again.load()
+    assert again.high_water == {"live-file": 900}
+    assert again.last_seen["live-file"] > time.time() - 60
