@@ -117,18 +117,42 @@ class CollectorApp:
 
         limit = self.limits.max_body_bytes
         declared = headers.get(b"content-length")
+        if declared is None and b"chunked" not in headers.get(b"transfer-encoding", b"").lower():
+            # No length and not chunked: HTTP/1.1 says there is no body, HTTP/1.0 reads until close.
+            # Either way the collector could not tell a whole body from a cut one.
+            await _respond(
+                send, 411, {"error": "send a Content-Length header or use Transfer-Encoding: chunked"}
+            )
+            return 411
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _respond(
                 send, 413, {"error": f"body of {int(declared)} bytes is over the limit of {limit}"}
             )
             return 413
-        raw = await _read_body(receive, limit)
+        try:
+            raw = await _read_body(receive, limit)
+        except BodyCut:
+            # The sender died or the connection broke before the end of the body: nothing of it
+            # is stored and no mark moves, so the sender's retry of this range is new, not a
+            # duplicate. Nobody is left to answer.
+            self.collector.metrics.cut_requests.inc()
+            log.warning(
+                "request body cut short, discarded",
+                orig_address=orig_address,
+                node=node,
+                source=_text(headers.get(b"x-logbridge-source")),
+                range=_text(headers.get(b"x-logbridge-range")),
+            )
+            return 499
         if raw is None:
             await _respond(send, 413, {"error": f"body is over the limit of {limit} bytes"})
             return 413
         self.collector.metrics.bytes_in.inc(len(raw))
 
         try:
+            source, range_start, range_end = parse_range_headers(
+                _text(headers.get(b"x-logbridge-source")), headers.get(b"x-logbridge-range")
+            )
             encoding = _text(headers.get(b"content-encoding"))
             if len(raw) > 1024 * 1024 and encoding:
                 data = await asyncio.to_thread(bodies.decode, raw, encoding, limit)
@@ -141,8 +165,10 @@ class CollectorApp:
                 header_topic=_text(headers.get(b"x-audit-topic")),
                 header_routing_key=_text(headers.get(b"x-audit-routing-key")),
                 token_name=token_name,
+                source=source,
+                range_start=range_start,
+                range_end=range_end,
             )
-            _parse_range(headers, ctx)
         except BodyTooLarge as exc:
             await _respond(send, 413, {"error": str(exc)})
             return 413
@@ -150,10 +176,6 @@ class CollectorApp:
             await _respond(send, exc.status, {"error": str(exc)})
             return exc.status
 
-        problem = self.collector.storage_problem()
-        if problem:
-            await _respond(send, 503, {"error": problem}, extra=[(b"retry-after", RETRY_AFTER)])
-            return 503
         try:
             result = self.collector.ingest(items, ctx, time.time())
             if result.high_water is not None:
@@ -211,27 +233,58 @@ def _text(value: bytes | None) -> str | None:
     return value.decode("latin-1").strip() or None
 
 
-def _parse_range(headers: dict[bytes, bytes], ctx: RequestContext) -> None:
-    source = _text(headers.get(b"x-logbridge-source"))
-    rng = _text(headers.get(b"x-logbridge-range"))
-    if source is None and rng is None:
-        return
-    if source is None or rng is None:
-        raise BodyError("X-Logbridge-Source and X-Logbridge-Range go together")
-    start, sep, end = rng.partition("-")
-    if not sep or not start.isdigit() or not end.isdigit() or int(start) > int(end):
-        raise BodyError(f"X-Logbridge-Range must be 'start-end' byte offsets with start <= end, got {rng!r}")
-    ctx.source, ctx.range_start, ctx.range_end = source, int(start), int(end)
+_MAX_OFFSET = 2**63 - 1
+_MAX_OFFSET_DIGITS = len(str(_MAX_OFFSET))
+
+
+def parse_range_headers(
+    source: str | None, raw_range: bytes | None
+) -> tuple[str | None, int | None, int | None]:
+    """``X-Logbridge-Source`` + ``X-Logbridge-Range`` → (source, start, end), or all None.
+
+    Strict on purpose (DESIGN §4): ASCII digits only (``str.isdigit`` takes ``²``, ``int`` takes
+    ``1_0`` and ``+1``), ``start <= end``, both within 63 bits — checked before anything is
+    stored or claimed, so nothing after the claim can fail on a number. Raises `BodyError`."""
+    if source is None and raw_range is None:
+        return None, None, None
+    if source is None or raw_range is None:
+        raise BodyError("X-Logbridge-Source and X-Logbridge-Range go together: send both or neither")
+    start_text, sep, end_text = raw_range.strip().partition(b"-")
+    if not sep or not _is_offset(start_text) or not _is_offset(end_text):
+        raise BodyError(
+            "X-Logbridge-Range must be 'start-end': two byte offsets in ASCII digits below 2^63, "
+            f"got {raw_range.decode('latin-1')!r}"
+        )
+    start, end = int(start_text), int(end_text)
+    if start > end:
+        raise BodyError(f"X-Logbridge-Range start {start} is after its end {end}; send 'start-end'")
+    return source, start, end
+
+
+def _is_offset(text: bytes) -> bool:
+    return (
+        0 < len(text) <= _MAX_OFFSET_DIGITS
+        and all(0x30 <= c <= 0x39 for c in text)
+        and int(text) <= _MAX_OFFSET
+    )
+
+
+class BodyCut(Exception):
+    """The connection ended before the body did."""
 
 
 async def _read_body(receive: Any, limit: int) -> bytes | None:
-    """The whole body, or None as soon as it passes ``limit`` (the rest is not buffered)."""
+    """The whole body, or None as soon as it passes ``limit`` (the rest is not buffered).
+
+    Raises `BodyCut` when the connection ends first: the server only says ``more_body: False``
+    once the body reached its ``Content-Length`` or its last chunk, so a disconnect before that
+    is a body cut short — never a body to ingest."""
     chunks = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise BodyCut()
         chunk = message.get("body", b"")
         if chunk:
             size += len(chunk)

@@ -18,7 +18,8 @@ class Listen(StrictModel):
 
 
 class TokenSpec(StrictModel):
-    name: str
+    # Idempotence marks are keyed "<token name>/<source>": a name holds no '/' so the pair is unambiguous.
+    name: str = Field(pattern=r"^[^/\x00-\x1f]+$")
     token_env: str | None = None
     token_file: str | None = None
 

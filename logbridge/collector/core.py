@@ -45,6 +45,15 @@ class RequestContext:
     range_start: int | None = None
     range_end: int | None = None
 
+    @property
+    def mark_key(self) -> str | None:
+        """The idempotence key: the pair (token name, source), so that one token never sees nor
+        moves another token's marks. Token names cannot hold ``/`` (config), so the pair is
+        unambiguous; without tokens the key is the bare source."""
+        if self.source is None:
+            return None
+        return self.source if self.token_name is None else f"{self.token_name}/{self.source}"
+
 
 @dataclass
 class IngestResult:
@@ -111,6 +120,7 @@ class Collector:
         self._wake = asyncio.Event()
         self._syncer: asyncio.Task[None] | None = None
         self._broken: str | None = None
+        self._write_failure: str | None = None  # the last staging/journal write failure, until one succeeds
         self._syncing = False  # an fsync round is using the journal's handle
         self._closed = False
 
@@ -149,7 +159,10 @@ class Collector:
         if self._closed:
             return
         self._closed = True
-        self._write_pending_records(fsync=True)
+        if self.fsync and not self._broken:
+            _fsync_all([s for w in self.writers for s in w.live_files()])
+            self._write_pending_records()
+            self.journal.fsync()
         for writer in self.writers:
             writer.due(time.monotonic(), force=True)
             writer.publish_pending()
@@ -177,9 +190,10 @@ class Collector:
 
     def check_range(self, ctx: RequestContext) -> IngestResult | None:
         """Idempotence: a stored range is a duplicate, a partial overlap a conflict."""
-        if ctx.source is None or ctx.range_end is None or ctx.range_start is None:
+        key = ctx.mark_key
+        if key is None or ctx.range_end is None or ctx.range_start is None:
             return None
-        high = self.high_water.get(ctx.source, 0)
+        high = self.high_water.get(key, 0)
         if ctx.range_end <= high:
             self.metrics.duplicates.inc()
             return IngestResult(duplicate=True)
@@ -261,6 +275,7 @@ class Collector:
             topic_counts[u.topic] = topic_counts.get(u.topic, 0) + 1
             result.accepted += 1
 
+        self._refuse_if_blocked(buffers, dead)
         self._write(buffers, dead, ctx, received)
         # Metrics once per batch and label, not per event.
         for topic, n in topic_counts.items():
@@ -302,6 +317,21 @@ class Collector:
             record["raw"] = repr(item)
             return orjson.dumps(record)
 
+    def _refuse_if_blocked(self, buffers: dict[tuple[int, str], list[bytes]], dead: list[bytes]) -> None:
+        """503 for this request only if one of its lines goes where writes cannot go now: a
+        destination failing to publish with a backlog must not block the healthy ones."""
+        if self._broken:
+            raise StorageUnavailable(self._broken)
+        route_by_id = {id(r): r for r in self.routes}
+        writers = {route_by_id[route_id].writer for route_id, _ in buffers}
+        if dead:
+            writers.add(self.dead_letter)
+        for writer in writers:
+            if writer.blocked:
+                raise StorageUnavailable(
+                    f"destination {writer.name!r} cannot be written: {writer.stats.last_error}"
+                )
+
     def _write(
         self,
         buffers: dict[tuple[int, str], list[bytes]],
@@ -309,8 +339,13 @@ class Collector:
         ctx: RequestContext,
         received: float,
     ) -> None:
+        """Append one request's lines, journal them (``flush``) or queue their record for the next
+        fsync round, then claim the range. Every step that can fail comes before the claim, and a
+        failure undoes the appends: a 503'd batch leaves no line and no mark behind."""
         touched: list[tuple[PartitionedWriter, StagingFile, int]] = []
         route_by_id = {id(r): r for r in self.routes}
+        key = ctx.mark_key
+        has_range = key is not None and ctx.range_end is not None
         try:
             for (route_id, partition), lines in buffers.items():
                 writer = route_by_id[route_id].writer
@@ -320,47 +355,48 @@ class Collector:
                 partition = self.dead_letter_paths.render("", None, received)
                 staging, size_before = self.dead_letter.append(partition, b"\n".join(dead) + b"\n")
                 touched.append((self.dead_letter, staging, size_before))
-                self.metrics.dead_lettered.inc(len(dead))
             files = {f"{w.name}/{s.relpath}": s.size for w, s, _ in touched}
             stagings = [(s, s.size) for _, s, _ in touched]
-            for writer in {w for w, _, _ in touched}:
-                writer.flush_dirty()
-        except StorageUnavailable:
+            if (files or has_range) and not self.fsync:
+                self.journal.append([(key if has_range else None, ctx.range_end, files)])
+        except (StorageUnavailable, OSError) as exc:
             self.metrics.storage_errors.inc()
-            for writer, staging, size_before in touched:
+            for writer, staging, size_before in reversed(touched):
                 writer.rollback(staging, size_before)
-            raise
-        has_range = ctx.source is not None and ctx.range_end is not None
+            if isinstance(exc, OSError):
+                exc = StorageUnavailable(f"cannot write the collector journal: {exc.strerror or exc}")
+            self._write_failure = str(exc)
+            raise exc from None
+        self._write_failure = None
+        if dead:
+            self.metrics.dead_lettered.inc(len(dead))
         if has_range:
-            # Claimed now, so that a concurrent retry of this range is seen as a duplicate.
-            assert ctx.source is not None and ctx.range_end is not None
-            if ctx.range_end > self.high_water.get(ctx.source, 0):
-                self.high_water[ctx.source] = ctx.range_end
+            # Claimed now (after the last step that can fail), so that a concurrent retry of this
+            # range is seen as a duplicate.
+            assert key is not None and ctx.range_end is not None
+            if ctx.range_end > self.high_water.get(key, 0):
+                self.high_water[key] = ctx.range_end
         if not files and not has_range:
             return
-        self._pending_records.append((ctx.source if has_range else None, ctx.range_end, files, stagings))
-        if not self.fsync:
-            self._write_pending_records(fsync=False)
+        if self.fsync:
+            self._pending_records.append((key if has_range else None, ctx.range_end, files, stagings))
+        else:
+            _mark_journaled(stagings)
 
-    def _write_pending_records(self, fsync: bool) -> None:
+    def _write_pending_records(self) -> None:
+        """Journal the records waiting for an fsync round (whose data is already fsynced)."""
         records, self._pending_records = self._pending_records, []
-        self._journal_records(records, fsync)
+        self._journal_records(records)
 
-    def _journal_records(self, records: list[_PendingRecord], fsync: bool) -> None:
+    def _journal_records(self, records: list[_PendingRecord]) -> None:
         if not records:
             return
-        for src, end, files, _ in records:
-            self.journal.record(src, end, files)
         try:
-            self.journal.flush()
-            if fsync:
-                self.journal.fsync()
+            self.journal.append([(src, end, files) for src, end, files, _ in records])
         except OSError as exc:
-            raise StorageUnavailable(f"cannot write the collector journal: {exc.strerror}") from exc
+            raise StorageUnavailable(f"cannot write the collector journal: {exc.strerror or exc}") from exc
         for _, _, _, stagings in records:
-            for staging, size in stagings:
-                if size > staging.journaled:
-                    staging.journaled = size
+            _mark_journaled(stagings)
 
     # ------------------------------------------------------------------------- durability
 
@@ -388,7 +424,7 @@ class Collector:
             self._syncing = True
             try:
                 await asyncio.to_thread(_fsync_all, dirty)
-                self._journal_records(records, fsync=False)
+                self._journal_records(records)
                 await asyncio.to_thread(self.journal.fsync)
             except (OSError, ValueError, StorageUnavailable) as exc:
                 # After a failed fsync the kernel may have dropped the dirty pages: nothing written
@@ -413,6 +449,8 @@ class Collector:
     async def maintain(self) -> None:
         """Roll and publish due files; retry failed publications; compact the journal."""
         now = time.monotonic()
+        if self._write_failure:
+            await asyncio.to_thread(self._probe_staging)
         if self.fsync and self._pending_records and not self._broken:
             with contextlib.suppress(StorageUnavailable):
                 await self.commit()
@@ -441,13 +479,38 @@ class Collector:
                     self.metrics.files_published.labels(writer.name).inc(n)
 
     def storage_problem(self) -> str | None:
-        """Why storage cannot take writes now (publication failing with a backlog), or None."""
+        """Why some writes cannot be taken now (for ``/healthz``), or None.
+
+        A failed fsync round; the last staging or journal write failing (until a write or the
+        maintenance probe succeeds); a destination failing to publish with a backlog."""
         if self._broken:
             return self._broken
+        if self._write_failure:
+            return self._write_failure
         for writer in self.writers:
-            if not writer.healthy and writer.to_publish:
+            if writer.blocked:
                 return f"destination {writer.name!r} cannot be written: {writer.stats.last_error}"
         return None
+
+    def _probe_staging(self) -> None:
+        """After a failed write, try a small one: space may be back with no request to show it."""
+        probe = self.state_dir / "staging" / ".probe"
+        try:
+            with open(probe, "wb", buffering=0) as fh:
+                fh.write(b"\0" * 65536)
+            probe.unlink()
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                probe.unlink()
+            log.debug("staging still cannot be written", error=str(exc))
+            return
+        self._write_failure = None
+
+
+def _mark_journaled(stagings: list[tuple[StagingFile, int]]) -> None:
+    for staging, size in stagings:
+        if size > staging.journaled:
+            staging.journaled = size
 
 
 def _fsync_all(files: list[StagingFile]) -> None:

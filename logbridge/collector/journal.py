@@ -1,12 +1,19 @@
 """The collector's crash-safe state: idempotence high-water marks and acknowledged sizes.
 
-One append-only NDJSON journal, one record per acknowledged batch::
+One append-only journal, one record per acknowledged batch::
 
-    {"src": "shipper-a:9f..", "end": 8192, "files": {"store/generic/default/2026/…/events-….ndjson": 40960}}
+    {"src": "node-a/shipper-a/9f..", "end": 8192, "files": {"store/generic/default/2026/…/events-….ndjson": 40960}}
 
-A batch is acknowledged only after its record is in the journal (flushed, or fsynced under
-``durability: fsync``), and the record is written only after the batch's lines are in the
-staging files. So after a SIGKILL, start-up recovery cuts every staging file back to its last
+``src`` is the idempotence key: the token name and the sender's source id (the bare source id
+when the collector has no tokens). A batch is acknowledged only after its record is in the
+journal (written to the OS, or fsynced under ``durability: fsync``), and the record is written
+only after the batch's lines are in the staging files.
+
+Each record is written unbuffered as ``\n`` + JSON, in one ``write``; a write that fails (a full
+disk) is cut back off. Should even that fail, the torn record is alone on its line — every
+record *starts* a line — so replay skips it and still reads every record after it.
+
+So after a SIGKILL, start-up recovery cuts every staging file back to its last
 journaled size: the lines of a batch that was never acknowledged disappear (the sender retries
 it) and the lines of every acknowledged batch stay — nothing lost, nothing twice.
 
@@ -26,27 +33,10 @@ from typing import Any
 
 import orjson
 
+from ..fileio import fsync_dir, write_all, write_atomic
+
 _COMPACT_AT = 32 * 1024 * 1024
 _COMPACT_EVERY = 3600.0  # seconds: so that expired sources are forgotten on a quiet collector too
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write temp, fsync, rename over, fsync the directory: never a torn file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 class Journal:
@@ -60,13 +50,14 @@ class Journal:
         self.compacted_at = time.monotonic()
         self.generation = 0
         self._handle: Any = None
-        self._bytes = 0
+        self._bytes = 0  # written since the last compaction
+        self._size = 0  # the current journal file's size
 
     def _journal_path(self, generation: int) -> Path:
         return self.dir / f"journal-{generation:08d}.wal"
 
     def load(self) -> None:
-        """Read the snapshot and replay the journal; a torn last record is ignored."""
+        """Read the snapshot and replay the journal; torn records are skipped."""
         if self.snapshot_path.exists():
             snap = orjson.loads(self.snapshot_path.read_bytes())
             self.high_water = dict(snap.get("high_water", {}))
@@ -83,7 +74,7 @@ class Journal:
                 try:
                     record = orjson.loads(line)
                 except orjson.JSONDecodeError:
-                    break  # the record a crash cut short: its batch was never acknowledged
+                    continue  # a record a crash or a full disk cut short: never acknowledged
                 self._apply(record)
 
     def _apply(self, record: dict[str, Any]) -> None:
@@ -102,52 +93,74 @@ class Journal:
         self.compact(live_sizes or {})
 
     def compact(self, live_sizes: dict[str, int], ttl: float | None = None) -> list[str]:
-        """Snapshot and start a new generation; returns the sources forgotten for ``ttl``."""
+        """Snapshot and start a new generation; returns the sources forgotten for ``ttl``.
+
+        Raises `OSError` with the old generation still in use: the new journal file exists
+        before the snapshot that names it, and the old one is kept until both are in place."""
         expired: list[str] = []
         if ttl is not None:
             horizon = time.time() - ttl
             expired = [src for src, seen in self.last_seen.items() if seen < horizon]
-            for src in expired:
-                self.high_water.pop(src, None)
-                self.last_seen.pop(src, None)
+        high_water = {src: end for src, end in self.high_water.items() if src not in expired}
+        last_seen = {src: t for src, t in self.last_seen.items() if src not in expired}
+        generation = self.generation + 1
+        new_path = self._journal_path(generation)
+        handle = open(new_path, "wb", buffering=0)  # noqa: SIM115 - lives until the next compaction
+        try:
+            write_atomic(
+                self.snapshot_path,
+                orjson.dumps(
+                    {
+                        "generation": generation,
+                        "high_water": high_water,
+                        "last_seen": last_seen,
+                        "sizes": live_sizes,
+                    }
+                ),
+            )
+            fsync_dir(self.dir)
+        except BaseException:
+            handle.close()
+            with contextlib.suppress(OSError):
+                new_path.unlink()
+            raise
         old = self._journal_path(self.generation)
         if self._handle is not None:
             self._handle.close()
-        self.generation += 1
-        self.sizes = dict(live_sizes)
-        write_atomic(
-            self.snapshot_path,
-            orjson.dumps(
-                {
-                    "generation": self.generation,
-                    "high_water": self.high_water,
-                    "last_seen": self.last_seen,
-                    "sizes": self.sizes,
-                }
-            ),
-        )
-        self._handle = open(self._journal_path(self.generation), "ab")  # noqa: SIM115
-        self._bytes = 0
-        fsync_dir(self.dir)
+        self._handle = handle
+        self.generation = generation
+        self.high_water, self.last_seen, self.sizes = high_water, last_seen, dict(live_sizes)
+        self._bytes = self._size = 0
         with contextlib.suppress(FileNotFoundError):
             old.unlink()
         self.compacted_at = time.monotonic()
         return expired
 
-    def record(self, src: str | None, end: int | None, files: dict[str, int]) -> None:
-        """Append one batch's record (buffered; `flush` makes it visible to the OS)."""
-        rec: dict[str, Any] = {"files": files}
-        if src is not None and end is not None:
-            rec["src"] = src
-            rec["end"] = end
-            rec["t"] = int(time.time())
-        data = orjson.dumps(rec) + b"\n"
-        self._handle.write(data)
+    def append(self, records: list[tuple[str | None, int | None, dict[str, int]]]) -> None:
+        """Write batch records ``(src, end, files)`` to the OS in one write; `fsync` makes them
+        durable. Raises `OSError` with the journal as it was (or, if even the cut fails, with a
+        torn record that replay skips)."""
+        now = int(time.time())
+        recs = []
+        for src, end, files in records:
+            rec: dict[str, Any] = {"files": files}
+            if src is not None and end is not None:
+                rec["src"] = src
+                rec["end"] = end
+                rec["t"] = now
+            recs.append(rec)
+        data = b"".join(b"\n" + orjson.dumps(rec) for rec in recs)
+        fd = self._handle.fileno()
+        try:
+            write_all(fd, data)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, self._size)
+            raise
+        self._size += len(data)
         self._bytes += len(data)
-        self._apply(rec)
-
-    def flush(self) -> None:
-        self._handle.flush()
+        for rec in recs:
+            self._apply(rec)
 
     def fsync(self) -> None:
         os.fsync(self._handle.fileno())

@@ -37,6 +37,17 @@ class Metrics:
         self.requests = Counter(
             "logbridge_requests", "Requests by path and status", ["path", "status"], registry=r
         )
+        self.cut_requests = Counter(
+            "logbridge_cut_requests",
+            "Requests whose body ended before its Content-Length or last chunk (discarded whole)",
+            registry=r,
+        )
+        self.read_timeouts = Counter(
+            "logbridge_read_timeouts",
+            "Connections closed because headers or body came too slowly, by phase",
+            ["phase"],
+            registry=r,
+        )
         self.auth_failures = Counter(
             "logbridge_auth_failures", "Requests refused for a bad or missing token", registry=r
         )

@@ -7,8 +7,11 @@ into place for ``file://`` (copied, then renamed, across file systems) or upload
 stores, then removed. Publishing the same staging file twice writes the same final name, so a
 publish interrupted by a crash is simply done again at the next start.
 
-Durability is not decided here: `sync` flushes (and optionally fsyncs) what was written and
-reports each staging file's size, which the collector journals before it acknowledges.
+Staging files are written unbuffered, one ``write`` per batch and partition: what the writer
+believes a file holds is what the OS holds, so a failed batch is cut back off exactly (a
+buffer flushed after the cut would tear a line). Durability is not decided here: the collector
+journals each staging file's size (and fsyncs, under ``durability: fsync``) before it
+acknowledges; a staging file is published only up to that journaled size.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import fsspec
 import structlog
 
 from ..errors import StorageUnavailable
+from ..fileio import write_all
 
 log = structlog.get_logger("logbridge.sinks")
 
@@ -57,8 +61,6 @@ class StagingFile:
     size: int = 0  # bytes written
     synced: int = 0  # bytes flushed and reported by the last sync
     journaled: int = 0  # bytes the collector has made durable in its journal
-    dirty: bool = False
-    broken: bool = False
 
 
 @dataclass
@@ -116,17 +118,16 @@ class PartitionedWriter:
             del self.open_files[partition]
             self.sealed.append(staging)
             staging = None
-        if staging is None or staging.broken:
+        if staging is None:
             staging = self._open(partition)
         size_before = staging.size
         try:
             assert staging.handle is not None
-            staging.handle.write(data)
+            write_all(staging.handle.fileno(), data)
         except OSError as exc:
             self.rollback(staging, size_before)
             raise StorageUnavailable(f"{self.name}: cannot write staging file: {exc.strerror}") from exc
         staging.size += len(data)
-        staging.dirty = True
         return staging, size_before
 
     def _open(self, partition: str) -> StagingFile:
@@ -134,7 +135,7 @@ class PartitionedWriter:
         path = self.staging_dir / relpath
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(path, "ab", buffering=256 * 1024)  # noqa: SIM115 - lives across requests
+            handle = open(path, "ab", buffering=0)  # noqa: SIM115 - lives across requests
         except OSError as exc:
             raise StorageUnavailable(
                 f"{self.name}: cannot create staging file {path}: {exc.strerror}"
@@ -144,49 +145,32 @@ class PartitionedWriter:
         return staging
 
     def rollback(self, staging: StagingFile, size: int) -> None:
-        """Undo a failed batch: cut the file back to ``size``, or retire it if even that fails."""
+        """Undo a failed batch: cut the file back to ``size`` (its bytes past it were never
+        acknowledged). Should the cut fail, the file takes no more appends and is published only
+        up to ``size``."""
+        staging.size = size
         try:
             assert staging.handle is not None
-            staging.handle.flush()
-        except (OSError, ValueError):
-            pass
-        try:
-            os.truncate(staging.path, size)
-            assert staging.handle is not None
-            staging.handle.seek(0, os.SEEK_END)
-            staging.size = size
+            os.ftruncate(staging.handle.fileno(), size)
         except (OSError, ValueError, AssertionError):
-            # Leave it for start-up recovery, which cuts it to the journaled size.
-            staging.broken = True
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                staging.handle.close()  # type: ignore[union-attr]
-            staging.handle = None
             for partition, open_staging in list(self.open_files.items()):
                 if open_staging is staging:
                     del self.open_files[partition]
+                    self.sealed.append(staging)
 
     def live_files(self) -> list[StagingFile]:
         """Every staging file that still has a handle: open ones and sealed ones."""
         return [*self.open_files.values(), *self.sealed]
-
-    def flush_dirty(self) -> list[StagingFile]:
-        """Push buffered bytes to the OS; returns the files that had new bytes."""
-        dirty = [s for s in self.live_files() if s.dirty]
-        for staging in dirty:
-            try:
-                assert staging.handle is not None
-                staging.handle.flush()
-            except OSError as exc:
-                raise StorageUnavailable(f"{self.name}: cannot flush staging file: {exc.strerror}") from exc
-            staging.dirty = False
-            staging.synced = staging.size
-        return dirty
 
     # ---------------------------------------------------------------- rolling and publishing
 
     def due(self, now: float, force: bool = False) -> list[StagingFile]:
         """Close and queue the staging files due for publication (only fully journaled ones)."""
         rolled = []
+        if force:
+            # Shutting down: only what was acknowledged is published.
+            for staging in self.live_files():
+                staging.size = min(staging.size, staging.journaled)
         for staging in list(self.sealed):
             if force or staging.journaled >= staging.size:
                 self.sealed.remove(staging)
@@ -247,6 +231,7 @@ class PartitionedWriter:
 
     def _try_publish(self, staging: StagingFile) -> str | None:
         try:
+            _cut_to(staging.path, staging.size)
             self.publish(staging.path, staging.relpath)
         except Exception as exc:  # any store error (OSError, an SDK's own): keep it queued
             return f"{type(exc).__name__}: {exc}"
@@ -255,6 +240,12 @@ class PartitionedWriter:
     @property
     def healthy(self) -> bool:
         return self.stats.last_error is None
+
+    @property
+    def blocked(self) -> bool:
+        """Publishing fails with files waiting: refuse new lines for this destination (503)
+        rather than let the backlog grow without bound."""
+        return not self.healthy and bool(self.to_publish)
 
     def publish(self, source: Path, relpath: str) -> str:
         """Publish one complete staging file to ``{root}/{relpath}``; idempotent."""
@@ -295,13 +286,19 @@ class PartitionedWriter:
             if exc.errno != errno.EXDEV:
                 raise
             # Another file system: copy beside the target under a hidden name, then rename, so a
-            # reader never sees half a file.
-            tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-            with open(source, "rb") as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1024 * 1024)
-                dst.flush()
-                os.fsync(dst.fileno())
-            os.replace(tmp, target)
+            # reader never sees half a file. The name is the target's own (target names are
+            # unique), so a retry reuses it, and a failed copy removes it.
+            tmp = target.with_name(f".{target.name}.tmp")
+            try:
+                with open(source, "rb") as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1024 * 1024)
+                    dst.flush()
+                    os.fsync(dst.fileno())
+                os.replace(tmp, target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                raise
             source.unlink()
         dir_fd = os.open(target.parent, os.O_RDONLY)
         try:
@@ -325,6 +322,13 @@ class PartitionedWriter:
             self._close(staging)
         self.open_files.clear()
         self.sealed.clear()
+
+
+def _cut_to(path: Path, size: int) -> None:
+    """Cut a staging file to the size the collector acknowledged (a no-op unless a failed batch
+    could not be cut off when it failed)."""
+    if path.stat().st_size > size:
+        os.truncate(path, size)
 
 
 def _protocols(fs: Any) -> tuple[str, ...]:

@@ -44,7 +44,7 @@ def test_unacknowledged_tail_is_cut_and_the_rest_published(tmp_path: Path) -> No
     assert staging.handle is not None
     staging.handle.write(b"\n".join(lines(5, start=10)) + b"\n")
     staging.handle.flush()
-    first.journal._handle.write(b'{"files":{"store/')  # and the record itself was torn mid-write
+    first.journal._handle.write(b'\n{"files":{"store/')  # and the record itself was torn mid-write
     first.journal._handle.flush()
     del first  # no close(): as after SIGKILL
 
@@ -65,12 +65,9 @@ def test_journal_compaction_keeps_high_water_marks(tmp_path: Path) -> None:
     journal = Journal(tmp_path)
     journal.load()
     journal.open()
-    journal.record("a", 100, {})
-    journal.record("b", 7, {"store/x/y.ndjson": 12})
-    journal.flush()
+    journal.append([("a", 100, {}), ("b", 7, {"store/x/y.ndjson": 12})])
     journal.compact({})
-    journal.record("a", 200, {})
-    journal.flush()
+    journal.append([("a", 200, {})])
     journal.close()
     again = Journal(tmp_path)
     again.load()
@@ -82,9 +79,7 @@ def test_sources_not_seen_for_the_ttl_are_forgotten(tmp_path: Path) -> None:
     journal = Journal(tmp_path)
     journal.load()
     journal.open()
-    journal.record("old-file", 500, {})
-    journal.record("live-file", 900, {})
-    journal.flush()
+    journal.append([("old-file", 500, {}), ("live-file", 900, {})])
     journal.last_seen["old-file"] = time.time() - 3 * 86400  # its last batch was three days ago
     assert journal.compact({}, ttl=2 * 86400) == ["old-file"]
     journal.close()
