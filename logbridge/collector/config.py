@@ -38,6 +38,9 @@ class Limits(StrictModel):
     max_body_bytes: Size = 16 * 1024 * 1024
     max_event_bytes: Size = 1024 * 1024
     max_depth: int = Field(default=64, ge=1, le=1000)
+    max_header_bytes: Size = 64 * 1024
+    header_timeout: Duration = 10.0  # connection (or request start) → end of headers, in total
+    body_timeout: Duration = 30.0  # the longest silence between two pieces of a body
 
 
 class Roll(StrictModel):
