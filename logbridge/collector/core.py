@@ -162,7 +162,6 @@ class Collector:
         if self.fsync and not self._broken:
             _fsync_all([s for w in self.writers for s in w.live_files()])
             self._write_pending_records()
-            self.journal.fsync()
         for writer in self.writers:
             writer.due(time.monotonic(), force=True)
             writer.publish_pending()
@@ -387,6 +386,8 @@ class Collector:
         """Journal the records waiting for an fsync round (whose data is already fsynced)."""
         records, self._pending_records = self._pending_records, []
         self._journal_records(records)
+        self.journal.fsync()
+        self._mark_records_journaled(records)
 
     def _journal_records(self, records: list[_PendingRecord]) -> None:
         if not records:
@@ -395,6 +396,9 @@ class Collector:
             self.journal.append([(src, end, files) for src, end, files, _ in records])
         except OSError as exc:
             raise StorageUnavailable(f"cannot write the collector journal: {exc.strerror or exc}") from exc
+
+    @staticmethod
+    def _mark_records_journaled(records: list[_PendingRecord]) -> None:
         for _, _, _, stagings in records:
             _mark_journaled(stagings)
 
@@ -426,6 +430,8 @@ class Collector:
                 await asyncio.to_thread(_fsync_all, dirty)
                 self._journal_records(records)
                 await asyncio.to_thread(self.journal.fsync)
+                # Only now: a file is never published past what a durable record covers.
+                self._mark_records_journaled(records)
             except (OSError, ValueError, StorageUnavailable) as exc:
                 # After a failed fsync the kernel may have dropped the dirty pages: nothing written
                 # since the last good round can be trusted, so stop acknowledging until a restart
