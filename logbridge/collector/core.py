@@ -120,7 +120,8 @@ class Collector:
         self._wake = asyncio.Event()
         self._syncer: asyncio.Task[None] | None = None
         self._broken: str | None = None
-        self._write_failure: str | None = None  # the last staging/journal write failure, until one succeeds
+        # The last staging/journal write failure and its size in bytes, until a write succeeds.
+        self._write_failure: tuple[str, int] | None = None
         self._syncing = False  # an fsync round is using the journal's handle
         self._closed = False
 
@@ -132,7 +133,6 @@ class Collector:
     def start(self) -> None:
         """Recover what a killed process left, publish it, and open a fresh journal."""
         self.journal.load()
-        recovered = 0
         for writer in self.writers:
             for path, relpath in writer.leftover_staging():
                 keep = self.journal.sizes.get(f"{writer.name}/{relpath}", 0)
@@ -147,11 +147,20 @@ class Collector:
                     continue
                 staging = StagingFile(relpath, path, None, 0.0, size=keep, synced=keep, journaled=keep)
                 writer.to_publish.append(staging)
-                recovered += 1
-            writer.publish_pending()
-        if recovered:
-            log.info("recovery: published staging files left by an earlier process", files=recovered)
-        self.journal.compact({}, ttl=self.config.idempotence_ttl)
+            published = writer.publish_pending()
+            if writer.to_publish:
+                log.warning(
+                    "recovery: staging files left by an earlier process cannot be published yet; "
+                    "kept and retried",
+                    destination=writer.name,
+                    files=len(writer.to_publish),
+                    error=writer.stats.last_error,
+                )
+            if published:
+                log.info("recovery: published staging files left by an earlier process", files=published)
+        # The sizes of files still waiting to be published stay in the new snapshot: without
+        # them, the next start would take their acknowledged lines for unacknowledged ones.
+        self.journal.compact(self._staged_sizes(), ttl=self.config.idempotence_ttl)
         self.high_water = dict(self.journal.high_water)
 
     def close(self) -> None:
@@ -364,7 +373,8 @@ class Collector:
                 writer.rollback(staging, size_before)
             if isinstance(exc, OSError):
                 exc = StorageUnavailable(f"cannot write the collector journal: {exc.strerror or exc}")
-            self._write_failure = str(exc)
+            attempted = sum(len(line) + 1 for lines in buffers.values() for line in lines)
+            self._write_failure = (str(exc), attempted + sum(len(line) + 1 for line in dead))
             raise exc from None
         self._write_failure = None
         if dead:
@@ -470,8 +480,7 @@ class Collector:
         if self.journal.wants_compaction and not self._pending_records and not self._syncing:
             # In the loop thread, between requests: a request must never write a record to the
             # journal being swapped. (A small snapshot; it happens once per 32 MiB of journal.)
-            live = {f"{w.name}/{s.relpath}": s.journaled for w in self.writers for s in w.live_files()}
-            for source in self.journal.compact(live, ttl=self.config.idempotence_ttl):
+            for source in self.journal.compact(self._staged_sizes(), ttl=self.config.idempotence_ttl):
                 self.high_water.pop(source, None)
         self.metrics.staging_bytes.set(
             sum(s.size for w in self.writers for s in [*w.live_files(), *w.to_publish])
@@ -484,6 +493,10 @@ class Collector:
                 if n:
                     self.metrics.files_published.labels(writer.name).inc(n)
 
+    def _staged_sizes(self) -> dict[str, int]:
+        """Acknowledged size of every staging file not yet published, for a journal snapshot."""
+        return {f"{w.name}/{s.relpath}": s.journaled for w in self.writers for s in w.staged_files()}
+
     def storage_problem(self) -> str | None:
         """Why some writes cannot be taken now (for ``/healthz``), or None.
 
@@ -492,25 +505,34 @@ class Collector:
         if self._broken:
             return self._broken
         if self._write_failure:
-            return self._write_failure
+            return self._write_failure[0]
         for writer in self.writers:
             if writer.blocked:
                 return f"destination {writer.name!r} cannot be written: {writer.stats.last_error}"
         return None
 
     def _probe_staging(self) -> None:
-        """After a failed write, try a small one: space may be back with no request to show it."""
-        probe = self.state_dir / "staging" / ".probe"
+        """After a failed write, ask for as much space as the failed batch needed: once a write of
+        that size would succeed again, ``/healthz`` says so, with no request needed to show it.
+        (A smaller probe would call a disk healthy that still refuses every real batch.)"""
+        failure = self._write_failure
+        if failure is None:
+            return
+        probe = self.state_dir / "staging" / ".probe.tmp"
         try:
-            with open(probe, "wb", buffering=0) as fh:
-                fh.write(b"\0" * 65536)
-            probe.unlink()
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, max(failure[1], 4096))
+            finally:
+                os.close(fd)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                probe.unlink()
             log.debug("staging still cannot be written", error=str(exc))
             return
-        self._write_failure = None
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()
+        if self._write_failure is failure:  # not a newer failure, from a request meanwhile
+            self._write_failure = None
 
 
 def _mark_journaled(stagings: list[tuple[StagingFile, int]]) -> None:

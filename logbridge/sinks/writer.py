@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gzip
+import io
 import os
 import secrets
 import shutil
@@ -34,7 +35,7 @@ import fsspec
 import structlog
 
 from ..errors import StorageUnavailable
-from ..fileio import write_all
+from ..fileio import fsync_dir, write_all
 
 log = structlog.get_logger("logbridge.sinks")
 
@@ -98,6 +99,7 @@ class PartitionedWriter:
         self.open_files: dict[str, StagingFile] = {}  # partition → current staging file
         self.sealed: list[StagingFile] = []  # full: no more appends, published once acknowledged
         self.to_publish: list[StagingFile] = []  # closed, waiting for a (retried) publish
+        self._publishing: list[StagingFile] = []  # taken off to_publish by a publication round
         # The event loop queues files while a worker thread publishes: a short lock guards the
         # queue, a second one keeps two publication rounds (maintenance, shutdown) apart.
         self._queue_lock = threading.Lock()
@@ -162,6 +164,12 @@ class PartitionedWriter:
         """Every staging file that still has a handle: open ones and sealed ones."""
         return [*self.open_files.values(), *self.sealed]
 
+    def staged_files(self) -> list[StagingFile]:
+        """Every staging file not yet published: live, queued, or being published right now.
+        (Their acknowledged sizes must survive a journal compaction.)"""
+        with self._queue_lock:
+            return [*self.live_files(), *self.to_publish, *self._publishing]
+
     # ---------------------------------------------------------------- rolling and publishing
 
     def due(self, now: float, force: bool = False) -> list[StagingFile]:
@@ -207,6 +215,7 @@ class PartitionedWriter:
         with self._publish_lock:
             with self._queue_lock:
                 batch, self.to_publish = self.to_publish, []
+                self._publishing = batch
             if self.local or len(batch) < 2:
                 errors = [self._try_publish(staging) for staging in batch]
             else:
@@ -227,6 +236,7 @@ class PartitionedWriter:
                 self.stats.last_error = None
             with self._queue_lock:
                 self.to_publish[:0] = failed
+                self._publishing = []
             return len(batch) - len(failed)
 
     def _try_publish(self, staging: StagingFile) -> str | None:
@@ -248,63 +258,35 @@ class PartitionedWriter:
         return not self.healthy and bool(self.to_publish)
 
     def publish(self, source: Path, relpath: str) -> str:
-        """Publish one complete staging file to ``{root}/{relpath}``; idempotent."""
-        upload = source
-        if self.compression == "gzip":
+        """Publish one complete staging file to ``{root}/{relpath}``; idempotent.
+
+        Compression writes to the destination's side, never to the staging disk: a full staging
+        disk must still be able to empty itself by publishing."""
+        compress = self.compression == "gzip"
+        if compress:
             relpath += ".gz"
-            upload = source.with_name(source.name + ".gz.tmp")
-            with (
-                open(source, "rb") as src,
-                open(upload, "wb") as raw,
-                gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as gz,
-            ):
-                shutil.copyfileobj(src, gz, 1024 * 1024)
         target = f"{self.root}/{relpath}"
-        size = upload.stat().st_size
         if self.local:
-            self._publish_local(upload, Path(target))
+            size = _publish_local(source, Path(target), compress)
         else:
             parent = target.rsplit("/", 1)[0]
             with contextlib.suppress(OSError, FileExistsError, NotImplementedError):
                 self.fs.makedirs(parent, exist_ok=True)
-            self.fs.put_file(str(upload), target)
-        if upload != source:
+            if compress:
+                # In memory (a staging file is at most max_bytes, and audit JSON compresses ~10x),
+                # uploaded whole: an object store never shows a partial object.
+                data = _gzip_bytes(source)
+                self.fs.pipe_file(target, data)
+                size = len(data)
+            else:
+                size = source.stat().st_size
+                self.fs.put_file(str(source), target)
             source.unlink(missing_ok=True)
-        upload.unlink(missing_ok=True)
         with self._queue_lock:
             self.stats.files += 1
             self.stats.bytes += size
         log.info("published", destination=self.name, file=relpath, bytes=size)
         return target
-
-    @staticmethod
-    def _publish_local(source: Path, target: Path) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.replace(source, target)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            # Another file system: copy beside the target under a hidden name, then rename, so a
-            # reader never sees half a file. The name is the target's own (target names are
-            # unique), so a retry reuses it, and a failed copy removes it.
-            tmp = target.with_name(f".{target.name}.tmp")
-            try:
-                with open(source, "rb") as src, open(tmp, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1024 * 1024)
-                    dst.flush()
-                    os.fsync(dst.fileno())
-                os.replace(tmp, target)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-                raise
-            source.unlink()
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
     def leftover_staging(self) -> list[tuple[Path, str]]:
         """Staging files left by an earlier process: (path, relpath)."""
@@ -322,6 +304,51 @@ class PartitionedWriter:
             self._close(staging)
         self.open_files.clear()
         self.sealed.clear()
+
+
+def _publish_local(source: Path, target: Path, compress: bool) -> int:
+    """Rename the staging file into place (same file system, no compression), or write it beside
+    the target under a hidden name and rename that, so a reader never sees half a file. The
+    hidden name is the target's own (target names are unique): a retry reuses it, and a failed
+    copy removes it. Returns the published size."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    renamed = False
+    if not compress:
+        try:
+            os.replace(source, target)
+            renamed = True
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+    if not renamed:
+        tmp = target.with_name(f".{target.name}.tmp")
+        try:
+            with open(source, "rb") as src, open(tmp, "wb") as dst:
+                if compress:
+                    with gzip.GzipFile(filename="", mode="wb", fileobj=dst, compresslevel=6, mtime=0) as gz:
+                        shutil.copyfileobj(src, gz, 1024 * 1024)
+                else:
+                    shutil.copyfileobj(src, dst, 1024 * 1024)
+                dst.flush()
+                os.fsync(dst.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        source.unlink()
+    fsync_dir(target.parent)
+    return target.stat().st_size
+
+
+def _gzip_bytes(source: Path) -> bytes:
+    out = io.BytesIO()
+    with (
+        open(source, "rb") as src,
+        gzip.GzipFile(filename="", mode="wb", fileobj=out, compresslevel=6, mtime=0) as gz,
+    ):
+        shutil.copyfileobj(src, gz, 1024 * 1024)
+    return out.getvalue()
 
 
 def _cut_to(path: Path, size: int) -> None:
