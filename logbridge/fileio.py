@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 
 def fsync_dir(path: Path) -> None:
@@ -18,10 +20,17 @@ def fsync_dir(path: Path) -> None:
 def write_atomic(path: Path, data: bytes) -> None:
     """Write temp, fsync, rename over, fsync the directory: never a torn file (and no temp file
     left behind when it fails)."""
+    write_beside(path, lambda fh: fh.write(data))
+
+
+def write_beside(path: Path, fill: Callable[[BinaryIO], object]) -> None:
+    """Create or replace ``path`` through a hidden temp file beside it (``.<name>.tmp``): ``fill``
+    writes it, then fsync, rename over, fsync the directory. A reader never sees half a file; a
+    failure removes the temp file; a retry reuses its name, so nothing piles up."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "wb") as fh:
-            fh.write(data)
+            fill(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

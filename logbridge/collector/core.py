@@ -103,6 +103,7 @@ class Collector:
                 dest.path_template(), timezone=dest.timezone, placeholder=dest.routing_key_placeholder
             )
             self.routes.append(_Route(dest, writer, paths))
+        self._route_by_id = {id(r): r for r in self.routes}
         self.dead_letter = PartitionedWriter(
             DEAD_LETTER, config.dead_letter, staging / DEAD_LETTER, max_age=min(60.0, self._min_age())
         )
@@ -330,8 +331,7 @@ class Collector:
         destination failing to publish with a backlog must not block the healthy ones."""
         if self._broken:
             raise StorageUnavailable(self._broken)
-        route_by_id = {id(r): r for r in self.routes}
-        writers = {route_by_id[route_id].writer for route_id, _ in buffers}
+        writers = {self._route_by_id[route_id].writer for route_id, _ in buffers}
         if dead:
             writers.add(self.dead_letter)
         for writer in writers:
@@ -351,7 +351,7 @@ class Collector:
         fsync round, then claim the range. Every step that can fail comes before the claim, and a
         failure undoes the appends: a 503'd batch leaves no line and no mark behind."""
         touched: list[tuple[PartitionedWriter, StagingFile, int]] = []
-        route_by_id = {id(r): r for r in self.routes}
+        route_by_id = self._route_by_id
         key = ctx.mark_key
         has_range = key is not None and ctx.range_end is not None
         try:

@@ -45,24 +45,34 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # One timer per connection, rarely moved: callbacks only push the deadline (a float),
+        # and the timer, when it fires early, re-arms itself for what is left. Re-arming a timer
+        # on every request and every body chunk cost a few percent of a small request.
         self._read_timer: asyncio.TimerHandle | None = None
+        self._phase: str | None = None  # "header", "body", or None (no request being read)
+        self._deadline = 0.0
         self._header_bytes = 0
 
-    # The timer: one at a time, for the phase the connection is in.
-
-    def _arm(self, delay: float, phase: str) -> None:
-        self._disarm()
-        self._read_timer = self.loop.call_later(delay, self._read_timed_out, phase)
-
-    def _disarm(self) -> None:
-        if self._read_timer is not None:
-            self._read_timer.cancel()
-            self._read_timer = None
-
-    def _read_timed_out(self, phase: str) -> None:
-        self._read_timer = None
-        if self.transport is None or self.transport.is_closing():
+    def _expect(self, phase: str | None, timeout: float = 0.0) -> None:
+        self._phase = phase
+        if phase is None:
             return
+        self._deadline = self.loop.time() + timeout
+        timer = self._read_timer
+        if timer is not None and timer.when() > self._deadline:  # set for a longer phase: too late
+            timer.cancel()
+            timer = None
+        if timer is None:
+            self._read_timer = self.loop.call_at(self._deadline, self._check_deadline)
+
+    def _check_deadline(self) -> None:
+        self._read_timer = None
+        if self._phase is None or self.transport is None or self.transport.is_closing():
+            return
+        if self.loop.time() < self._deadline:
+            self._read_timer = self.loop.call_at(self._deadline, self._check_deadline)
+            return
+        phase = self._phase
         if self.metrics is not None:
             self.metrics.read_timeouts.labels(phase).inc()
         client = f"{self.client[0]}:{self.client[1]}" if self.client else "unknown"
@@ -75,17 +85,20 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm(self.header_timeout, "header")
+        self._expect("header", self.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._phase = None
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._header_bytes = 0
-        if self._read_timer is None:  # a keep-alive connection's next request
-            self._arm(self.header_timeout, "header")
+        if self._phase is None:  # a keep-alive connection's next request (not the first)
+            self._expect("header", self.header_timeout)
 
     def on_url(self, url: bytes) -> None:
         self._count_header_bytes(len(url))
@@ -97,15 +110,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
-        self._arm(self.body_timeout, "body")
+        self._expect("body", self.body_timeout)
 
     def on_body(self, body: bytes) -> None:
         super().on_body(body)
-        self._arm(self.body_timeout, "body")
+        self._deadline = self.loop.time() + self.body_timeout
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        self._disarm()
+        self._expect(None)
 
     def _count_header_bytes(self, n: int) -> None:
         self._header_bytes += n

@@ -35,7 +35,7 @@ import fsspec
 import structlog
 
 from ..errors import StorageUnavailable
-from ..fileio import fsync_dir, write_all
+from ..fileio import fsync_dir, write_all, write_beside
 
 log = structlog.get_logger("logbridge.sinks")
 
@@ -321,23 +321,19 @@ def _publish_local(source: Path, target: Path, compress: bool) -> int:
             if exc.errno != errno.EXDEV:
                 raise
     if not renamed:
-        tmp = target.with_name(f".{target.name}.tmp")
-        try:
-            with open(source, "rb") as src, open(tmp, "wb") as dst:
+
+        def fill(dst: BinaryIO) -> None:
+            with open(source, "rb") as src:
                 if compress:
                     with gzip.GzipFile(filename="", mode="wb", fileobj=dst, compresslevel=6, mtime=0) as gz:
                         shutil.copyfileobj(src, gz, 1024 * 1024)
                 else:
                     shutil.copyfileobj(src, dst, 1024 * 1024)
-                dst.flush()
-                os.fsync(dst.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
+
+        write_beside(target, fill)
         source.unlink()
-    fsync_dir(target.parent)
+    else:
+        fsync_dir(target.parent)
     return target.stat().st_size
 
 

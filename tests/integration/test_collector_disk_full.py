@@ -363,6 +363,16 @@ def sequence_problems(scan: StoreScan, events: int) -> list[str]:
     return problems
 
 
+def assert_store_holds_the_sequence(
+    read_local_store: Callable[[Path], dict[str, list[dict[str, Any]]]], root: Path, events: int
+) -> None:
+    """Events 0 … events-1, each once, read the way the other integration tests read a store
+    (which fails on any torn line or stray file too)."""
+    files = read_local_store(root)
+    seqs = sorted(line["clientEvent"]["seq"] for lines in files.values() for line in lines)
+    assert seqs == list(range(events))
+
+
 def healthz(c: Any) -> httpx.Response:
     return httpx.get(f"{c.base_url}/healthz", timeout=5.0)
 
@@ -565,10 +575,7 @@ def full_staging_disk_scenario(
     print(summary)
     assert not problems, "\n".join([*problems, summary])
     # What the other integration tests use: it fails on any torn line or stray file too.
-    files = read_local_store(c.store)
-    assert sorted(line["clientEvent"]["seq"] for lines in files.values() for line in lines) == list(
-        range(EVENTS)
-    )
+    assert_store_holds_the_sequence(read_local_store, c.store, EVENTS)
 
 
 def test_full_staging_disk_tears_no_line_and_loses_no_acknowledged_event(
@@ -674,10 +681,7 @@ def test_publish_to_a_full_store_on_another_file_system_leaves_no_debris(
     if leftover:
         problems.append(f"staging files left after a clean stop: {leftover[:8]}")
     assert not problems, "\n".join(problems)
-    files = read_local_store(store)  # fails on any stray file or torn line too
-    assert sorted(line["clientEvent"]["seq"] for lines in files.values() for line in lines) == list(
-        range(events)
-    )
+    assert_store_holds_the_sequence(read_local_store, store, events)
 
 
 # ------------------------------------------- D: restarts while the store cannot take the files
@@ -716,7 +720,4 @@ def test_acknowledged_files_survive_restarts_while_the_store_is_full(
     again = httpx.post(c.events_url, content=stream, headers=headers, timeout=15.0)
     assert again.json() == {"accepted": 0, "invalid": 0, "duplicate": True}, again.text
     c.stop()
-    files = read_local_store(store)
-    assert sorted(line["clientEvent"]["seq"] for lines in files.values() for line in lines) == list(
-        range(events)
-    )
+    assert_store_holds_the_sequence(read_local_store, store, events)
