@@ -1,0 +1,229 @@
+"""EventServerHandler on its own, against a small HTTP collector on loopback.
+
+The server below speaks the part of DESIGN.md §4 the handler relies on (gzip NDJSON bodies,
+``X-Logbridge-Source``/``X-Logbridge-Range`` with 200-duplicate and 409-high-water answers)
+and can be told to answer every request with one status, so the handler's decisions are
+checked over a real socket and requests can be counted. The real collector is exercised by
+tests/integration/test_event_server_handler.py.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from logbridge.collector.local import free_port
+from logbridge.handlers import EventServerHandler
+
+pytestmark = pytest.mark.timeout(60)
+
+# Short waits everywhere: a test waits on conditions, these only bound how long a retry sleeps.
+FAST: dict[str, Any] = {"linger": "20ms", "backoff_initial": "20ms", "backoff_max": "100ms"}
+
+
+@dataclass
+class Request:
+    headers: dict[str, str]
+    lines: list[bytes]  # the decompressed body, split into lines
+
+
+@dataclass
+class LoopbackCollector:
+    """Records every POST; stores each source's byte ranges once, as the real collector does."""
+
+    url: str = ""
+    requests: list[Request] = field(default_factory=list)
+    lines: list[bytes] = field(default_factory=list)  # stored lines, in the order stored
+    high_water: dict[str, int] = field(default_factory=dict)
+    status: int | None = None  # when set, every request gets it and nothing is stored
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def answer(self, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        if headers.get("content-encoding") == "gzip":
+            body = gzip.decompress(body)
+        lines = body.splitlines(keepends=True)
+        with self.lock:
+            self.requests.append(Request(headers, lines))
+            if self.status is not None:
+                return self.status, b'{"error":"told to refuse"}'
+            source, byte_range = headers.get("x-logbridge-source"), headers.get("x-logbridge-range")
+            if source and byte_range:
+                start, end = (int(x) for x in byte_range.split("-"))
+                high = self.high_water.get(source, 0)
+                if end <= high:
+                    return 200, b'{"accepted":0,"invalid":0,"duplicate":true}'
+                if start < high:
+                    return 409, orjson.dumps({"high_water": high})
+                self.high_water[source] = end
+            self.lines.extend(lines)
+            return 200, orjson.dumps({"accepted": len(lines), "invalid": 0, "duplicate": False})
+
+    def events(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [orjson.loads(line) for line in self.lines]
+
+    def request_count(self) -> int:
+        with self.lock:
+            return len(self.requests)
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackCollector]:
+    collector = LoopbackCollector()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        # Headers and body go in separate writes: with Nagle's algorithm each answer would wait
+        # for the client's delayed ACK (40 ms).
+        disable_nagle_algorithm = True
+
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            status, answer = collector.answer({k.lower(): v for k, v in self.headers.items()}, body)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    http.daemon_threads = True
+    collector.url = f"http://127.0.0.1:{http.server_address[1]}/events"
+    thread = threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield collector
+    http.shutdown()
+    http.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def handlers() -> Iterator[Callable[..., EventServerHandler]]:
+    """``make(url, **options)`` → an EventServerHandler, closed at teardown if the test did not."""
+    made: list[EventServerHandler] = []
+
+    def make(url: str, **options: Any) -> EventServerHandler:
+        handler = EventServerHandler(url, **{**FAST, **options})
+        made.append(handler)
+        return handler
+
+    yield make
+    for handler in made:
+        handler.close(timeout=1)
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.002)
+
+
+def record(seq: int, topic: str = "generic", msg: Any = None) -> logging.LogRecord:
+    """An audit record as `logbridge.audit.emit` makes it (logger ``dku.audit.<topic>``)."""
+    return logging.makeLogRecord(
+        {
+            "name": f"dku.audit.{topic}",
+            "msg": {"msgType": "x", "seq": seq} if msg is None else msg,
+            "levelno": logging.INFO,
+            "levelname": "INFO",
+        }
+    )
+
+
+def seqs(events: list[dict[str, Any]]) -> list[int]:
+    return [event["message"]["seq"] for event in events]
+
+
+def no_answer_url() -> str:
+    """A loopback URL nobody listens on: every connection is refused."""
+    return f"http://127.0.0.1:{free_port()}/events"
+
+
+# ---------------------------------------------------------------------------------- delivery
+
+
+def test_records_arrive_in_order_with_the_protocol_headers(
+    server: LoopbackCollector, handlers: Callable[..., EventServerHandler]
+) -> None:
+    handler = handlers(server.url, token="s3cret", node="node-a")
+    for seq in range(20):
+        handler.handle(record(seq))
+    assert handler.wait_delivered(5), handler.stats
+
+    assert seqs(server.events()) == list(range(20))
+    first = server.events()[0]
+    assert first["logger"] == "dku.audit.generic" and first["severity"] == "INFO"
+    assert first["message"] == {"msgType": "x", "seq": 0}
+    offset = 0
+    for request in server.requests:
+        headers = request.headers
+        assert headers["authorization"] == "Bearer s3cret"
+        assert headers["x-logbridge-node"] == "node-a"
+        assert headers["content-encoding"] == "gzip"
+        assert headers["x-logbridge-source"] == server.requests[0].headers["x-logbridge-source"]
+        size = sum(len(line) for line in request.lines)
+        assert headers["x-logbridge-range"] == f"{offset}-{offset + size}"  # contiguous, from 0
+        offset += size
+    assert handler.stats.sent_events == 20 and handler.stats.retries == 0
+
+
+def test_a_collector_that_comes_back_gets_everything_once_in_order(
+    server: LoopbackCollector, handlers: Callable[..., EventServerHandler]
+) -> None:
+    server.status = 503
+    handler = handlers(server.url)
+    for seq in range(10):
+        handler.handle(record(seq))
+    assert not handler.wait_delivered(0.3)
+    wait_until(lambda: handler.stats.retries >= 2, "two retries")
+    server.status = None
+    for seq in range(10, 15):
+        handler.handle(record(seq))
+    assert handler.wait_delivered(5), handler.stats
+    assert seqs(server.events()) == list(range(15))
+
+
+# ---------------------------------------------------------------------- spool across restarts
+
+
+def test_the_spool_keeps_its_order_across_restarts(
+    server: LoopbackCollector, handlers: Callable[..., EventServerHandler], tmp_path: Path
+) -> None:
+    """Each process left records behind while the collector was down; the next one sends
+    them first, under the same source and contiguous ranges, before its own."""
+    spool = tmp_path / "spool"
+    server.status = 503
+    for generation in range(2):
+        handler = handlers(server.url, spool_dir=spool)
+        for seq in range(generation * 10, generation * 10 + 10):
+            handler.handle(record(seq))
+        wait_until(lambda h=handler: h.stats.queued == 10, "10 records spooled")
+        handler.close()
+        assert handler.stats.unsent_at_close == (generation + 1) * 10
+    assert server.lines == []
+
+    server.status = None
+    last = handlers(server.url, spool_dir=spool)
+    for seq in range(20, 30):
+        last.handle(record(seq))
+    assert last.wait_delivered(5), last.stats
+
+    assert seqs(server.events()) == list(range(30))
+    sources = {r.headers["x-logbridge-source"] for r in server.requests}
+    assert len(sources) == 1, "one stream across the three processes"
+    assert server.high_water[sources.pop()] == sum(len(line) for line in server.lines)
