@@ -391,6 +391,24 @@ class _FileSpool:
 _Spool = _MemorySpool | _FileSpool
 
 
+# ------------------------------------------------------------------------------------ queue
+
+
+class _FlushMark:
+    """Queued by `flush` and `wait_delivered` behind the records emitted before the call.
+
+    The queue is the one order that emit, the spooler and a waiter all agree on: when the
+    spooler reaches the mark, every line queued before it is in the spool (or dropped and
+    counted), and the spool's end at that moment is what the flush covers. Anything kept
+    beside the queue (a flag, a count of lines in the spooler's hand) has a window between
+    a line leaving the queue and that state changing, and a flag has no end."""
+
+    __slots__ = ("offset",)
+
+    def __init__(self) -> None:
+        self.offset: int | None = None  # the spool's end when the spooler reached the mark
+
+
 # ------------------------------------------------------------------------------------ stats
 
 
@@ -550,14 +568,15 @@ class EventServerHandler(logging.Handler):
             if self.spool_dir is not None
             else _MemorySpool(self.spool_max_bytes)
         )
-        self._queue: deque[bytes] = deque()
-        self._queue_wake = threading.Event()  # set by emit: the spooler has lines to take
-        self._send_wake = threading.Event()  # set by the spooler / flush: the sender has work
-        self._progress = threading.Condition()  # notified whenever something was delivered
+        self._queue: deque[bytes | _FlushMark] = deque()
+        self._queue_wake = threading.Event()  # set by emit / flush: the spooler has work
+        self._send_wake = threading.Event()  # set by the spooler: the sender has work
+        # Notified whenever something was delivered or a flush mark was reached.
+        self._progress = threading.Condition()
         self._count_lock = threading.Lock()
         self._closing = False
-        self._flush_requested = False
-        self._in_hand = 0  # lines the spooler took from the queue and has not spooled yet
+        # Spool offset up to which the sender does not linger: the end of the last flush.
+        self._flush_until = 0
         self._deadline: float | None = None
         self._batch_limit = self.batch_max_events
         self._down_since: float | None = None
@@ -707,14 +726,23 @@ class EventServerHandler(logging.Handler):
         self._queue_wake.clear()
         while queue:
             lines: list[bytes] = []
+            mark: _FlushMark | None = None
             while queue and len(lines) < 10_000:
-                lines.append(queue.popleft())
-            self._in_hand = len(lines)
-            taken = self._spool_append(lines)
-            self._in_hand = 0
-            with self._count_lock:
-                self.stats.queued += taken
-                self.stats.dropped_spool_full += len(lines) - taken
+                item = queue.popleft()
+                if isinstance(item, _FlushMark):
+                    mark = item
+                    break
+                lines.append(item)
+            if lines:
+                taken = self._spool_append(lines)
+                with self._count_lock:
+                    self.stats.queued += taken
+                    self.stats.dropped_spool_full += len(lines) - taken
+            if mark is not None:
+                mark.offset = self._spool.end
+                self._flush_until = max(self._flush_until, mark.offset)
+                with self._progress:
+                    self._progress.notify_all()
             self._send_wake.set()
         self._log_drops()
         return self._closing and not queue
@@ -802,10 +830,11 @@ class EventServerHandler(logging.Handler):
             self._sleep(delay)
 
     def _linger(self) -> None:
-        """Waits up to ``linger`` for a full batch, unless flushing or closing."""
+        """Waits up to ``linger`` for a full batch, unless closing or a flush covers what is
+        unsent; once the flushed lines are delivered, batches wait for ``linger`` again."""
         deadline = time.monotonic() + self.linger
         spool = self._spool
-        while not (self._closing or self._flush_requested):
+        while not self._closing and spool.acked >= self._flush_until:
             if spool.pending_events >= self._batch_limit or spool.end - spool.acked >= self.batch_max_bytes:
                 return
             remaining = deadline - time.monotonic()
@@ -974,37 +1003,42 @@ class EventServerHandler(logging.Handler):
     # ------------------------------------------------------------------------- lifecycle
 
     def flush(self, timeout: float | None = None) -> None:
-        """Sends what is queued without waiting for ``linger``; with ``timeout``, also waits
-        (see `wait_delivered`). Plain ``flush()`` never blocks: logging calls it at shutdown."""
+        """Sends what was emitted before the call without waiting for ``linger`` (records
+        after it are batched as usual); with ``timeout``, also waits (see `wait_delivered`).
+        Plain ``flush()`` never blocks: logging calls it at shutdown."""
         if getattr(self, "_sender", None) is None:  # __init__ refused its settings
             return
         if timeout is None:
-            self._flush_requested = True
-            self._queue_wake.set()
-            self._send_wake.set()
+            if not self._closing:  # closing sends without lingering anyway
+                self._queue_flush_mark()
         else:
             self.wait_delivered(timeout)
 
     def wait_delivered(self, timeout: float) -> bool:
         """Sends now and waits up to ``timeout`` seconds until everything emitted so far is
         acknowledged by the collector; returns whether it was."""
-        self._flush_requested = True
-        self._queue_wake.set()
-        self._send_wake.set()
+        mark = self._queue_flush_mark()
         deadline = time.monotonic() + timeout
-        try:
-            with self._progress:
-                while True:
-                    if not self._queue and not self._in_hand and self._spool.acked >= self._spool.end:
-                        return True
-                    if not self._sender.is_alive():
-                        return False
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        return False
-                    self._progress.wait(min(remaining, 0.05))
-        finally:
-            self._flush_requested = False
+        spool = self._spool
+        with self._progress:
+            while True:
+                if mark.offset is None and not self._spooler.is_alive():
+                    # Closed: the spooler stopped with the queue empty and nothing comes after.
+                    mark.offset = spool.end
+                if mark.offset is not None and spool.acked >= mark.offset:
+                    return True
+                if not self._sender.is_alive():
+                    return False
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._progress.wait(min(remaining, 0.05))
+
+    def _queue_flush_mark(self) -> _FlushMark:
+        mark = _FlushMark()
+        self._queue.append(mark)  # beyond queue_size if need be: a flush is never dropped
+        self._queue_wake.set()
+        return mark
 
     def close(self, timeout: float | None = None) -> None:
         """Stops taking records and delivers what it holds, for up to ``close_timeout``.

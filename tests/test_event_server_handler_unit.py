@@ -227,3 +227,74 @@ def test_the_spool_keeps_its_order_across_restarts(
     sources = {r.headers["x-logbridge-source"] for r in server.requests}
     assert len(sources) == 1, "one stream across the three processes"
     assert server.high_water[sources.pop()] == sum(len(line) for line in server.lines)
+
+
+# ---------------------------------------------------------------------------- flush semantics
+
+
+def test_flush_sends_at_once_and_batching_resumes_after_it(
+    server: LoopbackCollector, handlers: Callable[..., EventServerHandler]
+) -> None:
+    # A linger far longer than the test: only a flush or a full batch (50) sends anything.
+    handler = handlers(server.url, linger="60s", batch_max_events=50)
+    handler.handle(record(0))
+    handler.flush()
+    wait_until(lambda: len(server.lines) == 1, "the flushed record")
+
+    # One at a time, each spooled before the next: a sender that no longer lingers would
+    # send each as it arrives.
+    for seq in range(1, 51):
+        handler.handle(record(seq))
+        wait_until(lambda n=seq: handler.stats.queued == n + 1, f"record {seq} spooled")
+    wait_until(lambda: len(server.lines) == 51, "the 50 records after the flush")
+    assert [len(r.lines) for r in server.requests] == [1, 50], "the 50 records went as one batch"
+    assert seqs(server.events()) == list(range(51))
+
+
+class SpoolerHold:
+    """Holds the handler's spooler thread right after it takes the last record off the queue,
+    i.e. with the record in hand, in neither the queue nor the spool.
+
+    That state lasts a few bytecodes in real life; a profile hook (`threading.setprofile`, for
+    the threads the handler starts) stops the thread there once, until `release`, so a test can
+    look at the handler from outside in that state every time."""
+
+    def __init__(self) -> None:
+        self.holding = threading.Event()
+        self._release = threading.Event()
+        self._armed = True
+
+    def hook(self, frame: Any, event: str, arg: Any) -> None:
+        if (
+            self._armed
+            and event == "c_return"
+            and getattr(arg, "__name__", None) == "popleft"
+            and threading.current_thread().name == "logbridge-spooler"
+            and not arg.__self__  # the queue is empty now: everything is in the spooler's hand
+        ):
+            self._armed = False
+            self.holding.set()
+            self._release.wait(10)
+
+    def release(self) -> None:
+        self._release.set()
+
+
+def test_wait_delivered_is_false_while_the_spooler_holds_the_records(
+    server: LoopbackCollector, handlers: Callable[..., EventServerHandler]
+) -> None:
+    hold = SpoolerHold()
+    threading.setprofile(hold.hook)
+    try:
+        handler = handlers(server.url)
+    finally:
+        threading.setprofile(None)  # type: ignore[arg-type]  # None removes the hook
+    try:
+        handler.handle(record(0))
+        assert hold.holding.wait(5), "the spooler never took the record"
+        assert not handler.wait_delivered(0.2), "reported delivered while still in the spooler's hand"
+        assert server.lines == []
+    finally:
+        hold.release()
+    assert handler.wait_delivered(5), handler.stats
+    assert seqs(server.events()) == [0]
