@@ -861,13 +861,24 @@ class EventServerHandler(logging.Handler):
         if not lines:
             return "ok", None
         headers: dict[str, str] = {}
+        start = spool.acked
         if self.envelope == "bare":
-            lines, body, topic = self._bare_batch(lines)
+            lines, bare, topic = self._bare_batch(lines)
+            if bare is None:  # no event to take out of these lines, now or on any retry
+                end = start + sum(len(line) for line in lines)
+                self._dead_letter(
+                    lines,
+                    end,
+                    "not a log4j envelope holding an event that can be written bare "
+                    "(a text formatter with envelope=bare?)",
+                    lead="envelope=bare cannot send",
+                )
+                return "ok", None
+            body = bare
             if topic:
                 headers["X-Audit-Topic"] = topic
         else:
             body = b"".join(lines)
-        start = spool.acked
         end = start + sum(len(line) for line in lines)
         headers["X-Logbridge-Source"] = spool.source
         headers["X-Logbridge-Range"] = f"{start}-{end}"
@@ -918,27 +929,37 @@ class EventServerHandler(logging.Handler):
         self._dead_letter(lines, end, f"HTTP {status} from {self.url}: {response.text[:500]}")
         return "ok", None
 
-    def _bare_batch(self, lines: list[bytes]) -> tuple[list[bytes], bytes, str | None]:
-        """The leading run of lines of one topic, as bare events (the topic goes in a header)."""
+    def _bare_batch(self, lines: list[bytes]) -> tuple[list[bytes], bytes | None, str | None]:
+        """The leading run of lines of one topic, as bare events (the topic goes in a header).
+
+        Lines that hold no envelope (what a text formatter wrote) can never be sent bare: a
+        leading run of them comes back with None for a body, for the dead letter, so that
+        they cannot hold up the lines behind them."""
         events: list[bytes] = []
         run: list[bytes] = []
         topic: str | None = None
+        unusable = False
         for line in lines:
-            env = orjson.loads(line)
-            logger = env.get("logger", "")
-            this = logger[len(AUDIT_LOGGER_PREFIX) :] if logger.startswith(AUDIT_LOGGER_PREFIX) else None
-            message = env.get("message")
-            event = message if isinstance(message, dict) else {"message": message}
-            if this is None and isinstance(event.get("topic"), str):
-                this = event["topic"]
+            bare = _bare_event(line)
+            if run and (bare is None) != unusable:
+                break
+            if bare is None:
+                unusable = True
+                run.append(line)
+                continue
+            event, this = bare
             if run and this != topic:
                 break
             topic = this
             run.append(line)
-            events.append(orjson.dumps(event) + b"\n")
+            events.append(event)
+        if unusable:
+            return run, None, None
         return run, b"".join(events), topic or self.default_topic
 
-    def _dead_letter(self, lines: list[bytes], end: int, reason: str) -> None:
+    def _dead_letter(
+        self, lines: list[bytes], end: int, reason: str, lead: str = "the collector refused"
+    ) -> None:
         try:
             where = self._spool.dead_letter(lines, reason)
         except OSError as exc:
@@ -948,7 +969,8 @@ class EventServerHandler(logging.Handler):
         with self._count_lock:
             self.stats.dead_lettered += len(lines)
         log.error(
-            "EventServerHandler: the collector refused %d audit events, not retrying: %s; %s",
+            "EventServerHandler: %s %d audit events, not retrying: %s; %s",
+            lead,
             len(lines),
             reason,
             f"kept in {where}" if where else "they are lost (no spool_dir to keep them in)",
@@ -1067,6 +1089,28 @@ class EventServerHandler(logging.Handler):
         return (
             f"<EventServerHandler {self.url} spool={self._spool.where} ({logging.getLevelName(self.level)})>"
         )
+
+
+def _bare_event(line: bytes) -> tuple[bytes, str | None] | None:
+    """The event of a spooled envelope line as a bare NDJSON line, and its topic; None when
+    there is none to take (not a JSON object, a logger that is not a string, an event nested
+    deeper than orjson writes)."""
+    try:
+        env = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    logger = env.get("logger", "") if isinstance(env, dict) else None
+    if not isinstance(logger, str):
+        return None
+    topic = logger[len(AUDIT_LOGGER_PREFIX) :] if logger.startswith(AUDIT_LOGGER_PREFIX) else None
+    message = env.get("message")
+    event = message if isinstance(message, dict) else {"message": message}
+    if topic is None and isinstance(event.get("topic"), str):
+        topic = event["topic"]
+    try:
+        return orjson.dumps(event) + b"\n", topic
+    except orjson.JSONEncodeError:
+        return None
 
 
 def _json_field(response: httpx.Response, key: str) -> Any:

@@ -298,3 +298,37 @@ def test_wait_delivered_is_false_while_the_spooler_holds_the_records(
         hold.release()
     assert handler.wait_delivered(5), handler.stats
     assert seqs(server.events()) == [0]
+
+
+# ------------------------------------------------------------------------------------- bare
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "INFO a plain text line",
+        "[1, 2]",
+        '{"logger": 5, "message": {}}',
+        '{"logger": "dku.audit.generic", "message": ' + '{"a": ' * 300 + "1" + "}" * 301,
+    ],
+    ids=["text", "not-an-object", "logger-not-a-string", "nested-deeper-than-orjson-writes"],
+)
+def test_bare_a_line_that_is_no_envelope_is_dead_lettered_and_sending_goes_on(
+    server: LoopbackCollector, handlers: Callable[..., EventServerHandler], tmp_path: Path, line: str
+) -> None:
+    """``envelope="bare"`` takes the event out of each spooled envelope; what a text formatter
+    wrote has none, today or on any retry."""
+    handler = handlers(server.url, envelope="bare", spool_dir=tmp_path / "spool", linger="60s")
+    handler.handle(record(0))
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.handle(record(-1, msg=line))
+    handler.setFormatter(None)  # back to the handler's own envelope
+    for seq in range(1, 4):
+        handler.handle(record(seq))
+    assert handler.wait_delivered(5), handler.stats
+
+    assert [event["seq"] for event in server.events()] == [0, 1, 2, 3]
+    assert handler.stats.dead_lettered == 1 and handler.stats.sent_events == 4
+    (slot,) = (tmp_path / "spool").iterdir()
+    assert (slot / "dead-letter.ndjson").read_text() == line + "\n"
+    assert "envelope" in (slot / "dead-letter.log").read_text()
