@@ -31,7 +31,8 @@ lines as they were, replayable with ``logbridge ship``) with the reason in
 
 Records logged by the handler's own threads (its warnings, httpx's request lines) are never
 sent, so a handler on the root logger cannot feed itself. A forked child (gunicorn
-``--preload``) restarts the threads with a spool slot and source id of its own.
+``--preload``, a multiprocessing pool) starts threads, a spool slot and a source id of its own
+with its first record; a child that never logs starts nothing.
 """
 
 from __future__ import annotations
@@ -87,8 +88,8 @@ def _after_fork_in_child() -> None:
     for handler in list(_HANDLERS):
         try:
             handler._after_fork_in_child()
-        except Exception:  # a child that cannot spool still runs; it says why
-            log.exception("EventServerHandler: could not restart in the forked process %d", os.getpid())
+        except Exception:  # the child runs on all the same; it says why
+            log.exception("EventServerHandler: could not reset in the forked process %d", os.getpid())
 
 
 if hasattr(os, "register_at_fork"):
@@ -557,6 +558,9 @@ class EventServerHandler(logging.Handler):
         }
         self.spool_dir = spool_dir
         self.spool_fsync = spool_fsync
+        self._start_lock = threading.Lock()
+        self._started = False
+        self._start_failed = False
         self._start()
         _HANDLERS.add(self)
 
@@ -587,11 +591,14 @@ class EventServerHandler(logging.Handler):
         self._sender = threading.Thread(target=self._send_loop, name="logbridge-sender", daemon=True)
         self._spooler.start()
         self._sender.start()
+        self._started = True
 
     def _after_fork_in_child(self) -> None:
         """A forked worker (gunicorn ``--preload``, multiprocessing) has this handler but none
-        of its threads, and shares the parent's sockets and spool slot: start afresh, with a
-        spool (and so a source id) of its own. What the parent had queued stays the parent's."""
+        of its threads, and shares the parent's sockets and spool slot. It starts afresh, with
+        a spool (and so a source id) of its own, at its first record (`_start_in_child`): many
+        children never log, and threads and a spool slot each would be theirs for nothing.
+        What the parent had queued stays the parent's."""
         if self._closing:
             return
         spool = self._spool
@@ -599,7 +606,30 @@ class EventServerHandler(logging.Handler):
             os.close(spool._lock_fd)  # the child's copy; the parent's lock stays held
             spool._lock_fd = -1
         self.stats = HandlerStats()
-        self._start()
+        # A parent thread may have held these at the fork: the child's copies would stay held.
+        self._count_lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._started = False
+
+    def _start_in_child(self) -> bool:
+        """Starts a forked child's handler for its first record; False when it cannot."""
+        with self._start_lock:
+            if self._started or self._closing:
+                return self._started
+            try:
+                self._start()
+                return True
+            except Exception as exc:
+                # Closed before anything is logged: the log's record, should it reach this
+                # handler, returns at once instead of waiting for this lock.
+                self._closing = self._start_failed = True
+                error = exc
+        log.error(
+            "EventServerHandler: could not start in the forked process %d; its audit events are dropped",
+            os.getpid(),
+            exc_info=error,
+        )
+        return False
 
     @staticmethod
     def _ssl_context(
@@ -643,6 +673,8 @@ class EventServerHandler(logging.Handler):
         try:
             line = self._line(record)
             if line is None:
+                return
+            if not self._started and not self._start_in_child():
                 return
             if len(self._queue) >= self.queue_size:
                 with self._count_lock:
@@ -1028,7 +1060,7 @@ class EventServerHandler(logging.Handler):
         """Sends what was emitted before the call without waiting for ``linger`` (records
         after it are batched as usual); with ``timeout``, also waits (see `wait_delivered`).
         Plain ``flush()`` never blocks: logging calls it at shutdown."""
-        if getattr(self, "_sender", None) is None:  # __init__ refused its settings
+        if not getattr(self, "_started", False):  # settings refused, or a child that never logged
             return
         if timeout is None:
             if not self._closing:  # closing sends without lingering anyway
@@ -1039,6 +1071,8 @@ class EventServerHandler(logging.Handler):
     def wait_delivered(self, timeout: float) -> bool:
         """Sends now and waits up to ``timeout`` seconds until everything emitted so far is
         acknowledged by the collector; returns whether it was."""
+        if not self._started:  # a forked child that has not logged, or could not start
+            return not self._start_failed
         mark = self._queue_flush_mark()
         deadline = time.monotonic() + timeout
         spool = self._spool
@@ -1067,9 +1101,15 @@ class EventServerHandler(logging.Handler):
 
         With a ``spool_dir``, what the collector does not take in time stays there; without
         one it is counted and logged as lost."""
-        if getattr(self, "_sender", None) is None:  # __init__ refused its settings
+        start_lock = getattr(self, "_start_lock", None)
+        if start_lock is None:  # __init__ refused its settings
             super().close()
             return
+        with start_lock:  # a forked child's first record may be starting it right now
+            if not self._started:  # a forked child that never logged: nothing to stop
+                self._closing = True
+                super().close()
+                return
         with self._count_lock:
             if self._closing:
                 return
@@ -1086,9 +1126,8 @@ class EventServerHandler(logging.Handler):
         super().close()
 
     def __repr__(self) -> str:
-        return (
-            f"<EventServerHandler {self.url} spool={self._spool.where} ({logging.getLevelName(self.level)})>"
-        )
+        where = self._spool.where if getattr(self, "_started", False) else "not started"
+        return f"<EventServerHandler {self.url} spool={where} ({logging.getLevelName(self.level)})>"
 
 
 def _bare_event(line: bytes) -> tuple[bytes, str | None] | None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import gzip
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -332,3 +334,117 @@ def test_bare_a_line_that_is_no_envelope_is_dead_lettered_and_sending_goes_on(
     (slot,) = (tmp_path / "spool").iterdir()
     assert (slot / "dead-letter.ndjson").read_text() == line + "\n"
     assert "envelope" in (slot / "dead-letter.log").read_text()
+
+
+# -------------------------------------------------------------------------------------- fork
+
+FORKING_SCRIPT = """
+import json, logging, os, sys, threading
+from logbridge.handlers import EventServerHandler
+
+url, spool, reports = sys.argv[1:]
+
+def record(seq):
+    return logging.makeLogRecord(
+        {"name": "dku.audit.generic", "msg": {"msgType": "x", "seq": seq}, "levelno": 20, "levelname": "INFO"}
+    )
+
+def state():
+    threads = sorted(t.name for t in threading.enumerate() if t.name.startswith("logbridge-"))
+    return {"threads": threads, "slots": sorted(os.listdir(spool))}
+
+handler = EventServerHandler(url, spool_dir=spool, linger="20ms")
+handler.handle(record(0))
+assert handler.wait_delivered(10)
+for logs in (False, True):  # one child at a time: slots are taken in a known order
+    pid = os.fork()
+    if pid == 0:
+        report = {"before": state()}
+        if logs:
+            handler.handle(record(100))
+            report["delivered"] = handler.wait_delivered(10)
+            report["after"] = state()
+        handler.close()
+        with open(os.path.join(reports, f"{logs}.json"), "w") as f:
+            json.dump(report, f)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0, status
+handler.handle(record(1))
+assert handler.wait_delivered(10)
+handler.close()
+"""
+
+
+def test_a_forked_child_starts_its_threads_and_takes_a_spool_slot_only_once_it_logs(
+    server: LoopbackCollector, tmp_path: Path
+) -> None:
+    """gunicorn ``--preload`` or a multiprocessing pool: the handler is configured before the
+    fork, and most children may never log an audit event."""
+    spool, reports = tmp_path / "spool", tmp_path / "reports"
+    reports.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", FORKING_SCRIPT, server.url, str(spool), str(reports)],
+        capture_output=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+
+    silent = orjson.loads((reports / "False.json").read_bytes())
+    assert silent == {"before": {"threads": [], "slots": ["0"]}}, "a child that never logs starts nothing"
+    logging_child = orjson.loads((reports / "True.json").read_bytes())
+    assert logging_child["before"] == {"threads": [], "slots": ["0"]}
+    assert logging_child["delivered"] is True
+    assert logging_child["after"] == {
+        "threads": ["logbridge-sender", "logbridge-spooler"],
+        "slots": ["0", "1"],
+    }
+    by_source: dict[str, list[int]] = {}
+    for request in server.requests:
+        by_source.setdefault(request.headers["x-logbridge-source"], []).extend(
+            orjson.loads(line)["message"]["seq"] for line in request.lines
+        )
+    assert sorted(by_source.values()) == [[0, 1], [100]], "the child has a stream of its own"
+
+
+FAILING_CHILD_SCRIPT = """
+import json, logging, os, sys
+from logbridge.handlers import EventServerHandler
+
+url, spool, report = sys.argv[1:]
+root = logging.getLogger()
+root.setLevel(logging.INFO)
+handler = EventServerHandler(url, spool_dir=spool, default_topic="app")
+root.addHandler(handler)  # its own error about the failed start reaches it too
+root.addHandler(logging.StreamHandler())
+pid = os.fork()
+if pid == 0:
+    os.rename(spool, spool + "-parent")
+    open(spool, "w").close()  # a file where the spool directory was: no slot can be taken
+    logging.getLogger("app").info("first")
+    logging.getLogger("app").info("second")
+    with open(report, "w") as f:
+        json.dump({"delivered": handler.wait_delivered(1), "repr": repr(handler)}, f)
+    handler.close()
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+raise SystemExit(status)
+"""
+
+
+def test_a_forked_child_that_cannot_start_says_so_once_and_drops_its_records(
+    server: LoopbackCollector, tmp_path: Path
+) -> None:
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, "-c", FAILING_CHILD_SCRIPT, server.url, str(tmp_path / "spool"), str(report)],
+        capture_output=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert orjson.loads(report.read_bytes()) == {
+        "delivered": False,
+        "repr": f"<EventServerHandler {server.url} spool=not started (NOTSET)>",
+    }
+    assert done.stderr.decode().count("could not start in the forked process") == 1
+    assert server.requests == []
