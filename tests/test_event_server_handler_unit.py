@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import socket
 import subprocess
 import sys
 import threading
@@ -448,3 +449,69 @@ def test_a_forked_child_that_cannot_start_says_so_once_and_drops_its_records(
     }
     assert done.stderr.decode().count("could not start in the forked process") == 1
     assert server.requests == []
+
+
+# ------------------------------------------------------------------ shutdown, collector down
+
+
+def test_close_with_the_collector_down_keeps_the_spool_for_the_next_start(
+    server: LoopbackCollector,
+    handlers: Callable[..., EventServerHandler],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    spool = tmp_path / "spool"
+    handler = handlers(no_answer_url(), spool_dir=spool, close_timeout="30s")
+    for seq in range(10):
+        handler.handle(record(seq))
+    wait_until(lambda: handler.stats.queued == 10 and handler.stats.retries >= 1, "10 spooled, a retry")
+    with caplog.at_level(logging.WARNING, logger="logbridge.handlers"):
+        started = time.monotonic()
+        handler.close()
+        # The lines are safe on disk: nothing to gain from retrying until close_timeout.
+        assert time.monotonic() - started < 5
+    assert handler.stats.unsent_at_close == 10 and handler.stats.sent_events == 0
+    assert "10 audit events not yet delivered" in caplog.text
+
+    next_start = handlers(server.url, spool_dir=spool)
+    assert next_start.wait_delivered(5), next_start.stats
+    assert seqs(server.events()) == list(range(10))
+
+
+def test_close_with_the_collector_refusing_and_no_spool_dir_gives_up_at_close_timeout(
+    server: LoopbackCollector, handlers: Callable[..., EventServerHandler], caplog: pytest.LogCaptureFixture
+) -> None:
+    server.status = 503
+    handler = handlers(server.url, close_timeout="300ms")
+    for seq in range(10):
+        handler.handle(record(seq))
+    wait_until(lambda: handler.stats.retries >= 1, "a retry")
+    with caplog.at_level(logging.ERROR, logger="logbridge.handlers"):
+        started = time.monotonic()
+        handler.close()
+        took = time.monotonic() - started
+    assert 0.2 < took < 3, f"close took {took:.2f}s with close_timeout 300ms"
+    assert handler.stats.unsent_at_close == 10
+    assert "10 audit events could not be delivered" in caplog.text and "are lost" in caplog.text
+    assert server.lines == []
+
+
+def test_close_with_a_collector_that_never_answers_leaves_the_sender_behind(
+    handlers: Callable[..., EventServerHandler], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Connections are accepted (by the kernel) and the request is sent; no answer comes."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/events"
+        handler = handlers(url, timeout="30s", close_timeout="300ms")
+        handler.handle(record(0))
+        handler.flush()
+        with caplog.at_level(logging.WARNING, logger="logbridge.handlers"):
+            started = time.monotonic()
+            handler.close()
+            took = time.monotonic() - started
+        assert took < 3, f"close took {took:.2f}s with close_timeout 300ms"
+        assert "still sending" in caplog.text
+    # The listening socket is gone, the connection reset: the sender left behind stops, and
+    # does not try again, its close deadline being past.
+    wait_until(lambda: handler.stats.unsent_at_close == 1, "the sender to stop")
+    assert handler.stats.retries == 1
