@@ -1106,7 +1106,7 @@ class EventServerHandler(logging.Handler):
             super().close()
             return
         with start_lock:  # a forked child's first record may be starting it right now
-            if not self._started:  # a forked child that never logged: nothing to stop
+            if not self._started:  # a forked child that never logged, or a spool refused in __init__
                 self._closing = True
                 super().close()
                 return
