@@ -31,7 +31,8 @@ lines as they were, replayable with ``logbridge ship``) with the reason in
 
 Records logged by the handler's own threads (its warnings, httpx's request lines) are never
 sent, so a handler on the root logger cannot feed itself. A forked child (gunicorn
-``--preload``) restarts the threads with a spool slot and source id of its own.
+``--preload``, a multiprocessing pool) starts threads, a spool slot and a source id of its own
+with its first record; a child that never logs starts nothing.
 """
 
 from __future__ import annotations
@@ -87,8 +88,8 @@ def _after_fork_in_child() -> None:
     for handler in list(_HANDLERS):
         try:
             handler._after_fork_in_child()
-        except Exception:  # a child that cannot spool still runs; it says why
-            log.exception("EventServerHandler: could not restart in the forked process %d", os.getpid())
+        except Exception:  # the child runs on all the same; it says why
+            log.exception("EventServerHandler: could not reset in the forked process %d", os.getpid())
 
 
 if hasattr(os, "register_at_fork"):
@@ -391,6 +392,24 @@ class _FileSpool:
 _Spool = _MemorySpool | _FileSpool
 
 
+# ------------------------------------------------------------------------------------ queue
+
+
+class _FlushMark:
+    """Queued by `flush` and `wait_delivered` behind the records emitted before the call.
+
+    The queue is the one order that emit, the spooler and a waiter all agree on: when the
+    spooler reaches the mark, every line queued before it is in the spool (or dropped and
+    counted), and the spool's end at that moment is what the flush covers. Anything kept
+    beside the queue (a flag, a count of lines in the spooler's hand) has a window between
+    a line leaving the queue and that state changing, and a flag has no end."""
+
+    __slots__ = ("offset",)
+
+    def __init__(self) -> None:
+        self.offset: int | None = None  # the spool's end when the spooler reached the mark
+
+
 # ------------------------------------------------------------------------------------ stats
 
 
@@ -539,6 +558,9 @@ class EventServerHandler(logging.Handler):
         }
         self.spool_dir = spool_dir
         self.spool_fsync = spool_fsync
+        self._start_lock = threading.Lock()
+        self._started = False
+        self._start_failed = False
         self._start()
         _HANDLERS.add(self)
 
@@ -550,14 +572,15 @@ class EventServerHandler(logging.Handler):
             if self.spool_dir is not None
             else _MemorySpool(self.spool_max_bytes)
         )
-        self._queue: deque[bytes] = deque()
-        self._queue_wake = threading.Event()  # set by emit: the spooler has lines to take
-        self._send_wake = threading.Event()  # set by the spooler / flush: the sender has work
-        self._progress = threading.Condition()  # notified whenever something was delivered
+        self._queue: deque[bytes | _FlushMark] = deque()
+        self._queue_wake = threading.Event()  # set by emit / flush: the spooler has work
+        self._send_wake = threading.Event()  # set by the spooler: the sender has work
+        # Notified whenever something was delivered or a flush mark was reached.
+        self._progress = threading.Condition()
         self._count_lock = threading.Lock()
         self._closing = False
-        self._flush_requested = False
-        self._in_hand = 0  # lines the spooler took from the queue and has not spooled yet
+        # Spool offset up to which the sender does not linger: the end of the last flush.
+        self._flush_until = 0
         self._deadline: float | None = None
         self._batch_limit = self.batch_max_events
         self._down_since: float | None = None
@@ -568,11 +591,14 @@ class EventServerHandler(logging.Handler):
         self._sender = threading.Thread(target=self._send_loop, name="logbridge-sender", daemon=True)
         self._spooler.start()
         self._sender.start()
+        self._started = True
 
     def _after_fork_in_child(self) -> None:
         """A forked worker (gunicorn ``--preload``, multiprocessing) has this handler but none
-        of its threads, and shares the parent's sockets and spool slot: start afresh, with a
-        spool (and so a source id) of its own. What the parent had queued stays the parent's."""
+        of its threads, and shares the parent's sockets and spool slot. It starts afresh, with
+        a spool (and so a source id) of its own, at its first record (`_start_in_child`): many
+        children never log, and threads and a spool slot each would be theirs for nothing.
+        What the parent had queued stays the parent's."""
         if self._closing:
             return
         spool = self._spool
@@ -580,7 +606,30 @@ class EventServerHandler(logging.Handler):
             os.close(spool._lock_fd)  # the child's copy; the parent's lock stays held
             spool._lock_fd = -1
         self.stats = HandlerStats()
-        self._start()
+        # A parent thread may have held these at the fork: the child's copies would stay held.
+        self._count_lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._started = False
+
+    def _start_in_child(self) -> bool:
+        """Starts a forked child's handler for its first record; False when it cannot."""
+        with self._start_lock:
+            if self._started or self._closing:
+                return self._started
+            try:
+                self._start()
+                return True
+            except Exception as exc:
+                # Closed before anything is logged: the log's record, should it reach this
+                # handler, returns at once instead of waiting for this lock.
+                self._closing = self._start_failed = True
+                error = exc
+        log.error(
+            "EventServerHandler: could not start in the forked process %d; its audit events are dropped",
+            os.getpid(),
+            exc_info=error,
+        )
+        return False
 
     @staticmethod
     def _ssl_context(
@@ -624,6 +673,8 @@ class EventServerHandler(logging.Handler):
         try:
             line = self._line(record)
             if line is None:
+                return
+            if not self._started and not self._start_in_child():
                 return
             if len(self._queue) >= self.queue_size:
                 with self._count_lock:
@@ -707,14 +758,23 @@ class EventServerHandler(logging.Handler):
         self._queue_wake.clear()
         while queue:
             lines: list[bytes] = []
+            mark: _FlushMark | None = None
             while queue and len(lines) < 10_000:
-                lines.append(queue.popleft())
-            self._in_hand = len(lines)
-            taken = self._spool_append(lines)
-            self._in_hand = 0
-            with self._count_lock:
-                self.stats.queued += taken
-                self.stats.dropped_spool_full += len(lines) - taken
+                item = queue.popleft()
+                if isinstance(item, _FlushMark):
+                    mark = item
+                    break
+                lines.append(item)
+            if lines:
+                taken = self._spool_append(lines)
+                with self._count_lock:
+                    self.stats.queued += taken
+                    self.stats.dropped_spool_full += len(lines) - taken
+            if mark is not None:
+                mark.offset = self._spool.end
+                self._flush_until = max(self._flush_until, mark.offset)
+                with self._progress:
+                    self._progress.notify_all()
             self._send_wake.set()
         self._log_drops()
         return self._closing and not queue
@@ -802,10 +862,11 @@ class EventServerHandler(logging.Handler):
             self._sleep(delay)
 
     def _linger(self) -> None:
-        """Waits up to ``linger`` for a full batch, unless flushing or closing."""
+        """Waits up to ``linger`` for a full batch, unless closing or a flush covers what is
+        unsent; once the flushed lines are delivered, batches wait for ``linger`` again."""
         deadline = time.monotonic() + self.linger
         spool = self._spool
-        while not (self._closing or self._flush_requested):
+        while not self._closing and spool.acked >= self._flush_until:
             if spool.pending_events >= self._batch_limit or spool.end - spool.acked >= self.batch_max_bytes:
                 return
             remaining = deadline - time.monotonic()
@@ -832,13 +893,24 @@ class EventServerHandler(logging.Handler):
         if not lines:
             return "ok", None
         headers: dict[str, str] = {}
+        start = spool.acked
         if self.envelope == "bare":
-            lines, body, topic = self._bare_batch(lines)
+            lines, bare, topic = self._bare_batch(lines)
+            if bare is None:  # no event to take out of these lines, now or on any retry
+                end = start + sum(len(line) for line in lines)
+                self._dead_letter(
+                    lines,
+                    end,
+                    "not a log4j envelope holding an event that can be written bare "
+                    "(a text formatter with envelope=bare?)",
+                    lead="envelope=bare cannot send",
+                )
+                return "ok", None
+            body = bare
             if topic:
                 headers["X-Audit-Topic"] = topic
         else:
             body = b"".join(lines)
-        start = spool.acked
         end = start + sum(len(line) for line in lines)
         headers["X-Logbridge-Source"] = spool.source
         headers["X-Logbridge-Range"] = f"{start}-{end}"
@@ -889,27 +961,37 @@ class EventServerHandler(logging.Handler):
         self._dead_letter(lines, end, f"HTTP {status} from {self.url}: {response.text[:500]}")
         return "ok", None
 
-    def _bare_batch(self, lines: list[bytes]) -> tuple[list[bytes], bytes, str | None]:
-        """The leading run of lines of one topic, as bare events (the topic goes in a header)."""
+    def _bare_batch(self, lines: list[bytes]) -> tuple[list[bytes], bytes | None, str | None]:
+        """The leading run of lines of one topic, as bare events (the topic goes in a header).
+
+        Lines that hold no envelope (what a text formatter wrote) can never be sent bare: a
+        leading run of them comes back with None for a body, for the dead letter, so that
+        they cannot hold up the lines behind them."""
         events: list[bytes] = []
         run: list[bytes] = []
         topic: str | None = None
+        unusable = False
         for line in lines:
-            env = orjson.loads(line)
-            logger = env.get("logger", "")
-            this = logger[len(AUDIT_LOGGER_PREFIX) :] if logger.startswith(AUDIT_LOGGER_PREFIX) else None
-            message = env.get("message")
-            event = message if isinstance(message, dict) else {"message": message}
-            if this is None and isinstance(event.get("topic"), str):
-                this = event["topic"]
+            bare = _bare_event(line)
+            if run and (bare is None) != unusable:
+                break
+            if bare is None:
+                unusable = True
+                run.append(line)
+                continue
+            event, this = bare
             if run and this != topic:
                 break
             topic = this
             run.append(line)
-            events.append(orjson.dumps(event) + b"\n")
+            events.append(event)
+        if unusable:
+            return run, None, None
         return run, b"".join(events), topic or self.default_topic
 
-    def _dead_letter(self, lines: list[bytes], end: int, reason: str) -> None:
+    def _dead_letter(
+        self, lines: list[bytes], end: int, reason: str, lead: str = "the collector refused"
+    ) -> None:
         try:
             where = self._spool.dead_letter(lines, reason)
         except OSError as exc:
@@ -919,7 +1001,8 @@ class EventServerHandler(logging.Handler):
         with self._count_lock:
             self.stats.dead_lettered += len(lines)
         log.error(
-            "EventServerHandler: the collector refused %d audit events, not retrying: %s; %s",
+            "EventServerHandler: %s %d audit events, not retrying: %s; %s",
+            lead,
             len(lines),
             reason,
             f"kept in {where}" if where else "they are lost (no spool_dir to keep them in)",
@@ -974,46 +1057,59 @@ class EventServerHandler(logging.Handler):
     # ------------------------------------------------------------------------- lifecycle
 
     def flush(self, timeout: float | None = None) -> None:
-        """Sends what is queued without waiting for ``linger``; with ``timeout``, also waits
-        (see `wait_delivered`). Plain ``flush()`` never blocks: logging calls it at shutdown."""
-        if getattr(self, "_sender", None) is None:  # __init__ refused its settings
+        """Sends what was emitted before the call without waiting for ``linger`` (records
+        after it are batched as usual); with ``timeout``, also waits (see `wait_delivered`).
+        Plain ``flush()`` never blocks: logging calls it at shutdown."""
+        if not getattr(self, "_started", False):  # settings refused, or a child that never logged
             return
         if timeout is None:
-            self._flush_requested = True
-            self._queue_wake.set()
-            self._send_wake.set()
+            if not self._closing:  # closing sends without lingering anyway
+                self._queue_flush_mark()
         else:
             self.wait_delivered(timeout)
 
     def wait_delivered(self, timeout: float) -> bool:
         """Sends now and waits up to ``timeout`` seconds until everything emitted so far is
         acknowledged by the collector; returns whether it was."""
-        self._flush_requested = True
-        self._queue_wake.set()
-        self._send_wake.set()
+        if not self._started:  # a forked child that has not logged, or could not start
+            return not self._start_failed
+        mark = self._queue_flush_mark()
         deadline = time.monotonic() + timeout
-        try:
-            with self._progress:
-                while True:
-                    if not self._queue and not self._in_hand and self._spool.acked >= self._spool.end:
-                        return True
-                    if not self._sender.is_alive():
-                        return False
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        return False
-                    self._progress.wait(min(remaining, 0.05))
-        finally:
-            self._flush_requested = False
+        spool = self._spool
+        with self._progress:
+            while True:
+                if mark.offset is None and not self._spooler.is_alive():
+                    # Closed: the spooler stopped with the queue empty and nothing comes after.
+                    mark.offset = spool.end
+                if mark.offset is not None and spool.acked >= mark.offset:
+                    return True
+                if not self._sender.is_alive():
+                    return False
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._progress.wait(min(remaining, 0.05))
+
+    def _queue_flush_mark(self) -> _FlushMark:
+        mark = _FlushMark()
+        self._queue.append(mark)  # beyond queue_size if need be: a flush is never dropped
+        self._queue_wake.set()
+        return mark
 
     def close(self, timeout: float | None = None) -> None:
         """Stops taking records and delivers what it holds, for up to ``close_timeout``.
 
         With a ``spool_dir``, what the collector does not take in time stays there; without
         one it is counted and logged as lost."""
-        if getattr(self, "_sender", None) is None:  # __init__ refused its settings
+        start_lock = getattr(self, "_start_lock", None)
+        if start_lock is None:  # __init__ refused its settings
             super().close()
             return
+        with start_lock:  # a forked child's first record may be starting it right now
+            if not self._started:  # a forked child that never logged, or a spool refused in __init__
+                self._closing = True
+                super().close()
+                return
         with self._count_lock:
             if self._closing:
                 return
@@ -1030,9 +1126,30 @@ class EventServerHandler(logging.Handler):
         super().close()
 
     def __repr__(self) -> str:
-        return (
-            f"<EventServerHandler {self.url} spool={self._spool.where} ({logging.getLevelName(self.level)})>"
-        )
+        where = self._spool.where if getattr(self, "_started", False) else "not started"
+        return f"<EventServerHandler {self.url} spool={where} ({logging.getLevelName(self.level)})>"
+
+
+def _bare_event(line: bytes) -> tuple[bytes, str | None] | None:
+    """The event of a spooled envelope line as a bare NDJSON line, and its topic; None when
+    there is none to take (not a JSON object, a logger that is not a string, an event nested
+    deeper than orjson writes)."""
+    try:
+        env = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    logger = env.get("logger", "") if isinstance(env, dict) else None
+    if not isinstance(logger, str):
+        return None
+    topic = logger[len(AUDIT_LOGGER_PREFIX) :] if logger.startswith(AUDIT_LOGGER_PREFIX) else None
+    message = env.get("message")
+    event = message if isinstance(message, dict) else {"message": message}
+    if topic is None and isinstance(event.get("topic"), str):
+        topic = event["topic"]
+    try:
+        return orjson.dumps(event) + b"\n", topic
+    except orjson.JSONEncodeError:
+        return None
 
 
 def _json_field(response: httpx.Response, key: str) -> Any:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import logging.config
 import os
+import re
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -346,6 +348,31 @@ def test_on_the_root_logger_it_does_not_send_its_own_logging(
     assert len(lines) == 21 and seqs([x for x in lines if x["topic"] == "generic"]) == Counter(range(20))
     (plain,) = [x for x in lines if x["topic"] == "app"]
     assert plain["clientEvent"] == {"message": "a plain application line"}
+
+
+def events_posts_stored(c: Any) -> int:
+    """``POST /events`` answered 200, from the collector's own count."""
+    text = httpx.get(c.base_url + "/metrics", timeout=5).text
+    found = re.search(r'^logbridge_requests_total\{path="/events",status="200"\} (\S+)$', text, re.M)
+    return int(float(found.group(1))) if found else 0
+
+
+def test_after_a_flush_records_are_batched_again(
+    collector: Any, tmp_path: Path, read_local_store: Any, wait_for: Any, audit_logger: Any
+) -> None:
+    c = start_collector(collector, tmp_path)
+    # Only a flush or a full batch of 50 sends before the test is over.
+    handler = EventServerHandler(c.events_url, **{**FAST, "linger": "60s"}, batch_max_events=50)
+    audit_logger(handler)
+    audit.emit("generic", "x", seq=0)
+    handler.flush()
+    wait_for(lambda: events_posts_stored(c) == 1, 10, "the flushed event's POST")
+    for seq in range(1, 51):  # each spooled before the next, as from a slow caller
+        audit.emit("generic", "x", seq=seq)
+        wait_for(lambda n=seq: handler.stats.queued == n + 1, 10, f"event {seq} spooled")
+    wait_for(lambda: handler.stats.sent_events == 51, 10, "the 50 events after the flush")
+    assert events_posts_stored(c) == 2, "one POST for the flushed event, one for the 50 after it"
+    assert seqs(wait_stored(c, read_local_store, wait_for, 51)) == Counter(range(51))
 
 
 # ---------------------------------------------------------------------------------- failures

@@ -1,0 +1,517 @@
+"""EventServerHandler on its own, against a small HTTP collector on loopback.
+
+The server below speaks the part of DESIGN.md §4 the handler relies on (gzip NDJSON bodies,
+``X-Logbridge-Source``/``X-Logbridge-Range`` with 200-duplicate and 409-high-water answers)
+and can be told to answer every request with one status, so the handler's decisions are
+checked over a real socket and requests can be counted. The real collector is exercised by
+tests/integration/test_event_server_handler.py.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from logbridge.collector.local import free_port
+from logbridge.handlers import EventServerHandler
+
+pytestmark = pytest.mark.timeout(60)
+
+# Short waits everywhere: a test waits on conditions, these only bound how long a retry sleeps.
+FAST: dict[str, Any] = {"linger": "20ms", "backoff_initial": "20ms", "backoff_max": "100ms"}
+
+
+@dataclass
+class Request:
+    headers: dict[str, str]
+    lines: list[bytes]  # the decompressed body, split into lines
+
+
+@dataclass
+class LoopbackCollector:
+    """Records every POST; stores each source's byte ranges once, as the real collector does."""
+
+    url: str = ""
+    requests: list[Request] = field(default_factory=list)
+    lines: list[bytes] = field(default_factory=list)  # stored lines, in the order stored
+    high_water: dict[str, int] = field(default_factory=dict)
+    status: int | None = None  # when set, every request gets it and nothing is stored
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def answer(self, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        if headers.get("content-encoding") == "gzip":
+            body = gzip.decompress(body)
+        lines = body.splitlines(keepends=True)
+        with self.lock:
+            self.requests.append(Request(headers, lines))
+            if self.status is not None:
+                return self.status, b'{"error":"told to refuse"}'
+            source, byte_range = headers.get("x-logbridge-source"), headers.get("x-logbridge-range")
+            if source and byte_range:
+                start, end = (int(x) for x in byte_range.split("-"))
+                high = self.high_water.get(source, 0)
+                if end <= high:
+                    return 200, b'{"accepted":0,"invalid":0,"duplicate":true}'
+                if start < high:
+                    return 409, orjson.dumps({"high_water": high})
+                self.high_water[source] = end
+            self.lines.extend(lines)
+            return 200, orjson.dumps({"accepted": len(lines), "invalid": 0, "duplicate": False})
+
+    def events(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [orjson.loads(line) for line in self.lines]
+
+    def request_count(self) -> int:
+        with self.lock:
+            return len(self.requests)
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackCollector]:
+    collector = LoopbackCollector()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        # Headers and body go in separate writes: with Nagle's algorithm each answer would wait
+        # for the client's delayed ACK (40 ms).
+        disable_nagle_algorithm = True
+
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            status, answer = collector.answer({k.lower(): v for k, v in self.headers.items()}, body)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    http.daemon_threads = True
+    collector.url = f"http://127.0.0.1:{http.server_address[1]}/events"
+    thread = threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield collector
+    http.shutdown()
+    http.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def handlers() -> Iterator[Callable[..., EventServerHandler]]:
+    """``make(url, **options)`` → an EventServerHandler, closed at teardown if the test did not."""
+    made: list[EventServerHandler] = []
+
+    def make(url: str, **options: Any) -> EventServerHandler:
+        handler = EventServerHandler(url, **{**FAST, **options})
+        made.append(handler)
+        return handler
+
+    yield make
+    for handler in made:
+        handler.close(timeout=1)
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.002)
+
+
+def record(seq: int, topic: str = "generic", msg: Any = None) -> logging.LogRecord:
+    """An audit record as `logbridge.audit.emit` makes it (logger ``dku.audit.<topic>``)."""
+    return logging.makeLogRecord(
+        {
+            "name": f"dku.audit.{topic}",
+            "msg": {"msgType": "x", "seq": seq} if msg is None else msg,
+            "levelno": logging.INFO,
+            "levelname": "INFO",
+        }
+    )
+
+
+def seqs(events: list[dict[str, Any]]) -> list[int]:
+    return [event["message"]["seq"] for event in events]
+
+
+def no_answer_url() -> str:
+    """A loopback URL nobody listens on: every connection is refused."""
+    return f"http://127.0.0.1:{free_port()}/events"
+
+
+# ---------------------------------------------------------------------------------- delivery
+
+
+def test_records_arrive_in_order_with_the_protocol_headers(
+    server: LoopbackCollector, handlers: Callable[..., EventServerHandler]
+) -> None:
+    handler = handlers(server.url, token="s3cret", node="node-a")
+    for seq in range(20):
+        handler.handle(record(seq))
+    assert handler.wait_delivered(5), handler.stats
+
+    assert seqs(server.events()) == list(range(20))
+    first = server.events()[0]
+    assert first["logger"] == "dku.audit.generic" and first["severity"] == "INFO"
+    assert first["message"] == {"msgType": "x", "seq": 0}
+    offset = 0
+    for request in server.requests:
+        headers = request.headers
+        assert headers["authorization"] == "Bearer s3cret"
+        assert headers["x-logbridge-node"] == "node-a"
+        assert headers["content-encoding"] == "gzip"
+        assert headers["x-logbridge-source"] == server.requests[0].headers["x-logbridge-source"]
+        size = sum(len(line) for line in request.lines)
+        assert headers["x-logbridge-range"] == f"{offset}-{offset + size}"  # contiguous, from 0
+        offset += size
+    assert handler.stats.sent_events == 20 and handler.stats.retries == 0
+
+
+def test_a_collector_that_comes_back_gets_everything_once_in_order(
+    server: LoopbackCollector, handlers: Callable[..., EventServerHandler]
+) -> None:
+    server.status = 503
+    handler = handlers(server.url)
+    for seq in range(10):
+        handler.handle(record(seq))
+    assert not handler.wait_delivered(0.3)
+    wait_until(lambda: handler.stats.retries >= 2, "two retries")
+    server.status = None
+    for seq in range(10, 15):
+        handler.handle(record(seq))
+    assert handler.wait_delivered(5), handler.stats
+    assert seqs(server.events()) == list(range(15))
+
+
+# ---------------------------------------------------------------------- spool across restarts
+
+
+def test_the_spool_keeps_its_order_across_restarts(
+    server: LoopbackCollector, handlers: Callable[..., EventServerHandler], tmp_path: Path
+) -> None:
+    """Each process left records behind while the collector was down; the next one sends
+    them first, under the same source and contiguous ranges, before its own."""
+    spool = tmp_path / "spool"
+    server.status = 503
+    for generation in range(2):
+        handler = handlers(server.url, spool_dir=spool)
+        for seq in range(generation * 10, generation * 10 + 10):
+            handler.handle(record(seq))
+        wait_until(lambda h=handler: h.stats.queued == 10, "10 records spooled")
+        handler.close()
+        assert handler.stats.unsent_at_close == (generation + 1) * 10
+    assert server.lines == []
+
+    server.status = None
+    last = handlers(server.url, spool_dir=spool)
+    for seq in range(20, 30):
+        last.handle(record(seq))
+    assert last.wait_delivered(5), last.stats
+
+    assert seqs(server.events()) == list(range(30))
+    sources = {r.headers["x-logbridge-source"] for r in server.requests}
+    assert len(sources) == 1, "one stream across the three processes"
+    assert server.high_water[sources.pop()] == sum(len(line) for line in server.lines)
+
+
+# ---------------------------------------------------------------------------- flush semantics
+
+
+def test_flush_sends_at_once_and_batching_resumes_after_it(
+    server: LoopbackCollector, handlers: Callable[..., EventServerHandler]
+) -> None:
+    # A linger far longer than the test: only a flush or a full batch (50) sends anything.
+    handler = handlers(server.url, linger="60s", batch_max_events=50)
+    handler.handle(record(0))
+    handler.flush()
+    wait_until(lambda: len(server.lines) == 1, "the flushed record")
+
+    # One at a time, each spooled before the next: a sender that no longer lingers would
+    # send each as it arrives.
+    for seq in range(1, 51):
+        handler.handle(record(seq))
+        wait_until(lambda n=seq: handler.stats.queued == n + 1, f"record {seq} spooled")
+    wait_until(lambda: len(server.lines) == 51, "the 50 records after the flush")
+    assert [len(r.lines) for r in server.requests] == [1, 50], "the 50 records went as one batch"
+    assert seqs(server.events()) == list(range(51))
+
+
+class SpoolerHold:
+    """Holds the handler's spooler thread right after it takes the last record off the queue,
+    i.e. with the record in hand, in neither the queue nor the spool.
+
+    That state lasts a few bytecodes in real life; a profile hook (`threading.setprofile`, for
+    the threads the handler starts) stops the thread there once, until `release`, so a test can
+    look at the handler from outside in that state every time."""
+
+    def __init__(self) -> None:
+        self.holding = threading.Event()
+        self._release = threading.Event()
+        self._armed = True
+
+    def hook(self, frame: Any, event: str, arg: Any) -> None:
+        if (
+            self._armed
+            and event == "c_return"
+            and getattr(arg, "__name__", None) == "popleft"
+            and threading.current_thread().name == "logbridge-spooler"
+            and not arg.__self__  # the queue is empty now: everything is in the spooler's hand
+        ):
+            self._armed = False
+            self.holding.set()
+            self._release.wait(10)
+
+    def release(self) -> None:
+        self._release.set()
+
+
+def test_wait_delivered_is_false_while_the_spooler_holds_the_records(
+    server: LoopbackCollector, handlers: Callable[..., EventServerHandler]
+) -> None:
+    hold = SpoolerHold()
+    threading.setprofile(hold.hook)
+    try:
+        handler = handlers(server.url)
+    finally:
+        threading.setprofile(None)  # type: ignore[arg-type]  # None removes the hook
+    try:
+        handler.handle(record(0))
+        assert hold.holding.wait(5), "the spooler never took the record"
+        assert not handler.wait_delivered(0.2), "reported delivered while still in the spooler's hand"
+        assert server.lines == []
+    finally:
+        hold.release()
+    assert handler.wait_delivered(5), handler.stats
+    assert seqs(server.events()) == [0]
+
+
+# ------------------------------------------------------------------------------------- bare
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "INFO a plain text line",
+        "[1, 2]",
+        '{"logger": 5, "message": {}}',
+        '{"logger": "dku.audit.generic", "message": ' + '{"a": ' * 300 + "1" + "}" * 301,
+    ],
+    ids=["text", "not-an-object", "logger-not-a-string", "nested-deeper-than-orjson-writes"],
+)
+def test_bare_a_line_that_is_no_envelope_is_dead_lettered_and_sending_goes_on(
+    server: LoopbackCollector, handlers: Callable[..., EventServerHandler], tmp_path: Path, line: str
+) -> None:
+    """``envelope="bare"`` takes the event out of each spooled envelope; what a text formatter
+    wrote has none, today or on any retry."""
+    handler = handlers(server.url, envelope="bare", spool_dir=tmp_path / "spool", linger="60s")
+    handler.handle(record(0))
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.handle(record(-1, msg=line))
+    handler.setFormatter(None)  # back to the handler's own envelope
+    for seq in range(1, 4):
+        handler.handle(record(seq))
+    assert handler.wait_delivered(5), handler.stats
+
+    assert [event["seq"] for event in server.events()] == [0, 1, 2, 3]
+    assert handler.stats.dead_lettered == 1 and handler.stats.sent_events == 4
+    (slot,) = (tmp_path / "spool").iterdir()
+    assert (slot / "dead-letter.ndjson").read_text() == line + "\n"
+    assert "envelope" in (slot / "dead-letter.log").read_text()
+
+
+# -------------------------------------------------------------------------------------- fork
+
+FORKING_SCRIPT = """
+import json, logging, os, sys, threading
+from logbridge.handlers import EventServerHandler
+
+url, spool, reports = sys.argv[1:]
+
+def record(seq):
+    return logging.makeLogRecord(
+        {"name": "dku.audit.generic", "msg": {"msgType": "x", "seq": seq}, "levelno": 20, "levelname": "INFO"}
+    )
+
+def state():
+    threads = sorted(t.name for t in threading.enumerate() if t.name.startswith("logbridge-"))
+    return {"threads": threads, "slots": sorted(os.listdir(spool))}
+
+handler = EventServerHandler(url, spool_dir=spool, linger="20ms")
+handler.handle(record(0))
+assert handler.wait_delivered(10)
+for logs in (False, True):  # one child at a time: slots are taken in a known order
+    pid = os.fork()
+    if pid == 0:
+        report = {"before": state()}
+        if logs:
+            handler.handle(record(100))
+            report["delivered"] = handler.wait_delivered(10)
+            report["after"] = state()
+        handler.close()
+        with open(os.path.join(reports, f"{logs}.json"), "w") as f:
+            json.dump(report, f)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0, status
+handler.handle(record(1))
+assert handler.wait_delivered(10)
+handler.close()
+"""
+
+
+def test_a_forked_child_starts_its_threads_and_takes_a_spool_slot_only_once_it_logs(
+    server: LoopbackCollector, tmp_path: Path
+) -> None:
+    """gunicorn ``--preload`` or a multiprocessing pool: the handler is configured before the
+    fork, and most children may never log an audit event."""
+    spool, reports = tmp_path / "spool", tmp_path / "reports"
+    reports.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", FORKING_SCRIPT, server.url, str(spool), str(reports)],
+        capture_output=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+
+    silent = orjson.loads((reports / "False.json").read_bytes())
+    assert silent == {"before": {"threads": [], "slots": ["0"]}}, "a child that never logs starts nothing"
+    logging_child = orjson.loads((reports / "True.json").read_bytes())
+    assert logging_child["before"] == {"threads": [], "slots": ["0"]}
+    assert logging_child["delivered"] is True
+    assert logging_child["after"] == {
+        "threads": ["logbridge-sender", "logbridge-spooler"],
+        "slots": ["0", "1"],
+    }
+    by_source: dict[str, list[int]] = {}
+    for request in server.requests:
+        by_source.setdefault(request.headers["x-logbridge-source"], []).extend(
+            orjson.loads(line)["message"]["seq"] for line in request.lines
+        )
+    assert sorted(by_source.values()) == [[0, 1], [100]], "the child has a stream of its own"
+
+
+FAILING_CHILD_SCRIPT = """
+import json, logging, os, sys
+from logbridge.handlers import EventServerHandler
+
+url, spool, report = sys.argv[1:]
+root = logging.getLogger()
+root.setLevel(logging.INFO)
+handler = EventServerHandler(url, spool_dir=spool, default_topic="app")
+root.addHandler(handler)  # its own error about the failed start reaches it too
+root.addHandler(logging.StreamHandler())
+pid = os.fork()
+if pid == 0:
+    os.rename(spool, spool + "-parent")
+    open(spool, "w").close()  # a file where the spool directory was: no slot can be taken
+    logging.getLogger("app").info("first")
+    logging.getLogger("app").info("second")
+    with open(report, "w") as f:
+        json.dump({"delivered": handler.wait_delivered(1), "repr": repr(handler)}, f)
+    handler.close()
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+raise SystemExit(status)
+"""
+
+
+def test_a_forked_child_that_cannot_start_says_so_once_and_drops_its_records(
+    server: LoopbackCollector, tmp_path: Path
+) -> None:
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, "-c", FAILING_CHILD_SCRIPT, server.url, str(tmp_path / "spool"), str(report)],
+        capture_output=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert orjson.loads(report.read_bytes()) == {
+        "delivered": False,
+        "repr": f"<EventServerHandler {server.url} spool=not started (NOTSET)>",
+    }
+    assert done.stderr.decode().count("could not start in the forked process") == 1
+    assert server.requests == []
+
+
+# ------------------------------------------------------------------ shutdown, collector down
+
+
+def test_close_with_the_collector_down_keeps_the_spool_for_the_next_start(
+    server: LoopbackCollector,
+    handlers: Callable[..., EventServerHandler],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    spool = tmp_path / "spool"
+    handler = handlers(no_answer_url(), spool_dir=spool, close_timeout="30s")
+    for seq in range(10):
+        handler.handle(record(seq))
+    wait_until(lambda: handler.stats.queued == 10 and handler.stats.retries >= 1, "10 spooled, a retry")
+    with caplog.at_level(logging.WARNING, logger="logbridge.handlers"):
+        started = time.monotonic()
+        handler.close()
+        # The lines are safe on disk: nothing to gain from retrying until close_timeout.
+        assert time.monotonic() - started < 5
+    assert handler.stats.unsent_at_close == 10 and handler.stats.sent_events == 0
+    assert "10 audit events not yet delivered" in caplog.text
+
+    next_start = handlers(server.url, spool_dir=spool)
+    assert next_start.wait_delivered(5), next_start.stats
+    assert seqs(server.events()) == list(range(10))
+
+
+def test_close_with_the_collector_refusing_and_no_spool_dir_gives_up_at_close_timeout(
+    server: LoopbackCollector, handlers: Callable[..., EventServerHandler], caplog: pytest.LogCaptureFixture
+) -> None:
+    server.status = 503
+    handler = handlers(server.url, close_timeout="300ms")
+    for seq in range(10):
+        handler.handle(record(seq))
+    wait_until(lambda: handler.stats.retries >= 1, "a retry")
+    with caplog.at_level(logging.ERROR, logger="logbridge.handlers"):
+        started = time.monotonic()
+        handler.close()
+        took = time.monotonic() - started
+    assert 0.2 < took < 3, f"close took {took:.2f}s with close_timeout 300ms"
+    assert handler.stats.unsent_at_close == 10
+    assert "10 audit events could not be delivered" in caplog.text and "are lost" in caplog.text
+    assert server.lines == []
+
+
+def test_close_with_a_collector_that_never_answers_leaves_the_sender_behind(
+    handlers: Callable[..., EventServerHandler], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Connections are accepted (by the kernel) and the request is sent; no answer comes."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/events"
+        handler = handlers(url, timeout="30s", close_timeout="300ms")
+        handler.handle(record(0))
+        handler.flush()
+        with caplog.at_level(logging.WARNING, logger="logbridge.handlers"):
+            started = time.monotonic()
+            handler.close()
+            took = time.monotonic() - started
+        assert took < 3, f"close took {took:.2f}s with close_timeout 300ms"
+        assert "still sending" in caplog.text
+    # The listening socket is gone, the connection reset: the sender left behind stops, and
+    # does not try again, its close deadline being past.
+    wait_until(lambda: handler.stats.unsent_at_close == 1, "the sender to stop")
+    assert handler.stats.retries == 1
