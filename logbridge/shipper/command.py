@@ -6,10 +6,19 @@ import logging
 import signal
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
 from .config import load
+
+if TYPE_CHECKING:
+    from .engine import Totals
+
+# Exit codes of ``ship --once``, so that cron can tell "all shipped" from "look at this node".
+EXIT_SHIPPED = 0  # every line found was shipped
+EXIT_NOT_DELIVERED = 1  # lines refused by the collector (local dead letter) or lost before read
+EXIT_SETUP = 2  # invalid config or state_dir in use (ConfigError, turned into 2 by cli.main)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -23,6 +32,13 @@ def _setup_logging(verbose: bool) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+def once_exit_code(totals: Totals) -> int:
+    """The exit code of a ``--once`` run that went to its end."""
+    if totals.dead_lettered_lines or totals.lost_bytes:
+        return EXIT_NOT_DELIVERED
+    return EXIT_SHIPPED
+
+
 @click.command("ship")
 @click.option(
     "--config", "config_path", required=True, type=click.Path(dir_okay=False), help="Shipper YAML file."
@@ -30,8 +46,17 @@ def _setup_logging(verbose: bool) -> None:
 @click.option("--once", is_flag=True, help="Ship the backlog of the files found now, then exit.")
 @click.option("--status", is_flag=True, help="Print each file's lag (from the checkpoints) and exit.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def ship(config_path: str, once: bool, status: bool, verbose: bool) -> None:
-    """Tail audit files and deliver every line to the collector exactly once."""
+@click.pass_context
+def ship(ctx: click.Context, config_path: str, once: bool, status: bool, verbose: bool) -> None:
+    """Tail audit files and deliver every line to the collector exactly once.
+
+    \b
+    Exit codes:
+      0  --once: every line found was shipped (the daemon: stopped by SIGTERM/SIGINT)
+      1  --once: lines were refused by the collector (kept in <state_dir>/dead-letter)
+         or bytes were lost (a file deleted or truncated before it was read; see the log)
+      2  nothing shipped: invalid config, or another shipper uses this state_dir
+    """
     cfg = load(config_path)
     if status:
         from .status import render
@@ -39,7 +64,7 @@ def ship(config_path: str, once: bool, status: bool, verbose: bool) -> None:
         click.echo(render(cfg.state_dir))
         return
     _setup_logging(verbose)
-    from .engine import Shipper, StateDirBusy
+    from .engine import Shipper
     from .metrics import Metrics
     from .progress import ShipProgress
 
@@ -56,10 +81,7 @@ def ship(config_path: str, once: bool, status: bool, verbose: bool) -> None:
     metrics = Metrics()
     if cfg.metrics is not None:
         metrics.serve(cfg.metrics.host, cfg.metrics.port)
-    try:
-        shipper = Shipper(cfg, stop=stop, metrics=metrics)
-    except StateDirBusy as exc:
-        raise click.ClickException(str(exc)) from None
+    shipper = Shipper(cfg, stop=stop, metrics=metrics)  # StateDirBusy: exit 2, as a bad config
     wake.append(shipper.wake)
     log = logging.getLogger("logbridge.shipper")
     if not once:
@@ -78,3 +100,4 @@ def ship(config_path: str, once: bool, status: bool, verbose: bool) -> None:
     if totals.lost_bytes:
         summary += f"; {totals.lost_bytes} bytes lost (see the log)"
     click.echo(summary, err=True)
+    ctx.exit(once_exit_code(totals))

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from ..errors import LogbridgeError
+from ..errors import ConfigError
 from .checkpoint import CheckpointStore, Entry
 from .config import ShipperConfig
 from .deadletter import DeadLetter
@@ -39,8 +39,9 @@ log = logging.getLogger("logbridge.shipper")
 Key = tuple[int, int]  # (st_dev, st_ino)
 
 
-class StateDirBusy(LogbridgeError):
-    """Another shipper holds this state dir (two shippers would fight over the checkpoints)."""
+class StateDirBusy(ConfigError):
+    """Another shipper holds this state dir (two shippers would fight over the checkpoints).
+    A set-up error like a bad config: one message, exit code 2, as for the collector."""
 
 
 @dataclass

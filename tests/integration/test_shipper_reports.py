@@ -1,0 +1,53 @@
+"""What the shipper tells its operator when something is wrong (issue 8): ``ship --once`` exit
+codes for cron, a warning for an input that can read nothing, and lines never shipped (refused
+by the collector, or lost before they were read) in the log, the summary and ``--status``.
+
+Real ``logbridge ship`` processes against a real collector, as in test_shipper_e2e.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .test_shipper_e2e import (  # the shipper fixture and helpers
+    lines,
+    shipper_fixture,  # noqa: F401
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+def warnings_naming(log: str, *words: str) -> list[str]:
+    """Log lines at WARNING or ERROR that contain every one of ``words``."""
+    return [
+        line
+        for line in log.splitlines()
+        if (" WARNING " in line or " ERROR " in line) and all(w in line for w in words)
+    ]
+
+
+def test_once_exits_1_when_the_collector_refuses_lines(tmp_path: Path, collector: Any, shipper: Any) -> None:
+    # A body over the collector's limit is answered 413: a batch it will never take.
+    c = collector(limits={"max_body_bytes": "4KiB"})
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "audit.log").write_bytes(lines(range(0, 100)))
+    s = shipper(c.events_url, [{"path": str(logs / "*.log")}])
+    out = s.once(expect=1)
+    assert "100 lines refused by the collector" in out
+    assert list((s.state_dir / "dead-letter").glob("*.ndjson"))
+
+
+def test_a_second_shipper_on_the_same_state_dir_exits_2(tmp_path: Path, collector: Any, shipper: Any) -> None:
+    c = collector()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    s = shipper(c.events_url, [{"path": str(logs / "*.log")}])
+    s.start()
+    out = s.once(expect=2)
+    assert "Traceback" not in out
+    assert f"state_dir {s.state_dir}" in out
+    s.stop()
