@@ -98,6 +98,6 @@ def ship(ctx: click.Context, config_path: str, once: bool, status: bool, verbose
     if totals.dead_lettered_lines:
         summary += f"; {totals.dead_lettered_lines} lines refused by the collector, kept in {cfg.state_dir}/dead-letter"
     if totals.lost_bytes:
-        summary += f"; {totals.lost_bytes} bytes lost (see the log)"
+        summary += f"; {totals.lost_bytes} bytes lost from {totals.lost_files} files before they were read (see the log)"
     click.echo(summary, err=True)
     ctx.exit(once_exit_code(totals))

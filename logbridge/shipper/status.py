@@ -1,11 +1,14 @@
-"""``logbridge ship --status``: each known file's lag, read from the checkpoint file (safe
-while a shipper runs: the file is replaced atomically)."""
+"""``logbridge ship --status``: each known file's lag, read from the checkpoint file, and the
+bytes lost so far, from ``lost.json`` (safe while a shipper runs: both files are replaced
+atomically)."""
 
 from __future__ import annotations
 
 import os
+import time
 
 from .checkpoint import CheckpointStore, Entry
+from .losses import LossLog, LossReport
 
 
 def file_lag(entry: Entry) -> tuple[str, int | None, int | None]:
@@ -25,6 +28,23 @@ def file_lag(entry: Entry) -> tuple[str, int | None, int | None]:
 
 
 def render(state_dir: str) -> str:
+    lines = [_lag_table(state_dir)]
+    lost = LossLog(state_dir).load()
+    if lost.files:
+        lines.extend(_losses(lost))
+    return "\n".join(lines)
+
+
+def _losses(report: LossReport) -> list[str]:
+    shown = " (the latest below)" if len(report.recent) < report.files else ""
+    out = [f"lost: {report.bytes:,} bytes in {report.files} files, never read (see the log){shown}:"]
+    for loss in report.recent:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(loss.time))
+        out.append(f"  {stamp}  {loss.path} {loss.why}: {loss.bytes:,} bytes from offset {loss.offset:,}")
+    return out
+
+
+def _lag_table(state_dir: str) -> str:
     entries = CheckpointStore(state_dir).load()
     if not entries:
         return f"no checkpoint in {state_dir}: nothing shipped yet"

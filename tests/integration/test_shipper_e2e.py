@@ -365,6 +365,7 @@ def test_daemon_serves_prometheus_metrics(tmp_path: Path, collector: Any, shippe
         "retries_total",
         "dead_lettered_lines_total",
         "lost_bytes_total",
+        "lost_files_total",
         "lag_bytes",
     ):
         assert f"logbridge_shipper_{name}" in text

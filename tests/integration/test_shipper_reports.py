@@ -13,8 +13,11 @@ from typing import Any
 import pytest
 
 from .test_shipper_e2e import (  # the shipper fixture and helpers
+    assert_exactly_once,
     lines,
     shipper_fixture,  # noqa: F401
+    stored_seqs,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -51,3 +54,30 @@ def test_a_second_shipper_on_the_same_state_dir_exits_2(tmp_path: Path, collecto
     assert "Traceback" not in out
     assert f"state_dir {s.state_dir}" in out
     s.stop()
+
+
+def test_once_exits_1_and_status_reports_bytes_deleted_before_they_were_read(
+    tmp_path: Path, collector: Any, shipper: Any, read_local_store: Any
+) -> None:
+    c = collector()
+    c.stop()  # away while the shipper first sees the file
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    doomed = logs / "doomed.log"
+    doomed.write_bytes(lines(range(0, 50)))
+    s = shipper(c.events_url, [{"path": str(logs / "*.log")}])
+    s.start()
+    wait_until(lambda: "retry 2 of range" in s.logs[-1].read_text(), 20, "the shipper retrying")
+    s.stop()  # its checkpoint now knows the file's size, none of it acknowledged
+    (logs / "kept.log").write_bytes(lines(range(50, 60)))  # first: it cannot reuse doomed's inode
+    doomed.unlink()
+    c.start()
+    out = s.once(expect=1)
+    size = len(lines(range(0, 50)))
+    assert warnings_naming(out, str(doomed), f"{size} bytes", "lost"), out
+    assert f"{size} bytes lost" in out.splitlines()[-1]  # the summary
+    status = s.status()
+    assert f"lost: {size:,} bytes in 1 files" in status, status
+    assert str(doomed) in status.split("lost:")[1]
+    c.stop()
+    assert_exactly_once(stored_seqs(read_local_store, c.store), range(50, 60))
