@@ -1,6 +1,6 @@
-"""``logbridge ship --status``: each known file's lag, read from the checkpoint file, and the
+"""``logbridge ship --status``: each known file's lag, read from the checkpoint file, the
 bytes lost so far, from ``lost.json`` (safe while a shipper runs: both files are replaced
-atomically)."""
+atomically), and the inputs that match no file."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import os
 import time
 
 from .checkpoint import CheckpointStore, Entry
+from .config import ShipperConfig
+from .discover import idle_inputs
 from .losses import LossLog, LossReport
 
 
@@ -27,11 +29,13 @@ def file_lag(entry: Entry) -> tuple[str, int | None, int | None]:
         os.close(fd)
 
 
-def render(state_dir: str) -> str:
-    lines = [_lag_table(state_dir)]
-    lost = LossLog(state_dir).load()
+def render(cfg: ShipperConfig) -> str:
+    lines = [_lag_table(cfg.state_dir)]
+    lost = LossLog(cfg.state_dir).load()
     if lost.files:
         lines.extend(_losses(lost))
+    for item in idle_inputs(list(cfg.inputs)):
+        lines.append(f"warning: {item}" if item.missing else str(item))
     return "\n".join(lines)
 
 

@@ -81,3 +81,53 @@ def test_once_exits_1_and_status_reports_bytes_deleted_before_they_were_read(
     assert str(doomed) in status.split("lost:")[1]
     c.stop()
     assert_exactly_once(stored_seqs(read_local_store, c.store), range(50, 60))
+
+
+def test_once_warns_about_an_input_whose_directory_does_not_exist_and_exits_3(
+    tmp_path: Path, collector: Any, shipper: Any, read_local_store: Any
+) -> None:
+    c = collector()
+    logs, empty, missing = tmp_path / "logs", tmp_path / "empty", tmp_path / "missing"
+    logs.mkdir()
+    empty.mkdir()
+    (logs / "audit.log").write_bytes(lines(range(0, 20)))
+    inputs = [{"path": str(missing / "*.log")}, {"path": str(empty / "*.log")}, {"path": str(logs / "*.log")}]
+    s = shipper(c.events_url, inputs)
+    out = s.once(expect=3)
+    assert warnings_naming(out, "input 0", str(missing / "*.log"), "does not exist"), out
+    summary = out.splitlines()[-1]
+    assert "shipped 20 lines" in summary
+    assert f"input 0 ({missing / '*.log'}): directory {missing} does not exist" in summary
+    assert f"input 1 ({empty / '*.log'}) matches no file" in summary  # normal on a fresh node: exit 0
+    status = s.status()
+    assert f"input 0 ({missing / '*.log'}): directory {missing} does not exist" in status, status
+    assert f"input 1 ({empty / '*.log'}) matches no file" in status, status
+    c.stop()
+    assert_exactly_once(stored_seqs(read_local_store, c.store), range(0, 20))
+
+
+def test_status_warns_about_a_missing_directory_before_anything_was_shipped(
+    tmp_path: Path, collector: Any, shipper: Any
+) -> None:
+    missing = tmp_path / "missing"
+    s = shipper("http://127.0.0.1:9/events", [{"path": str(missing / "*.log")}])
+    status = s.status()
+    assert "nothing shipped yet" in status
+    assert f"input 0 ({missing / '*.log'}): directory {missing} does not exist" in status, status
+
+
+def test_daemon_warns_at_start_and_reads_the_directory_once_it_exists(
+    tmp_path: Path, collector: Any, shipper: Any, read_local_store: Any
+) -> None:
+    c = collector()
+    later = tmp_path / "later"
+    s = shipper(c.events_url, [{"path": str(later / "*.log")}])
+    s.start()
+    log = s.logs[-1].read_text()
+    assert warnings_naming(log, "input 0", str(later / "*.log"), "does not exist"), log
+    later.mkdir()
+    (later / "audit.log").write_bytes(lines(range(0, 10)))
+    wait_until(lambda: s.lag() == 0, 20, "the new directory's file shipped")
+    s.stop()
+    c.stop()
+    assert_exactly_once(stored_seqs(read_local_store, c.store), range(0, 10))
