@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 # Exit codes of ``ship --once``, so that cron can tell "all shipped" from "look at this node".
 EXIT_SHIPPED = 0  # every line found was shipped
 EXIT_NOT_DELIVERED = 1  # lines refused by the collector (local dead letter) or lost before read
-EXIT_SETUP = 2  # invalid config or state_dir in use (ConfigError, turned into 2 by cli.main)
+# 2: invalid config or state_dir in use, nothing shipped (a ConfigError: cli.main exits 2)
 EXIT_INPUT_MISSING = 3  # an input's directory does not exist (the other inputs were shipped)
 
 

@@ -342,10 +342,10 @@ class Shipper:
             if source in open_sources:
                 continue
             if key in seen:
-                # A file that still holds this entry's bytes is resumed by the scan (it is open
-                # now). One that is not was truncated or rewritten while the shipper was down:
-                # another source is read from its inode, or it is shorter than when last seen
-                # (its first line cut, so nothing can be resumed from it).
+                # A file that still holds this entry's bytes is open now (or was shipped to its
+                # end: nothing to lose). Otherwise it was truncated or rewritten while it was not
+                # open: another source is read from its inode, or it is shorter than when last
+                # seen (its first line cut, so nothing can be resumed from it).
                 if key in self.tails or seen[key] < entry.size:
                     self._lose(entry, entry.size - entry.offset, entry.path, "was truncated or replaced")
                     entry.size = entry.offset
