@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -60,6 +61,38 @@ def match(inputs: list[InputConfig]) -> dict[str, int]:
             if os.path.isfile(path):  # follows symlinks: a link to a file is that file
                 found[path] = index
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class IdleInput:
+    """An input that matches no file now."""
+
+    index: int
+    pattern: str  # as configured
+    directory: str  # the glob's leading directory without wildcards
+    missing: bool  # that directory does not exist (a set-up error, not a node that is still new)
+
+    def __str__(self) -> str:
+        name = f"input {self.index} ({self.pattern})"
+        if not self.missing:
+            return f"{name} matches no file"
+        if os.path.exists(self.directory):
+            return f"{name}: {self.directory} is not a directory"
+        return f"{name}: directory {self.directory} does not exist"
+
+
+def idle_inputs(inputs: list[InputConfig]) -> list[IdleInput]:
+    """The inputs that would read nothing if the shipper started now. A glob that matches no
+    file in a directory that exists is normal on a fresh node; a missing directory usually is
+    a typo or a service that is not installed, and otherwise looks just like a quiet node."""
+    idle = []
+    for index, inp in enumerate(inputs):
+        directory = base_dir(os.path.expanduser(inp.path))
+        if not os.path.isdir(directory):
+            idle.append(IdleInput(index, inp.path, directory, missing=True))
+        elif not match([inp]):  # on its own: a file taken by an earlier input is still matched
+            idle.append(IdleInput(index, inp.path, directory, missing=False))
+    return idle
 
 
 def fs_type(path: str) -> str | None:

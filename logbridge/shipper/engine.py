@@ -24,13 +24,14 @@ from pathlib import Path
 
 import httpx
 
-from ..errors import LogbridgeError
+from ..errors import ConfigError
 from .checkpoint import CheckpointStore, Entry
 from .config import ShipperConfig
 from .deadletter import DeadLetter
 from .discover import Watcher, match
 from .forward import Forwarder, Stopped
 from .identity import CHECK_BYTES, Fingerprint, fingerprint, head_matches, prefix_hash
+from .losses import Loss, LossLog
 from .metrics import Metrics
 from .tail import Batch, Tail
 
@@ -39,8 +40,9 @@ log = logging.getLogger("logbridge.shipper")
 Key = tuple[int, int]  # (st_dev, st_ino)
 
 
-class StateDirBusy(LogbridgeError):
-    """Another shipper holds this state dir (two shippers would fight over the checkpoints)."""
+class StateDirBusy(ConfigError):
+    """Another shipper holds this state dir (two shippers would fight over the checkpoints).
+    A set-up error like a bad config: one message, exit code 2, as for the collector."""
 
 
 @dataclass
@@ -52,6 +54,7 @@ class Totals:
     dead_lettered_lines: int = 0
     oversized: int = 0
     lost_bytes: int = 0
+    lost_files: int = 0
     dead_letter_files: list[str] = field(default_factory=list)
 
 
@@ -86,6 +89,7 @@ class Shipper:
             cfg.collector, cfg.node, self.stop, transport=transport, on_retry=self._on_retry
         )
         self.dead_letter = DeadLetter(cfg.state_dir)
+        self.losses = LossLog(cfg.state_dir)
         self.watcher = Watcher(list(cfg.inputs), self.wake, self.rescan)
         self._dirty = False
         self._last_save = 0.0
@@ -154,7 +158,7 @@ class Shipper:
         if only_pending:
             found = {p: i for p, i in found.items() if p in self.pending}
         wall = time.time()
-        seen: set[Key] = set()
+        seen: dict[Key, int] = {}  # the files matched now → their size
         by_key = {(e.dev, e.ino): e for e in self.entries.values()}
         for path, index in found.items():
             try:
@@ -164,7 +168,7 @@ class Shipper:
             key = (st.st_dev, st.st_ino)
             if key in seen:
                 continue  # a second name (symlink, hard link) of a file already handled
-            seen.add(key)
+            seen[key] = st.st_size
             tail = self.tails.get(key)
             if tail is not None:
                 tail.path = tail.entry.path = path
@@ -250,12 +254,9 @@ class Shipper:
 
     def _deleted_unread(self, path: str, key: Key, size: int) -> None:
         """A file seen by the scan but deleted before it could be opened: whatever part of it
-        no checkpoint covers is lost (counted, logged with its byte count)."""
+        no checkpoint covers is lost."""
         shipped = max((e.offset for e in self.entries.values() if (e.dev, e.ino) == key), default=0)
-        if size > shipped:
-            self.metrics.lost.inc(size - shipped)
-            self.totals.lost_bytes += size - shipped
-            log.error("%s was deleted before it could be read: %d bytes lost", path, size - shipped)
+        self._report_loss(path, size - shipped, shipped, "was deleted before it could be read")
         self.pending.pop(path, None)
 
     def _resolve(
@@ -272,7 +273,7 @@ class Shipper:
             if size < entry.offset:
                 # Cut shorter than what was shipped: whatever follows is new bytes at offsets the
                 # collector has already seen for this source, so it becomes a new source below.
-                self._lose(entry, entry.size - entry.offset, f"{path} was truncated below its checkpoint")
+                self._lose(entry, entry.size - entry.offset, path, "was truncated below its checkpoint")
                 entry.size = entry.offset
                 break
             entry.path, entry.seen, entry.size = path, wall, size
@@ -332,26 +333,46 @@ class Shipper:
         finally:
             os.close(fd)
 
-    def _account_vanished(self, seen: set[Key], wall: float) -> None:
-        """Entries whose file is gone with bytes unread: counted as lost; old ones expire."""
+    def _account_vanished(self, seen: dict[Key, int], wall: float) -> None:
+        """Entries whose bytes cannot be read any more are counted as lost: their file is gone,
+        or its inode now holds other bytes. Old entries of gone files expire."""
         open_sources = {t.entry.source for t in self.tails.values()}
         for source, entry in list(self.entries.items()):
-            if source in open_sources or (entry.dev, entry.ino) in seen:
+            key = (entry.dev, entry.ino)
+            if source in open_sources:
+                continue
+            if key in seen:
+                # A file that still holds this entry's bytes is open now (or was shipped to its
+                # end: nothing to lose). Otherwise it was truncated or rewritten while it was not
+                # open: another source is read from its inode, or it is shorter than when last
+                # seen (its first line cut, so nothing can be resumed from it).
+                if key in self.tails or seen[key] < entry.size:
+                    self._lose(entry, entry.size - entry.offset, entry.path, "was truncated or replaced")
+                    entry.size = entry.offset
                 continue
             if entry.size > entry.offset:
-                self._lose(entry, entry.size - entry.offset, f"{entry.path} is gone")
+                self._lose(entry, entry.size - entry.offset, entry.path, "is gone")
                 entry.size = entry.offset
             if wall - entry.seen > self.cfg.checkpoint_ttl:
                 del self.entries[source]
                 self._dirty = True
 
-    def _lose(self, entry: Entry, nbytes: int, why: str) -> None:
+    def _lose(self, entry: Entry, nbytes: int, path: str, why: str) -> None:
+        if nbytes > 0:
+            self._report_loss(path, nbytes, entry.offset, why)
+            self._dirty = True
+
+    def _report_loss(self, path: str, nbytes: int, offset: int, why: str) -> None:
+        """Bytes that will never be shipped: one log line naming the file, the metrics, the
+        totals of this run (``--once``'s summary and exit code) and ``lost.json`` (``--status``)."""
         if nbytes <= 0:
             return
         self.metrics.lost.inc(nbytes)
+        self.metrics.lost_files.inc()
         self.totals.lost_bytes += nbytes
-        log.error("%s: %d bytes (from offset %d) were never read and are lost", why, nbytes, entry.offset)
-        self._dirty = True
+        self.totals.lost_files += 1
+        log.error("%s %s: %d bytes (from offset %d) were never read and are lost", path, why, nbytes, offset)
+        self.losses.record(Loss(path, nbytes, offset, why, time.time()))
 
     # ------------------------------------------------------------------------------ shipping
 
@@ -487,7 +508,7 @@ class Shipper:
             self.copies.pop((st.st_dev, st.st_ino), None)
             log.info("finishing %s from its copy %s", tail.path, path)
         else:
-            self._lose(entry, unread, f"{tail.path} was truncated and no copy matches the globs")
+            self._lose(entry, unread, tail.path, "was truncated and no copy matches the globs")
             entry.size = entry.offset
             # The entry keeps its old inode: a new head there is a new file (see _resolve).
         self.rescan.set()

@@ -28,6 +28,11 @@ class Metrics:
             "Bytes that could not be read (file deleted or truncated before it was read)",
             registry=r,
         )
+        self.lost_files = Counter(
+            "logbridge_shipper_lost_files",
+            "Files that lost bytes before they were read (deleted or truncated; the log names each)",
+            registry=r,
+        )
         self.lag = Gauge("logbridge_shipper_lag_bytes", "Bytes written but not yet acknowledged", registry=r)
         self.files = Gauge("logbridge_shipper_open_files", "Files being tailed", registry=r)
 

@@ -1,11 +1,16 @@
-"""``logbridge ship --status``: each known file's lag, read from the checkpoint file (safe
-while a shipper runs: the file is replaced atomically)."""
+"""``logbridge ship --status``: each known file's lag, read from the checkpoint file, the
+bytes lost so far, from ``lost.json`` (safe while a shipper runs: both files are replaced
+atomically), and the inputs that match no file."""
 
 from __future__ import annotations
 
 import os
+import time
 
 from .checkpoint import CheckpointStore, Entry
+from .config import ShipperConfig
+from .discover import idle_inputs
+from .losses import LossLog, LossReport
 
 
 def file_lag(entry: Entry) -> tuple[str, int | None, int | None]:
@@ -24,7 +29,26 @@ def file_lag(entry: Entry) -> tuple[str, int | None, int | None]:
         os.close(fd)
 
 
-def render(state_dir: str) -> str:
+def render(cfg: ShipperConfig) -> str:
+    lines = [_lag_table(cfg.state_dir)]
+    lost = LossLog(cfg.state_dir).load()
+    if lost.files:
+        lines.extend(_losses(lost))
+    for item in idle_inputs(list(cfg.inputs)):
+        lines.append(f"warning: {item}" if item.missing else str(item))
+    return "\n".join(lines)
+
+
+def _losses(report: LossReport) -> list[str]:
+    shown = " (the latest below)" if len(report.recent) < report.files else ""
+    out = [f"lost: {report.bytes:,} bytes in {report.files} files, never read (see the log){shown}:"]
+    for loss in report.recent:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(loss.time))
+        out.append(f"  {stamp}  {loss.path} {loss.why}: {loss.bytes:,} bytes from offset {loss.offset:,}")
+    return out
+
+
+def _lag_table(state_dir: str) -> str:
     entries = CheckpointStore(state_dir).load()
     if not entries:
         return f"no checkpoint in {state_dir}: nothing shipped yet"

@@ -104,7 +104,8 @@ class ShipperProc:
                 raise AssertionError(f"shipper not started after {timeout}s:\n{self.log_tail()}")
             time.sleep(0.02)
 
-    def once(self, timeout: float = 60.0) -> str:
+    def once(self, timeout: float = 60.0, *, expect: int = 0) -> str:
+        """Run ``ship --once``, check its exit code is ``expect``; its log and summary."""
         proc = self._popen("--once")
         try:
             code = proc.wait(timeout=timeout)
@@ -112,8 +113,20 @@ class ShipperProc:
             proc.kill()
             proc.wait()
             raise AssertionError(f"ship --once still running after {timeout}s:\n{self.log_tail()}") from None
-        assert code == 0, f"ship --once exited with {code}:\n{self.log_tail()}"
+        assert code == expect, f"ship --once exited with {code}, not {expect}:\n{self.log_tail()}"
         return self.logs[-1].read_text(errors="replace")
+
+    def status(self) -> str:
+        """What ``ship --status`` prints (it must exit 0)."""
+        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        proc = subprocess.run(
+            [sys.executable, "-m", "logbridge", "ship", "--config", str(self.config_path), "--status"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert proc.returncode == 0, f"ship --status exited with {proc.returncode}:\n{proc.stderr}"
+        return proc.stdout
 
     def kill(self) -> None:
         assert self.process is not None
@@ -352,6 +365,7 @@ def test_daemon_serves_prometheus_metrics(tmp_path: Path, collector: Any, shippe
         "retries_total",
         "dead_lettered_lines_total",
         "lost_bytes_total",
+        "lost_files_total",
         "lag_bytes",
     ):
         assert f"logbridge_shipper_{name}" in text

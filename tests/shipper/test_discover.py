@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from logbridge.shipper.config import InputConfig
-from logbridge.shipper.discover import Watcher, base_dir, excluded, fs_type, match
+from logbridge.shipper.discover import Watcher, base_dir, excluded, fs_type, idle_inputs, match
 from logbridge.shipper.progress import ShipProgress
 
 
@@ -21,6 +21,26 @@ def test_base_dir_and_excludes() -> None:
     assert excluded("/logs/a.log.gz", ["*.gz"])
     assert excluded("/logs/secret/a.log", ["/logs/secret/*"])
     assert not excluded("/logs/a.log", ["*.gz"])
+
+
+def test_idle_inputs_tell_a_missing_directory_from_a_glob_with_no_match_yet(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "a.log").write_text("x\n")
+    (tmp_path / "logs" / "b.gz").write_text("x\n")
+    (tmp_path / "plain").write_text("a file where a directory is expected\n")
+    inputs = [
+        InputConfig(path=str(tmp_path / "logs" / "*.log")),
+        InputConfig(path=str(tmp_path / "logs" / "a.*")),  # a.log is taken by input 0: still a match
+        InputConfig(path=str(tmp_path / "logs" / "*"), exclude=["*.log", "*.gz"]),
+        InputConfig(path=str(tmp_path / "missing" / "*" / "*.log")),
+        InputConfig(path=str(tmp_path / "plain" / "*.log")),
+    ]
+    assert [str(item) for item in idle_inputs(inputs)] == [
+        f"input 2 ({tmp_path / 'logs' / '*'}) matches no file",
+        f"input 3 ({tmp_path / 'missing' / '*' / '*.log'}): directory {tmp_path / 'missing'} does not exist",
+        f"input 4 ({tmp_path / 'plain' / '*.log'}): {tmp_path / 'plain'} is not a directory",
+    ]
+    assert [item.missing for item in idle_inputs(inputs)] == [False, True, True]
 
 
 def test_match_applies_excludes_and_first_input_wins(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ sequence number exactly once, whatever happened to the files in between.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -445,12 +446,9 @@ def test_metrics_count_what_was_shipped_and_refused(
     assert "logbridge_shipper_lost_bytes_total 0.0" in text
 
 
-def test_bytes_deleted_before_they_were_read_are_counted_as_lost(
-    tmp_path: Path, make_config: Any, fake_collector: Any, caplog: pytest.LogCaptureFixture
-) -> None:
-    active = tmp_path / "logs" / "a.log"
-    write(active, range(0, 300))
-    cfg = make_config()
+def ship_one_batch_then_stop(cfg: Any, fake_collector: Any) -> int:
+    """Run until the collector has taken the first batch and refuses the next, stop, and return
+    the bytes left unread (the checkpoint knows the file's size beyond its offset)."""
     fake_collector.script.extend([(200, {}, b"{}")] + [(503, {"Retry-After": "0"}, b"")] * 1000)
     shipper = Shipper(cfg)
     thread = threading.Thread(target=shipper.run, kwargs={"once": True}, daemon=True)
@@ -458,15 +456,62 @@ def test_bytes_deleted_before_they_were_read_are_counted_as_lost(
     wait_for(lambda: len(fake_collector.requests) >= 3, what="the first batch and a stall")
     shipper.stop.set()
     thread.join(timeout=10)
-    [entry] = CheckpointStore(cfg.state_dir).load().values()
-    unread = active.stat().st_size - entry.offset
-    assert entry.offset > 0 and unread > 0
-    os.unlink(active)  # while the shipper is down
     fake_collector.script.clear()
+    [entry] = CheckpointStore(cfg.state_dir).load().values()
+    assert 0 < entry.offset < entry.size
+    return entry.size - entry.offset
+
+
+def lost_reports(caplog: pytest.LogCaptureFixture, path: Path) -> list[str]:
+    """Log lines at WARNING or above that name ``path`` and say bytes were lost."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and str(path) in r.getMessage() and "lost" in r.getMessage()
+    ]
+
+
+def test_bytes_deleted_before_they_were_read_are_counted_as_lost(
+    tmp_path: Path, make_config: Any, fake_collector: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from prometheus_client import generate_latest
+
+    active = tmp_path / "logs" / "a.log"
+    write(active, range(0, 300))
+    cfg = make_config()
+    unread = ship_one_batch_then_stop(cfg, fake_collector)
+    os.unlink(active)  # while the shipper is down
     again = Shipper(cfg)
     totals = again.run(once=True)
     assert totals.lost_bytes == unread
-    assert f"{unread} bytes" in caplog.text
+    assert [f"{unread} bytes" in m for m in lost_reports(caplog, active)] == [True]
+    text = generate_latest(again.metrics.registry).decode()
+    assert f"logbridge_shipper_lost_bytes_total {float(unread)}" in text
+    assert "logbridge_shipper_lost_files_total 1.0" in text
+
+
+@pytest.mark.parametrize("rewritten", [True, False], ids=["rewritten", "left-empty"])
+def test_unread_bytes_of_a_file_truncated_while_the_shipper_was_down_are_counted_as_lost(
+    tmp_path: Path, make_config: Any, fake_collector: Any, caplog: pytest.LogCaptureFixture, rewritten: bool
+) -> None:
+    # copytruncate while the shipper is down, with a copy the globs do not match: the bytes
+    # between the checkpoint and the old end are gone.
+    active = tmp_path / "logs" / "a.log"
+    write(active, range(0, 300))
+    cfg = make_config()
+    unread = ship_one_batch_then_stop(cfg, fake_collector)
+    os.truncate(active, 0)
+    if rewritten:
+        write(active, range(1000, 1010))
+    totals = Shipper(cfg).run(once=True)
+    assert totals.lost_bytes == unread
+    assert [f"{unread} bytes" in m for m in lost_reports(caplog, active)] == [True]
+    if rewritten:
+        assert set(range(1000, 1010)) <= set(seqs(fake_collector))
+    # Counted once: a second run finds nothing more to report.
+    caplog.clear()
+    assert Shipper(cfg).run(once=True).lost_bytes == 0
+    assert not lost_reports(caplog, active)
 
 
 def test_a_file_empty_at_start_is_shipped_as_soon_as_it_has_a_line(
