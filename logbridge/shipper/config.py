@@ -125,7 +125,8 @@ class ShipperConfig(StrictModel):
     scan_interval: Duration = 10.0
     # Open files are checked for growth this often when no event woke the shipper.
     poll_interval: Duration = 0.25
-    # The acknowledged offsets are written at least this often while shipping.
+    # The acknowledged offsets are written this often while they move, and at shutdown; never
+    # per batch (a SIGKILL in between costs re-sent batches the collector drops, not lines).
     checkpoint_interval: Duration = 1.0
     # A checkpoint entry whose file has not been seen for this long is forgotten.
     checkpoint_ttl: Duration = 7 * 86400.0

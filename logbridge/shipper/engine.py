@@ -7,7 +7,9 @@ only wake the loop; every decision is taken here, from ``stat``/``fstat`` and th
 Exactly once, end to end, rests on three things: an offset moves only after the collector's
 2xx (or its "already stored"); every batch names its source and byte range, so the collector
 drops what it already has (and says where to resume with 409); and a restarted shipper cuts the
-same ranges again (`batch`, `checkpoint`).
+same ranges again (`batch`), or is told by the 409 where the collector stands. The offsets are
+written once per ``checkpoint_interval`` and at shutdown, never per batch (`checkpoint` says why
+an older checkpoint is safe).
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ class Shipper:
         self.watcher = Watcher(list(cfg.inputs), self.wake, self.rescan)
         self._dirty = False
         self._last_save = 0.0
+        self._save_warned = -30.0
         self._next_scan = 0.0
         self._last_event_scan = 0.0
         self._once = False
@@ -381,8 +384,11 @@ class Shipper:
     def ship(self, tail: Tail, batch: Batch) -> None:
         entry = tail.entry
         if not batch.reproducible and entry.inflight != batch.end:
+            # Remembered, not written now: a checkpoint written while this batch is out (a
+            # shutdown during an outage) makes the next start re-send exactly this range. After
+            # a SIGKILL the range may be cut longer; the collector's 409 says where to resume.
             entry.inflight = batch.end
-            self.save()  # the range must be on disk before the collector can store it
+            self._dirty = True
         if batch.body.strip():
             marker = batch.kind == "oversized"
             result = self.forwarder.send(
@@ -514,9 +520,24 @@ class Shipper:
             self.metrics.lag.set(self.backlog())
 
     def save(self) -> None:
-        self.store.save(self.entries)
+        """Write the checkpoint file. A failure is logged and the write tried again an interval
+        later: until then a restart re-sends from the older offsets, which the collector
+        answers as duplicates (see `checkpoint`)."""
+        now = self._last_save = time.monotonic()
+        try:
+            self.store.save(self.entries)
+        except OSError as exc:
+            if now - self._save_warned >= 30.0:
+                self._save_warned = now
+                log.error(
+                    "cannot write the checkpoint %s: %s (trying again every %.0f s; a restart until "
+                    "then re-sends what was shipped since the last one, which the collector drops)",
+                    self.store.path,
+                    exc,
+                    self.cfg.checkpoint_interval,
+                )
+            return
         self._dirty = False
-        self._last_save = time.monotonic()
 
 
 def _head_still(tail: Tail) -> bool:
