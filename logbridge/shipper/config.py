@@ -121,6 +121,10 @@ class ShipperConfig(StrictModel):
     partial_line_timeout: Duration = 5.0
     # A file with no new bytes for this long is closed (reopened when it grows).
     close_inactive: Duration = 300.0
+    # At most this many files are held open; beyond it, files wait for one to be closed (the
+    # least recently grown with nothing left to send). None: half the soft RLIMIT_NOFILE, at
+    # most 1024. A value too close to the limit is lowered (64 descriptors are kept spare).
+    max_open_files: int | None = Field(default=None, ge=1)
     # Globs are re-read this often even when no file event arrived (events can be missed).
     scan_interval: Duration = 10.0
     # Open files are checked for growth this often when no event woke the shipper.

@@ -2,6 +2,8 @@
 
 The file descriptor stays open while the file is tailed, so a rename (rotation) or an unlink
 does not lose the bytes not yet read: they are read to the end through the same descriptor.
+(Only a file with nothing left to send is closed to make room under ``max_open_files``; it is
+reopened by identity when it grows: `engine`.)
 Memory is bounded by one batch (``batch.max_bytes``) plus one line (``max_line_bytes``),
 whatever the backlog: the file is the buffer.
 """

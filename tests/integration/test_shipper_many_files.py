@@ -1,4 +1,5 @@
-"""`logbridge ship` SIGKILLed between two checkpoint writes; the real collector on the other side.
+"""`logbridge ship` with thousands of files under a 1,024-descriptor limit, and SIGKILLed between
+two checkpoint writes; the real collector on the other side.
 
 The checkpoint is written once per ``checkpoint_interval``, not per batch, so a SIGKILL leaves
 offsets older than what the collector holds: the restarted shipper re-sends from them, the
@@ -8,7 +9,9 @@ line is stored once.
 
 from __future__ import annotations
 
+import os
 import re
+import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from logbridge.shipper.checkpoint import CheckpointStore
 
 from .test_shipper_e2e import (  # the shipper fixture and helpers
     assert_exactly_once,
+    audit_line,
     lines,
     shipper_fixture,  # noqa: F401
     stored_seqs,
@@ -27,6 +31,15 @@ from .test_shipper_e2e import (  # the shipper fixture and helpers
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
+
+FILES = 2000
+ROUNDS = 15
+FD_LIMIT = 1024
+
+
+def limit_descriptors() -> None:
+    """``ulimit -n 1024`` for the shipper process (runs in the child, before exec)."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
 
 
 def metric(collector: Any, name: str, labels: str = "") -> float:
@@ -42,6 +55,50 @@ def metric(collector: Any, name: str, labels: str = "") -> float:
 def stored_lines(collector: Any) -> int:
     """Events the collector has accepted (durable per its durability setting)."""
     return int(metric(collector, "logbridge_events_in_total"))
+
+
+def open_descriptors(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except FileNotFoundError:
+        return 0
+
+
+def test_two_thousand_files_under_a_1024_descriptor_limit(
+    tmp_path: Path, collector: Any, shipper: Any, read_local_store: Any
+) -> None:
+    c = collector()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    s = shipper(c.events_url, [{"path": str(logs / "*.log")}])
+    s.preexec_fn = limit_descriptors
+    s.start()
+    assert s.process is not None
+    pid = s.process.pid
+    paths = [logs / f"app-{n:04}.log" for n in range(FILES)]
+    peak = 0
+    for r in range(ROUNDS):  # appended to round-robin, one line per file per round
+        for n, path in enumerate(paths):
+            with path.open("ab") as fh:
+                fh.write(audit_line(r * FILES + n))
+        peak = max(peak, open_descriptors(pid))
+    last_write = time.monotonic()
+
+    def all_stored() -> bool:
+        nonlocal peak
+        assert s.process is not None and s.process.poll() is None, f"the shipper died:\n{s.log_tail()}"
+        peak = max(peak, open_descriptors(pid))
+        return stored_lines(c) >= FILES * ROUNDS
+
+    wait_until(all_stored, 60, f"{FILES * ROUNDS:,} lines stored within 60 s of the last write")
+    took = time.monotonic() - last_write
+    s.stop()
+    c.stop()
+    log = "".join(p.read_text(errors="replace") for p in s.logs)
+    assert "Traceback" not in log and "Errno 24" not in log, log[-3000:]
+    assert_exactly_once(stored_seqs(read_local_store, c.store), range(FILES * ROUNDS))
+    assert peak < FD_LIMIT
+    print(f"stored {took:.1f} s after the last write; at most {peak} descriptors open")
 
 
 def covered_by_checkpoint(state_dir: Path) -> int:
