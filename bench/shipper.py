@@ -17,6 +17,11 @@ bench/collector.py).
    end-to-end rate.
 5. Write-to-stored latency at a steady 5,000 lines/s through the shipper daemon and the real
    collector: p50/p99 of (collector's serverTimestamp - time the line was written).
+6. Many files (``--many-only`` runs just this): the same lines in 1 file and dealt round-robin
+   to N files (``--many-files``, 3,000), ``ship --once`` → nginx under ``ulimit -n 1024`` (so
+   that ``max_open_files`` is at work), lines/s and CPU seconds of N files against 1 file; then
+   the daemon with the real collector while 60,000 lines are appended round-robin over 20 s
+   (1 file, then N files): how long after the last write every line is stored, and CPU.
 
 Not a test: numbers depend on the machine. Processes are pinned (taskset) when it exists.
 """
@@ -32,12 +37,15 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import re  # noqa: E402
+import resource  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 import orjson  # noqa: E402
@@ -163,7 +171,24 @@ def ship_config(work: Path, url: str, backlog: Path, compression: str) -> Path:
     return path
 
 
-def run_shipper(work: Path, url: str, backlog: Path, meta: dict, name: str, compression: str = "none") -> Run:
+def limit_descriptors(limit: int) -> Callable[[], None]:
+    """A ``preexec_fn``: ``ulimit -n LIMIT`` for the child."""
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    return apply
+
+
+def run_shipper(
+    work: Path,
+    url: str,
+    backlog: Path,
+    meta: dict,
+    name: str,
+    compression: str = "none",
+    fd_limit: int | None = None,
+) -> Run:
     cfg = ship_config(work, url, backlog, compression)
     t0 = time.monotonic()
     proc = subprocess.Popen(
@@ -171,6 +196,7 @@ def run_shipper(work: Path, url: str, backlog: Path, meta: dict, name: str, comp
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=work,
+        preexec_fn=limit_descriptors(fd_limit) if fd_limit else None,
     )
     cpu, rss = wait_rusage(proc)
     wall = time.monotonic() - t0
@@ -318,11 +344,18 @@ def main() -> None:
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--latency-only", action="store_true", help="Only the 5,000 lines/s latency run.")
     ap.add_argument("--latency-seconds", type=float, default=10.0)
+    ap.add_argument("--many-files", type=int, default=3000, help="Files of the many-files case.")
+    ap.add_argument("--many-lines", type=int, default=300_000, help="Lines of its --once part.")
+    ap.add_argument("--many-only", action="store_true", help="Only the many-files case.")
+    ap.add_argument("--skip-many", action="store_true")
     args = ap.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     if args.latency_only:
         report_latency(work, args.latency_seconds)
+        return
+    if args.many_only:
+        report_many_files(work, args.many_files, args.many_lines, args.runs)
         return
     backlog = work / f"audit_{args.lines}.ndjson"
     if not backlog.exists():
@@ -385,6 +418,8 @@ def main() -> None:
         )
     if not args.skip_latency:
         report_latency(work, args.latency_seconds)
+    if not args.skip_many:
+        report_many_files(work, args.many_files, args.many_lines, args.runs)
 
 
 def report_latency(work: Path, seconds: float) -> None:
@@ -392,6 +427,127 @@ def report_latency(work: Path, seconds: float) -> None:
     print(
         f"write → collector at 5,000 lines/s ({n:,} lines): p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms"
     )
+
+
+# ------------------------------------------------------------------------------------ many files
+
+FD_LIMIT = 1024  # ulimit -n of the shipper in the many-files case
+
+
+def backlog_file(work: Path, lines: int) -> tuple[Path, dict]:
+    path = work / f"audit_{lines}.ndjson"
+    if not path.exists():
+        subprocess.run([PY, str(PEERS / "gen.py"), "-n", str(lines), "-o", str(path)], check=True)
+    return path, json.loads(Path(f"{path}.meta.json").read_text())
+
+
+def deal(backlog: Path, directory: Path, files: int) -> None:
+    """The backlog's lines dealt round-robin to ``files`` files (line i → file i % files)."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    buckets: list[list[bytes]] = [[] for _ in range(files)]
+    with backlog.open("rb") as fh:
+        for i, line in enumerate(fh):
+            buckets[i % files].append(line)
+    for n, bucket in enumerate(buckets):
+        (directory / f"app-{n:05}.log").write_bytes(b"".join(bucket))
+
+
+def stored_events(url: str) -> int:
+    """The collector's accepted events (sum of logbridge_events_in_total)."""
+    import httpx
+
+    text = httpx.get(url.rsplit("/", 1)[0] + "/metrics", timeout=10).text
+    return int(sum(float(v) for v in re.findall(r"^logbridge_events_in_total\{[^}]*\} (\S+)$", text, re.M)))
+
+
+def live_round_robin(work: Path, lines: list[bytes], files: int, seconds: float) -> tuple[float, float, int]:
+    """The shipper daemon (real collector, gzip) while ``lines`` are appended round-robin to
+    ``files`` files over ``seconds``: (seconds from the last write until all are stored, the
+    shipper's CPU seconds, its peak descriptors)."""
+    coll, url = start_collector(work)
+    live = work / "many-live"
+    shutil.rmtree(live, ignore_errors=True)
+    live.mkdir()
+    paths = [live / f"app-{n:05}.log" for n in range(files)]
+    cfg = ship_config(work, url, live / "*.log", "gzip")
+    ship = subprocess.Popen(
+        [*pin("0"), PY, "-m", "logbridge", "ship", "--config", str(cfg)],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "ship-many-live.log").open("wb"),
+        preexec_fn=limit_descriptors(FD_LIMIT),
+    )
+    peak = 0
+    try:
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        written = 0
+        while written < len(lines):
+            due = min(len(lines), int((time.monotonic() - t0) / seconds * len(lines)) + 1)
+            while written < due:
+                with paths[written % files].open("ab") as fh:
+                    fh.write(lines[written])
+                written += 1
+            time.sleep(0.005)
+        last_write = time.monotonic()
+        deadline = last_write + 600
+        while stored_events(url) < len(lines):
+            peak = max(peak, len(os.listdir(f"/proc/{ship.pid}/fd")))
+            if time.monotonic() > deadline or ship.poll() is not None:
+                raise RuntimeError(f"not all lines stored: see {work / 'ship-many-live.log'}")
+            time.sleep(0.05)
+        lag = time.monotonic() - last_write
+    finally:
+        ship.send_signal(signal.SIGTERM)
+        cpu, _ = wait_rusage(ship)
+        coll.send_signal(signal.SIGTERM)
+        coll.wait(timeout=60)
+    return lag, cpu, peak
+
+
+def report_many_files(work: Path, files: int, lines: int, runs: int) -> None:
+    backlog, meta = backlog_file(work, lines)
+    many = work / f"many-{files}"
+    deal(backlog, many, files)
+    print(
+        f"\nmany files: {meta['lines']:,} lines ({meta['bytes'] / 1e6:.0f} MB) in 1 file and in {files:,} "
+        f"files (round-robin), ship --once → nginx, ulimit -n {FD_LIMIT}, medians of {runs} runs"
+    )
+    nginx = Nginx(work)
+    results: dict[str, list[Run]] = {}
+    try:
+        for _ in range(runs):
+            for name, source in (("1 file", backlog), (f"{files:,} files", many / "*.log")):
+                nginx.reset()
+                run = run_shipper(work, nginx.url, source, meta, name, fd_limit=FD_LIMIT)
+                got = nginx.received()
+                if got != meta["bytes"]:
+                    raise RuntimeError(f"nginx got {got} bytes of {meta['bytes']} ({name})")
+                results.setdefault(name, []).append(run)
+    finally:
+        nginx.stop()
+    print(f"{'':<28} {'lines/s':>12} {'MB/s':>8} {'CPU s':>8} {'RSS MB':>8} {'wall s':>7}")
+    medians = []
+    for rs in results.values():
+        rs.sort(key=lambda r: r.wall)
+        m = rs[len(rs) // 2]
+        m.cpu = statistics.median(r.cpu for r in rs)
+        medians.append(m)
+        print(m.row())
+    one, n = medians
+    print(
+        f"ratio {files:,} files / 1 file: {one.wall / n.wall:.2f}x lines/s, {n.cpu / one.cpu:.2f}x CPU seconds"
+    )
+
+    live_lines = [line for _, line in zip(range(60_000), backlog.open("rb"), strict=False)]
+    print(f"\nlive: {len(live_lines):,} lines appended round-robin over 20 s, daemon → real collector")
+    for count in (1, files):
+        lag, cpu, peak = live_round_robin(work, live_lines, count, 20.0)
+        print(
+            f"{count:>6,} files: all stored {lag:.1f} s after the last write, shipper CPU {cpu:.1f} s, "
+            f"at most {peak} descriptors open"
+        )
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ Reproducible cuts are what let a restarted shipper re-send a batch with the same
 (``X-Logbridge-Range``) so that the collector recognises it as already stored: a batch that
 stopped because it reached ``max_events`` or ``max_bytes`` ends at the same byte whenever it is
 cut again from the same start, since the file only grows. Only a *short* batch (cut at the end
-of the data available at that moment) is not; its end is written to the checkpoint before it
-is sent (see `engine`).
+of the data available at that moment) is not: cut again after a restart it may end further on,
+across what the collector already holds, and the collector's 409 (with its high-water mark)
+says where to resume. Nothing is written to disk per batch (see `checkpoint`).
 """
 
 from __future__ import annotations

@@ -121,11 +121,16 @@ class ShipperConfig(StrictModel):
     partial_line_timeout: Duration = 5.0
     # A file with no new bytes for this long is closed (reopened when it grows).
     close_inactive: Duration = 300.0
+    # At most this many files are held open; beyond it, files wait for one to be closed (the
+    # least recently grown with nothing left to send). None: half the soft RLIMIT_NOFILE, at
+    # most 1024. A value too close to the limit is lowered (64 descriptors are kept spare).
+    max_open_files: int | None = Field(default=None, ge=1)
     # Globs are re-read this often even when no file event arrived (events can be missed).
     scan_interval: Duration = 10.0
     # Open files are checked for growth this often when no event woke the shipper.
     poll_interval: Duration = 0.25
-    # The acknowledged offsets are written at least this often while shipping.
+    # The acknowledged offsets are written this often while they move, and at shutdown; never
+    # per batch (a SIGKILL in between costs re-sent batches the collector drops, not lines).
     checkpoint_interval: Duration = 1.0
     # A checkpoint entry whose file has not been seen for this long is forgotten.
     checkpoint_ttl: Duration = 7 * 86400.0

@@ -7,15 +7,30 @@ only wake the loop; every decision is taken here, from ``stat``/``fstat`` and th
 Exactly once, end to end, rests on three things: an offset moves only after the collector's
 2xx (or its "already stored"); every batch names its source and byte range, so the collector
 drops what it already has (and says where to resume with 409); and a restarted shipper cuts the
-same ranges again (`batch`, `checkpoint`).
+same ranges again (`batch`), or is told by the 409 where the collector stands. The offsets are
+written once per ``checkpoint_interval`` and at shutdown, never per batch (`checkpoint` says why
+an older checkpoint is safe).
+
+Descriptors are bounded: at most ``max_open_files`` files are held open (by default half the
+soft RLIMIT_NOFILE, at most 1,024). A file with bytes to read and no free slot waits in
+`Shipper.waiting`; a slot is made by closing the least recently grown file that has nothing to
+send (read to the end; failing that, holding only an unfinished last line). A closed file is
+found again by the scans and reopened by identity (device, inode, first bytes: `identity`), so a
+rename while it was closed is followed. A file that is gone (deleted, or renamed out of the
+globs) is never closed early: its unread bytes are only reachable through the descriptor.
+Running out of descriptors anyway (EMFILE/ENFILE: something else in the process, a lower limit)
+is never fatal: the shipper closes files, lowers its cap for a while, and retries what failed.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import gc
+import heapq
 import logging
 import os
+import resource
 import threading
 import time
 from collections.abc import Callable
@@ -39,10 +54,25 @@ log = logging.getLogger("logbridge.shipper")
 
 Key = tuple[int, int]  # (st_dev, st_ino)
 
+AUTO_MAX_OPEN = 1024  # the default cap's ceiling, whatever the descriptor limit
+FD_RESERVE = 64  # descriptors left for the rest: the connection, checkpoint, scans, inotify, logs
+FD_BACKOFF = 30.0  # after running out of descriptors: how long before the cap is raised again
+
 
 class StateDirBusy(ConfigError):
     """Another shipper holds this state dir (two shippers would fight over the checkpoints).
     A set-up error like a bad config: one message, exit code 2, as for the collector."""
+
+
+@dataclass(slots=True)
+class Waiting:
+    """A file with bytes to read that has no descriptor yet (``max_open_files`` reached)."""
+
+    path: str
+    index: int  # its input
+    entry: Entry | None  # None: not identified yet (it could not be opened at all)
+    size: int  # as last seen by a scan (for the backlog)
+    initial: bool = False  # found by the first scan (``read_from: end``)
 
 
 @dataclass
@@ -82,7 +112,21 @@ class Shipper:
         self.store = CheckpointStore(cfg.state_dir)
         self.first_run = not self.store.exists()
         self.entries: dict[str, Entry] = self.store.load()
-        self.tails: dict[Key, Tail] = {}
+        self.tails: dict[Key, Tail] = {}  # the open files
+        self.waiting: dict[Key, Waiting] = {}  # files to read, in the order they asked
+        self.open_limit = open_files_cap(cfg.max_open_files)
+        self.max_open = self.open_limit  # lowered for a while after running out of descriptors
+        self._fd_short = False  # ran out of descriptors during this scan or admission
+        self._fd_lowered_at = 0.0
+        self._fd_warned = -FD_BACKOFF
+        self._save_warned = -FD_BACKOFF
+        # Unfinished last lines of files closed to make room: (size, partial_since, last_growth),
+        # given back when the file is reopened unchanged (close_inactive still ships them).
+        self._parked: dict[Key, tuple[int, float | None, float]] = {}
+        self._sending: Tail | None = None
+        self._by_key: dict[Key, list[Entry]] = {}  # entries by inode (see _index)
+        self._by_head: dict[tuple[int, str], list[Entry]] = {}  # and by first-line hash
+        self._index_stale = True
         self.copies: dict[Key, str] = {}  # live copies of tailed files (same bytes): not shipped
         self.pending: dict[str, float] = {}  # path → first seen; first line not complete yet
         self.forwarder = Forwarder(
@@ -122,9 +166,13 @@ class Shipper:
                 for key, tail in list(self.tails.items()):
                     if self.stop.is_set():
                         break
+                    if self.tails.get(key) is not tail:
+                        continue  # closed to make room meanwhile (a scan between retries)
                     worked |= self.pump(key, tail, now, once)
+                if self.waiting and not self.stop.is_set():
+                    worked |= self._admit(time.monotonic())
                 self._maybe_save(now)
-                if once and not self.tails and not self.pending:
+                if once and not self.tails and not self.pending and not self.waiting:
                     break
                 if not worked:
                     self.wake.wait(self.cfg.poll_interval)
@@ -147,19 +195,30 @@ class Shipper:
             self._lock_fd = -1
 
     def backlog(self) -> int:
-        """Bytes of the open files not yet acknowledged."""
-        return sum(max(0, t.size - t.entry.offset) for t in self.tails.values())
+        """Bytes of the open and waiting files not yet acknowledged."""
+        lag = sum(max(0, t.size - t.entry.offset) for t in self.tails.values())
+        return lag + sum(max(0, w.size - (w.entry.offset if w.entry else 0)) for w in self.waiting.values())
 
     # ------------------------------------------------------------------------------- discovery
 
     def scan(self, now: float, *, initial: bool = False, only_pending: bool = False) -> None:
         """Match the globs; open new files, follow renamed ones, notice vanished ones."""
+        self._fd_short = False
+        if not self._fd_free():
+            self._fd_pressure(now, "listing the inputs")
+            self._next_scan = now + self.cfg.poll_interval
+            return
         found = match(list(self.cfg.inputs))
+        if not self._fd_free():
+            # glob skips a directory it cannot open: this answer may lack files that are there.
+            self._fd_pressure(now, "listing the inputs")
+            self._next_scan = now + self.cfg.poll_interval
+            return
         if only_pending:
             found = {p: i for p, i in found.items() if p in self.pending}
         wall = time.time()
         seen: dict[Key, int] = {}  # the files matched now → their size
-        by_key = {(e.dev, e.ino): e for e in self.entries.values()}
+        self._index()
         for path, index in found.items():
             try:
                 st = os.stat(path)
@@ -174,16 +233,35 @@ class Shipper:
                 tail.path = tail.entry.path = path
                 tail.entry.seen = wall
                 continue
-            known = by_key.get(key)
+            waiting = self.waiting.get(key)
+            if waiting is not None:  # keeps its place; identified again when opened
+                waiting.path, waiting.index, waiting.size = path, index, st.st_size
+                if waiting.entry is not None:
+                    waiting.entry.path, waiting.entry.seen = path, wall
+                continue
+            same = self._by_key.get(key)
+            known = same[-1] if same else None
+            unchanged = known is not None and known.size == st.st_size and known.mtime_ns == st.st_mtime_ns
+            parked = self._parked.get(key)
             if (
                 known is not None
-                and known.offset == known.size == st.st_size
-                and known.mtime_ns == st.st_mtime_ns
+                and unchanged
+                and (
+                    known.offset == known.size
+                    or (parked is not None and now - parked[2] < self.cfg.close_inactive)
+                )
             ):
-                # Shipped to the end and not written since (closed as inactive, or after a
-                # restart): opened again, and checked, once it changes. (A reused inode is a
-                # new file written later: its mtime differs.)
+                # Shipped to the end, or up to an unfinished last line (closed to make room), and
+                # not written since (or closed as inactive, or after a restart): opened again,
+                # and checked, once it changes. (A reused inode is a new file written later: its
+                # mtime differs.)
                 known.path, known.seen = path, wall
+                continue
+            if known is not None and (self.waiting or len(self.tails) >= self.max_open or self._fd_short):
+                # A file seen before, with bytes to read and no free slot: it waits its turn
+                # without being opened (its identity is checked when it is).
+                known.path, known.seen = path, wall
+                self.waiting[key] = Waiting(path, index, known, st.st_size, initial)
                 continue
             self._open(path, index, key, now, wall, initial, st.st_size)
         # Files whose first line is not complete yet are looked at again soon: their writes
@@ -197,22 +275,47 @@ class Shipper:
         for path in list(self.pending):
             if path not in found:
                 del self.pending[path]
+        for key in [k for k in self.waiting if k not in seen]:
+            del self.waiting[key]  # gone before it could be opened (counted below if unread)
+        for key in [k for k in self._parked if k not in seen]:
+            del self._parked[key]
         self._account_vanished(seen, wall)
+        if not self._fd_short:
+            self._admit(now)
         self.metrics.files.set(len(self.tails))
+        self.metrics.waiting.set(len(self.waiting))
         self.metrics.lag.set(self.backlog())
         if not initial:
             self.watcher.refresh()
 
     def _open(
-        self, path: str, index: int, key: Key, now: float, wall: float, initial: bool, size: int
+        self,
+        path: str,
+        index: int,
+        key: Key,
+        now: float,
+        wall: float,
+        initial: bool,
+        size: int,
+        *,
+        admitted: bool = False,
     ) -> None:
+        """Identify the file and tail it; with no free slot (``admitted``: one was made for
+        it), its entry is made and it waits in `waiting`."""
+        if self._fd_short:  # this scan already ran out: do not try every file
+            self.waiting.setdefault(key, Waiting(path, index, None, size, initial))
+            return
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             self._deleted_unread(path, key, size)
             return
         except OSError as exc:
-            log.warning("cannot open %s: %s (will retry)", path, exc.strerror)
+            if out_of_descriptors(exc):
+                self._fd_pressure(now, f"opening {path}")
+                self.waiting.setdefault(key, Waiting(path, index, None, size, initial))
+            else:
+                log.warning("cannot open %s: %s (will retry)", path, exc.strerror)
             return
         try:
             st = os.fstat(fd)
@@ -237,17 +340,144 @@ class Shipper:
         except BaseException:
             os.close(fd)
             raise
+        if not admitted and (self.waiting or len(self.tails) >= self.max_open):
+            os.close(fd)  # known now (its entry exists): reopened by identity when its turn comes
+            self.waiting[key] = Waiting(path, index, entry, st.st_size)
+            return
         tail = Tail(fd, path, entry, self.cfg.inputs[index], now)
         if was_pending and force:
             tail.partial_since = first_seen  # its first line has been waiting that long already
+        parked = self._parked.pop(key, None)
+        if parked is not None and parked[0] == tail.size:
+            _, tail.partial_since, tail.last_growth = parked
         self.tails[key] = tail
         self.wake.set()
+
+    # ------------------------------------------------------------------------ open-file cap
+
+    def _admit(self, now: float) -> bool:
+        """Open files waiting for a descriptor, first come first served, closing the least
+        recently grown files with nothing to send to make room. True when one was opened."""
+        if not self.waiting:
+            return False
+        self._fd_short = False
+        if self.max_open < self.open_limit and now - self._fd_lowered_at >= FD_BACKOFF:
+            self.max_open = min(self.open_limit, self.max_open * 2)
+            self._fd_lowered_at = now
+            if self.max_open == self.open_limit:
+                log.info("holding up to %d files open again", self.max_open)
+        short = len(self.waiting) - (self.max_open - len(self.tails))
+        if short > 0:
+            self._evict(short)
+        if len(self.tails) >= self.max_open:
+            return False
+        self._index()
+        wall = time.time()
+        opened = False
+        while self.waiting and len(self.tails) < self.max_open and not self._fd_short:
+            key, waiting = next(iter(self.waiting.items()))
+            del self.waiting[key]
+            try:
+                st = os.stat(waiting.path)
+            except OSError:
+                st = None
+            if st is None or (st.st_dev, st.st_ino) != key:
+                self.rescan.set()  # renamed or deleted meanwhile: the next scan finds it (or not)
+                continue
+            self._open(
+                waiting.path, waiting.index, key, now, wall, waiting.initial, st.st_size, admitted=True
+            )
+            opened = True
+        self.metrics.files.set(len(self.tails))
+        self.metrics.waiting.set(len(self.waiting))
+        return opened
+
+    def _evict(self, count: int, *, busy: bool = False) -> int:
+        """Close up to ``count`` open files, least recently grown first: those read to the end,
+        then those holding only an unfinished last line, then (``busy``: out of descriptors)
+        any other. Never a file that is gone (its unread bytes are only reachable through the
+        descriptor), nor the one being sent."""
+        ranked = []
+        for key, tail in self.tails.items():
+            if tail.gone or tail is self._sending or tail.fd < 0:
+                continue
+            if tail.linger_since is None and tail.partial_since is None and tail.entry.offset >= tail.size:
+                rank = 0
+            elif tail.linger_since is None and tail.partial_since is not None and not self._once:
+                rank = 1  # (--once ships these at its end; they cannot be found again)
+            elif busy:
+                rank = 2
+            else:
+                continue
+            ranked.append((rank, tail.last_growth, key))
+        closed = 0
+        for rank, _, key in heapq.nsmallest(count, ranked):
+            tail = self.tails.pop(key)
+            if rank == 1:
+                # Reopened when the file changes, or when close_inactive would ship the line.
+                self._parked[key] = (tail.size, tail.partial_since, tail.last_growth)
+            elif rank == 2:  # bytes to send: back in the queue (--once does not scan again)
+                index = next(i for i, inp in enumerate(self.cfg.inputs) if inp is tail.input)
+                self.waiting[key] = Waiting(tail.path, index, tail.entry, tail.size)
+            tail.close()
+            closed += 1
+        if closed:
+            self.metrics.files.set(len(self.tails))
+        return closed
+
+    def _fd_free(self) -> bool:
+        """Is a descriptor available right now? (Probed with a dup of the lock's.)"""
+        try:
+            os.close(os.dup(self._lock_fd))
+        except OSError as exc:
+            if out_of_descriptors(exc):
+                return False
+            raise
+        return True
+
+    def _fd_pressure(self, now: float, doing: str, *, busy: bool = False) -> None:
+        """The process ran out of descriptors while ``doing``: close some files now (least
+        recently grown first; ``busy``: even files with bytes to send, which are reopened by
+        identity later), hold fewer open for `FD_BACKOFF` seconds, then try more again."""
+        self._fd_short = True
+        held = len(self.tails)
+        target = max(1, min(held * 3 // 4, held - 4))
+        self._evict(held - target, busy=busy)
+        self.max_open = max(1, min(self.max_open, target))
+        self._fd_lowered_at = now
+        self.metrics.fd_shortages.inc()
+        if now - self._fd_warned >= FD_BACKOFF:
+            self._fd_warned = now
+            soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+            log.warning(
+                "too many open files (the process's limit is %d) while %s: holding at most %d files "
+                "open for now (max_open_files: %d)",
+                soft,
+                doing,
+                self.max_open,
+                self.open_limit,
+            )
+
+    def _index(self) -> None:
+        """(Re)build the entries-by-inode and by-first-line maps `_resolve` looks in, if an
+        entry was added, removed or moved since. (A loop over every entry for every file
+        opened was quadratic: 3,000 files → 9 million comparisons per scan.)"""
+        if not self._index_stale:
+            return
+        self._by_key, self._by_head = {}, {}
+        for entry in self.entries.values():
+            self._by_key.setdefault((entry.dev, entry.ino), []).append(entry)
+            self._by_head.setdefault((entry.head_len, entry.head_hash), []).append(entry)
+        self._index_stale = False
 
     def _on_retry(self) -> None:
         """Between retries of a batch: keep discovering files, so that a file created and
         rotated away while the collector is unreachable is held open and not lost."""
         self.metrics.retries.inc()
         now = time.monotonic()
+        if out_of_descriptors(self.forwarder.last_error):
+            # No descriptor for the connection: the files held open are what can give some back.
+            self._fd_pressure(now, "connecting to the collector", busy=True)
         if not self._once and (now >= self._next_scan or self.rescan.is_set()):
             self.rescan.clear()
             self.scan(now)
@@ -265,10 +495,11 @@ class Shipper:
         """The checkpoint entry this file continues, a new one, or None for a copy of a file
         that is being tailed (its bytes are already on their way)."""
         key = (fp.dev, fp.ino)
+        self._index()
         # 1. The same file as before (also after a rename while the shipper was down); an
         #    entry on this inode whose head no longer matches is a replaced file: not applied.
-        for entry in self.entries.values():
-            if (entry.dev, entry.ino) != key or not entry.matches(fd):
+        for entry in self._by_key.get(key, ()):
+            if not entry.matches(fd):
                 continue
             if size < entry.offset:
                 # Cut shorter than what was shipped: whatever follows is new bytes at offsets the
@@ -280,12 +511,8 @@ class Shipper:
             return entry
         # 2. A copy of a file we know (copytruncate's .1): the same bytes under a new inode. A
         #    file that only shares the first line (a constant header) is not one.
-        for entry in self.entries.values():
-            if (
-                entry.head_len != fp.head_len
-                or entry.head_hash != fp.head_hash
-                or (entry.dev, entry.ino) == key
-            ):
+        for entry in self._by_head.get((fp.head_len, fp.head_hash), ()):
+            if (entry.dev, entry.ino) == key:
                 continue
             if not entry.matches(fd):
                 continue
@@ -298,6 +525,8 @@ class Shipper:
                 return None
             log.info("%s continues %s (copied before it was truncated or removed)", path, entry.path)
             self.copies.pop(key, None)
+            self._by_key[(entry.dev, entry.ino)].remove(entry)
+            self._by_key.setdefault(key, []).append(entry)
             entry.dev, entry.ino, entry.path, entry.seen, entry.size = fp.dev, fp.ino, path, wall, size
             return entry
         self.copies.pop(key, None)
@@ -314,6 +543,8 @@ class Shipper:
             offset = _last_line_end(fd, size)
         entry = Entry(source, path, fp.dev, fp.ino, fp.head_len, fp.head_hash, offset, None, size, wall)
         self.entries[source] = entry
+        self._by_key.setdefault(key, []).append(entry)
+        self._by_head.setdefault((fp.head_len, fp.head_hash), []).append(entry)
         self._dirty = True
         return entry
 
@@ -323,8 +554,10 @@ class Shipper:
             return tail.fd >= 0 and head_matches(tail.fd, entry.head_len, entry.head_hash)
         try:
             fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return False
+        except OSError as exc:
+            # Out of descriptors, nothing is known: taken as alive, the copy is only set aside
+            # until the next scan; taken as dead, the entry would move to the copy for good.
+            return out_of_descriptors(exc)
         try:
             st = os.fstat(fd)
             return (st.st_dev, st.st_ino) == (entry.dev, entry.ino) and head_matches(
@@ -355,6 +588,7 @@ class Shipper:
                 entry.size = entry.offset
             if wall - entry.seen > self.cfg.checkpoint_ttl:
                 del self.entries[source]
+                self._index_stale = True
                 self._dirty = True
 
     def _lose(self, entry: Entry, nbytes: int, path: str, why: str) -> None:
@@ -402,18 +636,25 @@ class Shipper:
     def ship(self, tail: Tail, batch: Batch) -> None:
         entry = tail.entry
         if not batch.reproducible and entry.inflight != batch.end:
+            # Remembered, not written now: a checkpoint written while this batch is out (a
+            # shutdown during an outage) makes the next start re-send exactly this range. After
+            # a SIGKILL the range may be cut longer; the collector's 409 says where to resume.
             entry.inflight = batch.end
-            self.save()  # the range must be on disk before the collector can store it
+            self._dirty = True
         if batch.body.strip():
             marker = batch.kind == "oversized"
-            result = self.forwarder.send(
-                batch.body,
-                source=entry.source,
-                start=batch.start,
-                end=batch.end,
-                topic=None if marker else batch.topic,
-                routing_key=None if marker else batch.routing_key,
-            )
+            self._sending = tail
+            try:
+                result = self.forwarder.send(
+                    batch.body,
+                    source=entry.source,
+                    start=batch.start,
+                    end=batch.end,
+                    topic=None if marker else batch.topic,
+                    routing_key=None if marker else batch.routing_key,
+                )
+            finally:
+                self._sending = None
         else:
             result = None  # only blank lines: nothing to send
         if batch.kind == "oversized":
@@ -441,18 +682,23 @@ class Shipper:
                 entry.offset, entry.inflight = high, None
             return
         if result is not None and result.kind == "rejected":
-            path = self.dead_letter.write(
-                batch.body,
-                {
-                    "source": entry.source,
-                    "file": tail.path,
-                    "range": f"{batch.start}-{batch.end}",
-                    "lines": batch.lines,
-                    "status": result.status,
-                    "response": result.response,
-                    "time": time.time(),
-                },
-            )
+            meta = {
+                "source": entry.source,
+                "file": tail.path,
+                "range": f"{batch.start}-{batch.end}",
+                "lines": batch.lines,
+                "status": result.status,
+                "response": result.response,
+                "time": time.time(),
+            }
+            try:
+                path = self.dead_letter.write(batch.body, meta)
+            except OSError as exc:
+                if not out_of_descriptors(exc):
+                    raise
+                # Not kept, so not acknowledged: the batch is cut and sent again next time.
+                self._fd_pressure(time.monotonic(), "writing the dead letter", busy=True)
+                return
             self.metrics.dead_lines.inc(batch.lines)
             self.totals.dead_lettered_lines += batch.lines
             self.totals.dead_letter_files.append(str(path))
@@ -502,6 +748,7 @@ class Shipper:
             path, fd, index = copy
             st = os.fstat(fd)
             entry.dev, entry.ino, entry.path = st.st_dev, st.st_ino, path
+            self._index_stale = True
             copy_tail = Tail(fd, path, entry, self.cfg.inputs[index], time.monotonic())
             copy_tail.first_path = ""  # a rotated file: finished, then closed
             self.tails[(st.st_dev, st.st_ino)] = copy_tail
@@ -535,9 +782,58 @@ class Shipper:
             self.metrics.lag.set(self.backlog())
 
     def save(self) -> None:
-        self.store.save(self.entries)
+        """Write the checkpoint file. A failure is logged and the write tried again an interval
+        later: until then a restart re-sends from the older offsets, which the collector
+        answers as duplicates (see `checkpoint`)."""
+        now = self._last_save = time.monotonic()
+        try:
+            self.store.save(self.entries)
+        except OSError as exc:
+            if out_of_descriptors(exc):
+                self._fd_pressure(now, "writing the checkpoint")
+            elif now - self._save_warned >= FD_BACKOFF:
+                self._save_warned = now
+                log.error(
+                    "cannot write the checkpoint %s: %s (trying again every %.0f s; a restart until "
+                    "then re-sends what was shipped since the last one, which the collector drops)",
+                    self.store.path,
+                    exc,
+                    self.cfg.checkpoint_interval,
+                )
+            return
         self._dirty = False
-        self._last_save = time.monotonic()
+
+
+def open_files_cap(configured: int | None) -> int:
+    """How many tailed files may be open at once: ``max_open_files``, or by default half the
+    soft RLIMIT_NOFILE (at most `AUTO_MAX_OPEN`); never closer to the limit than `FD_RESERVE`."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    if configured is None:
+        return max(1, min(AUTO_MAX_OPEN, soft // 2))
+    room = max(1, soft - FD_RESERVE)
+    if configured > room:
+        log.warning(
+            "max_open_files %d does not fit under the process's descriptor limit (%d): holding at "
+            "most %d files open",
+            configured,
+            soft,
+            room,
+        )
+        return room
+    return configured
+
+
+def out_of_descriptors(exc: BaseException | None) -> bool:
+    """Is ``exc`` (or what caused it: httpx wraps the socket's OSError) EMFILE or ENFILE?"""
+    for _ in range(8):
+        if exc is None:
+            return False
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _head_still(tail: Tail) -> bool:

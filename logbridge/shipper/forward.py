@@ -85,6 +85,7 @@ class Forwarder:
         if cfg.compression == "gzip":
             self.base_headers["Content-Encoding"] = "gzip"
         self.retries = 0  # read by metrics
+        self.last_error: BaseException | None = None  # of the last failed attempt (for on_retry)
         self._on_retry = on_retry
 
     def close(self) -> None:
@@ -121,10 +122,12 @@ class Forwarder:
             if self.stop.is_set():
                 raise Stopped("shutdown while a batch was being retried")
             wait: float | None = None
+            self.last_error = None
             try:
                 resp = self.client.post(self.cfg.url, content=payload, headers=headers)
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
+                self.last_error = exc
             else:
                 status = resp.status_code
                 if 200 <= status < 300:

@@ -35,6 +35,16 @@ class Metrics:
         )
         self.lag = Gauge("logbridge_shipper_lag_bytes", "Bytes written but not yet acknowledged", registry=r)
         self.files = Gauge("logbridge_shipper_open_files", "Files being tailed", registry=r)
+        self.waiting = Gauge(
+            "logbridge_shipper_waiting_files",
+            "Files with bytes to read waiting for a descriptor (max_open_files reached)",
+            registry=r,
+        )
+        self.fd_shortages = Counter(
+            "logbridge_shipper_fd_shortages",
+            "Times the process ran out of file descriptors (files were closed to make room)",
+            registry=r,
+        )
 
     def serve(self, host: str, port: int) -> None:
         start_http_server(port, addr=host, registry=self.registry)

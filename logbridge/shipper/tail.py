@@ -2,6 +2,8 @@
 
 The file descriptor stays open while the file is tailed, so a rename (rotation) or an unlink
 does not lose the bytes not yet read: they are read to the end through the same descriptor.
+(Only a file with nothing left to send is closed to make room under ``max_open_files``; it is
+reopened by identity when it grows: `engine`.)
 Memory is bounded by one batch (``batch.max_bytes``) plus one line (``max_line_bytes``),
 whatever the backlog: the file is the buffer.
 """
@@ -29,12 +31,13 @@ class Batch:
     end: int
     body: bytes
     lines: int
-    # "full": reproducible from ``start`` after a restart; "short": its end must be persisted
-    # before it is sent; "oversized": one marker standing for one line over max_line_bytes.
+    # "full": reproducible from ``start`` after a restart; "short": cut where the data ended
+    # (a restart may cut it longer: the collector's 409 settles it); "oversized": one marker
+    # standing for one line over max_line_bytes.
     kind: Literal["full", "short", "oversized"]
     topic: str | None = None
     routing_key: str | None = None
-    reproducible: bool = True  # False: ``end`` must be in the checkpoint before sending
+    reproducible: bool = True  # False: ``end`` is remembered as the entry's ``inflight``
 
     def __post_init__(self) -> None:
         if self.kind == "short":

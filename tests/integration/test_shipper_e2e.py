@@ -69,6 +69,7 @@ class ShipperProc:
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     logs: list[Path] = field(default_factory=list)
+    preexec_fn: Callable[[], None] | None = None  # run in the child before exec (resource limits)
 
     @property
     def config_path(self) -> Path:
@@ -89,6 +90,7 @@ class ShipperProc:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.home,
+                preexec_fn=self.preexec_fn,
             )
 
     def start(self, timeout: float = 20.0) -> None:
