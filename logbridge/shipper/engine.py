@@ -130,7 +130,12 @@ class Shipper:
         self.copies: dict[Key, str] = {}  # live copies of tailed files (same bytes): not shipped
         self.pending: dict[str, float] = {}  # path → first seen; first line not complete yet
         self.forwarder = Forwarder(
-            cfg.collector, cfg.node, self.stop, transport=transport, on_retry=self._on_retry
+            cfg.collector,
+            cfg.node,
+            self.stop,
+            transport=transport,
+            on_retry=self._on_retry,
+            on_wait=self._discover_while_waiting,
         )
         self.dead_letter = DeadLetter(cfg.state_dir)
         self.losses = LossLog(cfg.state_dir)
@@ -478,6 +483,12 @@ class Shipper:
         if out_of_descriptors(self.forwarder.last_error):
             # No descriptor for the connection: the files held open are what can give some back.
             self._fd_pressure(now, "connecting to the collector", busy=True)
+        self._discover_while_waiting(now)
+
+    def _discover_while_waiting(self, now: float | None = None) -> None:
+        """While a batch waits out a backoff: scan when a file event or the scan interval asks,
+        so new files are opened (up to the open-file cap) during an outage, not after it."""
+        now = time.monotonic() if now is None else now
         if not self._once and (now >= self._next_scan or self.rescan.is_set()):
             self.rescan.clear()
             self.scan(now)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,6 +75,8 @@ class Forwarder:
         *,
         transport: httpx.BaseTransport | None = None,
         on_retry: Callable[[], None] | None = None,
+        on_wait: Callable[[], None] | None = None,
+        wait_slice: float = 0.25,
     ):
         self.cfg = cfg
         self.stop = stop
@@ -87,6 +90,11 @@ class Forwarder:
         self.retries = 0  # read by metrics
         self.last_error: BaseException | None = None  # of the last failed attempt (for on_retry)
         self._on_retry = on_retry
+        # Called every ``wait_slice`` while a backoff runs: the engine keeps discovering and
+        # opening files during an outage (a file that appears and is deleted within one backoff
+        # of up to ``retry.max`` is only readable if it was opened meanwhile).
+        self._on_wait = on_wait
+        self._wait_slice = wait_slice
 
     def close(self) -> None:
         self.client.close()
@@ -166,7 +174,19 @@ class Forwarder:
             )
             if self._on_retry is not None:
                 self._on_retry()
-            self.stop.wait(delay)
+            self._wait(delay)
+
+    def _wait(self, delay: float) -> None:
+        """Sleep ``delay`` (or until shutdown), calling ``on_wait`` every ``wait_slice``."""
+        deadline = time.monotonic() + delay
+        while not self.stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self.stop.wait(min(left, self._wait_slice)):
+                return
+            if self._on_wait is not None and time.monotonic() < deadline:
+                self._on_wait()
 
 
 def _high_water(content: bytes) -> int | None:

@@ -3,6 +3,7 @@ the shipper retries through the first and dead-letters the second, and keeps shi
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -141,3 +142,48 @@ def test_refused_batches_go_to_the_dead_letter_and_shipping_continues(
     for seq in refused:
         stored[seq] += 1
     assert_exactly_once(stored, range(8000))
+
+
+def _open_paths(pid: int) -> set[str]:
+    """The files a process holds open (``/proc/<pid>/fd``), deleted ones named with " (deleted)"."""
+    paths = set()
+    fd_dir = Path(f"/proc/{pid}/fd")
+    for fd in fd_dir.iterdir() if fd_dir.exists() else ():
+        try:
+            paths.add(os.readlink(fd))
+        except OSError:
+            continue  # closed meanwhile
+    return paths
+
+
+def test_a_file_born_and_deleted_during_a_long_backoff_is_shipped(
+    tmp_path: Path, collector: Any, shipper: Any, read_local_store: Any
+) -> None:
+    """While a batch waits out a long backoff (the collector is down), a job log appears and is
+    deleted again. The shipper must have opened it meanwhile (an open descriptor keeps a deleted
+    file readable), so once the collector is back every one of its lines is stored. It used to
+    discover files only between two sleeps of up to ``retry.max``: such a file was never opened."""
+    c = collector()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    main = logs / "audit.log"
+    main.write_bytes(lines(range(0, 100)))
+    s = shipper(c.events_url, [{"path": str(logs / "*.log")}])
+    s.config["collector"]["retry"] = {"initial": "8s", "max": "8s"}
+    s.start()
+    wait_until(lambda: s.lag() == 0, 30, "the first lines shipped")
+    c.kill()
+    with main.open("ab") as fh:
+        fh.write(lines(range(100, 200)))
+    wait_until(lambda: "retry 1 of range" in "".join(p.read_text() for p in s.logs), 20, "a failed send")
+    job = logs / "job-1.log"
+    job.write_bytes(lines(range(200, 700)))
+    assert s.process is not None
+    # Well inside the 8 s backoff: the shipper opens the new file while it waits.
+    wait_until(lambda: str(job) in _open_paths(s.process.pid), 4, "the shipper to open the job log")
+    job.unlink()
+    c.start()
+    wait_until(lambda: s.lag() == 0, 60, "the shipper to catch up")
+    s.stop()
+    c.stop()
+    assert_exactly_once(stored_seqs(read_local_store, c.store), range(700))
