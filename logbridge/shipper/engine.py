@@ -45,7 +45,7 @@ from .config import ShipperConfig
 from .deadletter import DeadLetter
 from .discover import Watcher, match
 from .forward import Forwarder, Stopped
-from .identity import CHECK_BYTES, Fingerprint, fingerprint, head_matches, prefix_hash
+from .identity import CHECK_BYTES, Fingerprint, fingerprint, hash_bytes, head_matches
 from .losses import Loss, LossLog
 from .metrics import Metrics
 from .tail import Batch, Tail
@@ -159,13 +159,7 @@ class Shipper:
                 self.on_start(self.backlog())
             while not self.stop.is_set():
                 now = time.monotonic()
-                if not once and (
-                    now >= self._next_scan or (self.rescan.is_set() and now - self._last_event_scan >= 0.2)
-                ):
-                    self._last_event_scan = now
-                    self.rescan.clear()
-                    self.scan(now)
-                elif once and self.pending:
+                if not self._scan_if_due(now) and once and self.pending:
                     self.scan(now, only_pending=True)
                 worked = False
                 for key, tail in list(self.tails.items()):
@@ -173,7 +167,13 @@ class Shipper:
                         break
                     if self.tails.get(key) is not tail:
                         continue  # closed to make room meanwhile (a scan between retries)
-                    worked |= self.pump(key, tail, now, once)
+                    if self.pump(key, tail, now, once):
+                        worked = True
+                        # Between two batches too, not only once per round: a round sends a
+                        # batch per file, so with many files behind (a rotation storm, a slow
+                        # collector) it outlasts a backup's life, and a file created and
+                        # deleted during it was never opened (lost without a word).
+                        self._scan_if_due(time.monotonic())
                 if self.waiting and not self.stop.is_set():
                     worked |= self._admit(time.monotonic())
                 self._maybe_save(now)
@@ -187,6 +187,17 @@ class Shipper:
         finally:
             self.close()
         return self.totals
+
+    def _scan_if_due(self, now: float) -> bool:
+        """Scan when the scan interval is up, or a file event asked (at most every 0.2 s)."""
+        if self._once or not (
+            now >= self._next_scan or (self.rescan.is_set() and now - self._last_event_scan >= 0.2)
+        ):
+            return False
+        self._last_event_scan = now
+        self.rescan.clear()
+        self.scan(now)
+        return True
 
     def close(self) -> None:
         self.watcher.stop()
@@ -526,6 +537,10 @@ class Shipper:
             if (entry.dev, entry.ino) == key:
                 continue
             if not entry.matches(fd):
+                if self._copy_in_progress(entry, fd):
+                    log.info("%s is being copied from %s: looked at again at the next scan", path, entry.path)
+                    self.copies[key] = entry.source
+                    return None
                 continue
             if self._original_alive(entry):
                 if self.copies.get(key) != entry.source:
@@ -536,6 +551,12 @@ class Shipper:
                 return None
             log.info("%s continues %s (copied before it was truncated or removed)", path, entry.path)
             self.copies.pop(key, None)
+            old = self.tails.get((entry.dev, entry.ino))
+            if old is not None and old.entry is entry and old is not self._sending:
+                # Its file was truncated or rewritten (not yet noticed by `pump`): what is left
+                # to read is read from the copy. (The tail being sent is let go by `_truncated`.)
+                old.close()
+                del self.tails[(entry.dev, entry.ino)]
             self._by_key[(entry.dev, entry.ino)].remove(entry)
             self._by_key.setdefault(key, []).append(entry)
             entry.dev, entry.ino, entry.path, entry.seen, entry.size = fp.dev, fp.ino, path, wall, size
@@ -558,6 +579,20 @@ class Shipper:
         self._by_head.setdefault((fp.head_len, fp.head_hash), []).append(entry)
         self._dirty = True
         return entry
+
+    def _copy_in_progress(self, entry: Entry, fd: int) -> bool:
+        """Is ``fd`` a copy of ``entry``'s tailed file still being written (``cp``, logrotate's
+        copytruncate): shorter than the entry's check, and every byte of it equal to the
+        tailed file's bytes at the same place? Such a file is not a new one: taken for one,
+        the copy would be shipped again in full once complete."""
+        tail = self.tails.get((entry.dev, entry.ino))
+        if tail is None or tail.entry is not entry or tail.fd < 0:
+            return False
+        size = os.fstat(fd).st_size
+        if size >= entry.check_len:
+            return False  # long enough to be compared with the check: it did not match
+        data = os.pread(fd, size, 0)
+        return len(data) == size and data == os.pread(tail.fd, size, 0) and _head_still(tail)
 
     def _original_alive(self, entry: Entry) -> bool:
         tail = self.tails.get((entry.dev, entry.ino))
@@ -623,8 +658,11 @@ class Shipper:
 
     def pump(self, key: Key, tail: Tail, now: float, once: bool) -> bool:
         """Send at most one batch of ``tail``; True when something was done."""
-        size_before = tail.size
-        if not tail.refresh(now) or (tail.size != size_before and not _head_still(tail)):
+        size_before, mtime_before = tail.size, tail.entry.mtime_ns
+        if not tail.refresh(now) or (
+            (tail.size != size_before or tail.entry.mtime_ns != mtime_before) and not _head_still(tail)
+        ):
+            # (An mtime change alone counts: truncated and written again to the same size.)
             self._truncated(key, tail, size_before)
             return True
         inactive = now - tail.last_growth >= self.cfg.close_inactive
@@ -637,6 +675,13 @@ class Shipper:
                 del self.tails[key]
                 self.metrics.files.set(len(self.tails))
             return False
+        # The batch's bytes and what came before them are checked *after* they were read: a
+        # file truncated and written again between the check above and the read gave the new
+        # file's bytes at the old file's offsets, which must not go out under its source.
+        batch.prefix = self._shipped_prefix(tail, batch)
+        if not _head_still(tail):
+            self._truncated(key, tail, tail.size)
+            return True
         self.ship(tail, batch)
         # httpx's response and request form a reference cycle that keeps the batch body alive
         # until the cyclic GC gets to it: left alone, a dozen bodies pile up (~10 MB). The young
@@ -681,7 +726,9 @@ class Shipper:
             high = result.high_water or 0
             log.info("collector holds %s up to %d: resuming there", entry.source, high)
             if high > batch.start:
-                self._advance(tail, min(high, tail.size), batch.body[: high - batch.start].count(b"\n"))
+                self._advance(
+                    tail, min(high, tail.size), batch.body[: high - batch.start].count(b"\n"), batch.prefix
+                )
             else:
                 log.error(
                     "collector's high-water mark %d for %s is before this batch (%d-%d): re-sending from it",
@@ -726,15 +773,35 @@ class Shipper:
         elif result is not None and result.kind == "duplicate":
             self.totals.duplicates += 1
         self.metrics.batches.labels(result.kind if result else "empty").inc()
-        self._advance(tail, batch.end, batch.lines)
+        self._advance(tail, batch.end, batch.lines, batch.prefix)
 
-    def _advance(self, tail: Tail, end: int, lines: int) -> None:
+    def _shipped_prefix(self, tail: Tail, batch: Batch) -> bytes | None:
+        """The file's first bytes up to the end of ``batch`` (at most `CHECK_BYTES`), as they
+        are shipped: what the entry's check is extended to once the batch is acknowledged.
+        The batch's own bytes, after the bytes before it as the file holds them now, read after
+        the batch: used only if they still begin with the entry's head and check (the same
+        file). None: nothing to extend, or the file is no longer the entry's."""
+        entry = tail.entry
+        want = min(batch.end, CHECK_BYTES)
+        if entry.check_len >= want:
+            return None
+        start = min(batch.start, CHECK_BYTES)
+        prefix = os.pread(tail.fd, start, 0) + batch.check[: want - start]
+        if len(prefix) != want or not _begins_as(prefix, entry):
+            return None
+        return prefix
+
+    def _advance(self, tail: Tail, end: int, lines: int, prefix: bytes | None = None) -> None:
         entry = tail.entry
         nbytes = end - entry.offset
         entry.offset = end
-        if entry.check_len < CHECK_BYTES and end > entry.check_len:
-            entry.check_len = min(end, CHECK_BYTES)
-            entry.check_hash = prefix_hash(tail.fd, entry.check_len)
+        if prefix is not None and entry.check_len < CHECK_BYTES:
+            # The check covers bytes that were shipped, held since they were read: never the
+            # file as it is now, which copytruncate may have emptied (or a writer refilled) while
+            # the batch was out; a check taken from those would not recognise the copy.
+            length = min(end, len(prefix))
+            if length > entry.check_len and _begins_as(prefix, entry):
+                entry.check_len, entry.check_hash = length, hash_bytes(prefix[:length])
         if entry.inflight is not None and entry.inflight <= end:
             entry.inflight = None
         self._dirty = True
@@ -752,6 +819,13 @@ class Shipper:
         entry = tail.entry
         tail.close()
         del self.tails[key]
+        if (entry.dev, entry.ino) != key:
+            # A scan found the copy after the truncation and moved the entry there (`_resolve`):
+            # it is read from the copy already.
+            log.info("%s was truncated; %s continues it", tail.path, entry.path)
+            self.rescan.set()
+            self.wake.set()
+            return
         unread = max(0, size_before - entry.offset)
         log.info("%s was truncated at offset %d (%d bytes unread)", tail.path, entry.offset, unread)
         copy = self._find_copy(entry, key) if unread or entry.inflight else None
@@ -849,6 +923,16 @@ def out_of_descriptors(exc: BaseException | None) -> bool:
 
 def _head_still(tail: Tail) -> bool:
     return head_matches(tail.fd, tail.entry.head_len, tail.entry.head_hash)
+
+
+def _begins_as(prefix: bytes, entry: Entry) -> bool:
+    """Do these first bytes of a file hold ``entry``'s first line and checked prefix (as far
+    as they go)?"""
+    if len(prefix) < entry.check_len:
+        return False
+    if len(prefix) >= entry.head_len and hash_bytes(prefix[: entry.head_len]) != entry.head_hash:
+        return False
+    return entry.check_len == 0 or hash_bytes(prefix[: entry.check_len]) == entry.check_hash
 
 
 def _last_line_end(fd: int, size: int) -> int:

@@ -37,8 +37,12 @@ class Fingerprint:
         return f"{node}/{hashlib.blake2b(key, digest_size=12).hexdigest()}"
 
 
-def _hash(data: bytes) -> str:
+def hash_bytes(data: bytes) -> str:
+    """The hash `Fingerprint.head_hash` and the checkpoints' ``check_hash`` are made of."""
     return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+_hash = hash_bytes
 
 
 def read_head(fd: int, *, force: bool = False) -> bytes | None:

@@ -19,6 +19,7 @@ import orjson
 from .batch import cut, first_long_line
 from .checkpoint import Entry
 from .config import InputConfig, ShipperConfig
+from .identity import CHECK_BYTES
 
 SCAN_CHUNK = 1024 * 1024
 MARKER_HEAD = 1024  # bytes of an oversized line kept in its dead-letter marker
@@ -38,6 +39,12 @@ class Batch:
     topic: str | None = None
     routing_key: str | None = None
     reproducible: bool = True  # False: ``end`` is remembered as the entry's ``inflight``
+    # The file's bytes of this range that fall in its first `CHECK_BYTES`, as read for this batch
+    # (not the body: a text input's body is rewritten): what the entry's check is extended with.
+    check: bytes = b""
+    # Set by the engine before sending: the file's first bytes up to ``end`` (at most
+    # CHECK_BYTES) as shipped, for the entry's check once the batch is acknowledged.
+    prefix: bytes | None = None
 
     def __post_init__(self) -> None:
         if self.kind == "short":
@@ -184,8 +191,11 @@ class Tail:
             "node": cfg.node,
             "head": head.decode("utf-8", "replace"),
         }
+        check = os.pread(self.fd, min(end, CHECK_BYTES) - start, start) if start < CHECK_BYTES else b""
         # No topic anywhere (not even the input's): the collector puts it in its dead letter.
-        return Batch(start, end, orjson.dumps(marker) + b"\n", 1, "oversized", reproducible=reproducible)
+        return Batch(
+            start, end, orjson.dumps(marker) + b"\n", 1, "oversized", reproducible=reproducible, check=check
+        )
 
     def _batch(self, start: int, data: bytes, lines: int, kind: Literal["full", "short"]) -> Batch:
         inp = self.input
@@ -195,7 +205,8 @@ class Tail:
             body = data  # sent as it is: the collector unwraps the envelopes
         else:
             body = data + b"\n"  # a last line shipped without its newline
-        return Batch(start, start + len(data), body, lines, kind, inp.topic, inp.routing_key)
+        check = data[: CHECK_BYTES - start] if start < CHECK_BYTES else b""
+        return Batch(start, start + len(data), body, lines, kind, inp.topic, inp.routing_key, check=check)
 
 
 def text_events(data: bytes) -> bytes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 import time
 from collections import Counter
@@ -697,3 +698,121 @@ def test_reused_inode_with_the_same_size_is_still_read(
     Shipper(cfg).run(once=True)
     got = seqs(fake_collector)
     assert set(got) == set(range(100, 300)) and max(got.values()) == 1
+
+
+# ------------------------------------------------ copytruncate and rotation racing the shipper
+
+
+def test_copytruncate_while_a_batch_is_out_keeps_the_copy_recognised(
+    tmp_path: Path, make_config: Any, fake_collector: Any
+) -> None:
+    """copytruncate (and the writer's next lines) between a batch's read and its ack: the entry's
+    check is taken from the bytes that were shipped, not from the emptied and refilled file, so
+    the copy is still recognised: it finishes the file and is not shipped again."""
+    logs = tmp_path / "logs"
+    cfg = make_config(inputs=[{"path": str(logs / "app.log*")}])
+    active = logs / "app.log"
+    write(active, range(0, 300))  # three batches of 100 lines
+    handle = fake_collector.handle
+    rotated = threading.Event()
+
+    def rotate_then_answer(headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        if not rotated.is_set():  # the first batch is out: its ack waits for this
+            rotated.set()
+            shutil.copyfile(active, logs / "app.log.1")
+            os.truncate(active, 0)
+            write(active, range(300, 350))
+        return handle(headers, body)
+
+    fake_collector.handle = rotate_then_answer
+    with running(cfg):
+        wait_for(lambda: len(seqs(fake_collector)) >= 350, what="every line")
+        time.sleep(0.4)  # scans: the copy must not be shipped again
+    assert_exactly_once(fake_collector, 350)
+
+
+def test_a_copy_seen_half_written_is_not_shipped_as_a_new_file(
+    tmp_path: Path, make_config: Any, fake_collector: Any
+) -> None:
+    """A scan while ``cp`` is still writing the copy: shorter than the entry's check, so it cannot
+    match it, but every byte equals the tailed file's: a copy in progress, not a new file."""
+    logs = tmp_path / "logs"
+    cfg = make_config(inputs=[{"path": str(logs / "app.log*")}])
+    active = logs / "app.log"
+    write(active, range(0, 100))
+    with running(cfg):
+        wait_for(lambda: len(seqs(fake_collector)) == 100, what="first lines")
+        data = active.read_bytes()
+        with open(logs / "app.log.1", "wb") as copy:
+            copy.write(data[: len(data) // 2])
+            copy.flush()
+            time.sleep(0.4)  # scans see the copy half written
+            copy.write(data[len(data) // 2 :])
+        os.truncate(active, 0)
+        write(active, range(100, 150))
+        wait_for(lambda: len(seqs(fake_collector)) >= 150, what="the new lines")
+        time.sleep(0.4)
+    assert_exactly_once(fake_collector, 150)
+
+
+def test_a_file_rewritten_between_its_check_and_the_read_is_not_shipped_under_the_old_source(
+    tmp_path: Path, make_config: Any, fake_collector: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """copytruncate and new lines (more than the old file had) right before a batch is read:
+    the read gets the new file's bytes at the old file's offsets. They are checked after the
+    read and not sent; the old file is finished from its copy, the new one shipped from 0."""
+    from logbridge.shipper.tail import Tail
+
+    logs = tmp_path / "logs"
+    cfg = make_config(inputs=[{"path": str(logs / "app.log*")}])
+    active = logs / "app.log"
+    write(active, range(0, 100))
+    next_batch = Tail.next_batch
+    armed = threading.Event()
+
+    def rotate_then_read(self: Tail, cfg: Any, now: float, *, closing: bool) -> Any:
+        if armed.is_set() and self.size > self.entry.offset:
+            armed.clear()
+            shutil.copyfile(active, logs / "app.log.1")
+            os.truncate(active, 0)
+            write(active, range(250, 550))
+        return next_batch(self, cfg, now, closing=closing)
+
+    monkeypatch.setattr(Tail, "next_batch", rotate_then_read)
+    with running(cfg):
+        wait_for(lambda: len(seqs(fake_collector)) == 100, what="first lines")
+        armed.set()
+        write(active, range(100, 250))  # a full batch to send at once (no linger)
+        wait_for(lambda: len(seqs(fake_collector)) >= 550, what="every line")
+        time.sleep(0.4)
+    assert not armed.is_set()
+    assert_exactly_once(fake_collector, 550)
+
+
+def test_a_file_born_and_deleted_during_a_round_of_batches_is_read(
+    tmp_path: Path, make_config: Any, fake_collector: Any
+) -> None:
+    """A round sends one batch per file; behind on many files (a slow collector, a rotation
+    storm), it lasts longer than a backup lives. Scans run between its batches, so a file
+    created and deleted during one round is opened, and read to the end, all the same."""
+    logs = tmp_path / "logs"
+    for n in range(5):
+        write(logs / f"{n}.log", range(n * 300, n * 300 + 300))  # three batches each
+    handle = fake_collector.handle
+    calls = 0
+
+    def slow(headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        nonlocal calls
+        calls += 1
+        if calls <= 5:  # the first round: one batch of each file
+            time.sleep(0.15)
+        if calls == 2:
+            write(logs / "new.log", range(1500, 1520))
+        elif calls == 5:
+            os.unlink(logs / "new.log")
+        return handle(headers, body)
+
+    fake_collector.handle = slow
+    with running(make_config()):
+        wait_for(lambda: len(seqs(fake_collector)) >= 1520, what="every line")
+    assert_exactly_once(fake_collector, 1520)
