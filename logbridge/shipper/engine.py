@@ -20,6 +20,10 @@ rename while it was closed is followed. A file that is gone (deleted, or renamed
 globs) is never closed early: its unread bytes are only reachable through the descriptor.
 Running out of descriptors anyway (EMFILE/ENFILE: something else in the process, a lower limit)
 is never fatal: the shipper closes files, lowers its cap for a while, and retries what failed.
+
+Which bytes belong to which entry while writers, ``cp``/copytruncate, renames and scans race
+the reads and acks (the check hashed from the shipped bytes, the head checked again after each
+read, copies recognised while still being written): the rules are stated in `identity`.
 """
 
 from __future__ import annotations

@@ -12,6 +12,32 @@ checkpoint remembers a hash of the first bytes already shipped (up to `CHECK_BYT
 rewritten in place (same inode, same first line, other bytes) gets the next source id
 (``…~2``) while the old one is still in the checkpoints (``checkpoint_ttl``); after that, the
 two would be taken for one source, which is the accepted limit.
+
+The rules, and the races with writers, ``cp``/copytruncate and scans they settle (`engine`):
+
+1. An entry's bytes are its file's first ``check_len`` bytes *as shipped*: the check is hashed
+   from the batch's own bytes (kept from its read) and the bytes before them, read right after
+   the batch and used only if they still begin with the entry's head and check. Never from the
+   live file at the ack: copytruncate may have emptied it (and the writer refilled it) while the
+   batch was out, and a check taken from those bytes made the copy unrecognisable, so it was
+   shipped again in full and its unread part reported lost.
+2. A tailed file is the entry's only while it begins with the entry's head; this is looked at
+   when its size or mtime changes (truncated and refilled to the same size included) and
+   again *after* each batch is read: a batch read from a file rewritten in between holds the
+   new file's bytes at the old file's offsets, and is dropped, not sent under the old source.
+3. Another inode whose first bytes match an entry (head and check) is a copy: set aside while
+   the entry's file still holds those bytes, it continues the entry once that file was
+   truncated, replaced or removed (from the entry's offset: nothing is sent twice).
+4. A file shorter than the entry's check whose every byte equals the tailed file's bytes at
+   the same place is a copy still being written (``cp`` is not atomic): set aside like a copy,
+   and looked at again at the next scan. (A new file that only shares a header is shipped as
+   soon as it holds a byte that differs.)
+5. Whichever of the scan (rule 3) and the tail (truncation noticed) gets there first moves the
+   entry to the copy; the other then only lets go of the truncated file.
+6. A file is identified only once it is open, and a rotated file lives a few rotations: the
+   scans run between the batches of a round, not once per round (a round sends a batch per
+   file, and behind on many files it outlasted a backup's life: a file created and deleted
+   within it was never seen, lost without a word).
 """
 
 from __future__ import annotations

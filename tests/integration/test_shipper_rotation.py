@@ -17,7 +17,6 @@ from .test_shipper_e2e import (  # the shipper fixture and helpers
     lines,
     shipper_fixture,  # noqa: F401
     stored_seqs,
-    wait_until,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -48,14 +47,12 @@ def test_rotation_storm(tmp_path: Path, collector: Any, shipper: Any, read_local
                     os.rename(logs / f"audit.log.{n}", logs / f"audit.log.{n + 1}")
             os.rename(active, logs / "audit.log.1")
         active.write_bytes(b"")
-    try:
-        wait_until(lambda: s.lag() == 0, 30, "the shipper to catch up")
-    except AssertionError:
-        raise AssertionError(f"lagging: {s.lagging()}\n{s.log_tail()}") from None
-    time.sleep(0.6)  # a rescan: backups must not be shipped again
+    s.wait_caught_up(30)  # (steady for longer than a rescan: backups must not be shipped again)
     s.stop()
     c.stop()
-    assert "lost" not in s.log_tail(200)
+    # The shipper's own loss report; not watchdog's "Inotify queue overflowed; filesystem events
+    # were lost" under load, which costs nothing (the periodic rescan finds what events missed).
+    assert "are lost" not in s.log_tail(100_000)
     assert_exactly_once(stored_seqs(read_local_store, c.store), range(total))
 
 
@@ -85,8 +82,7 @@ def test_copytruncate(tmp_path: Path, collector: Any, shipper: Any, read_local_s
             shutil.copyfile(active, logs / "app.log.1")
             os.truncate(active, 0)
     stop.set()
-    wait_until(lambda: s.lag() == 0, 60, "the shipper to catch up")
-    time.sleep(0.6)
+    s.wait_caught_up(60)
     s.stop()
     c.stop()
     assert_exactly_once(stored_seqs(read_local_store, c.store), range(total))
