@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import threading
 from types import FrameType
@@ -81,11 +82,22 @@ def ship(ctx: click.Context, config_path: str, once: bool, status: bool, verbose
 
     stop = threading.Event()
     wake: list[threading.Event] = []
+    # The handler runs in the main thread between two bytecodes, possibly inside the loop's
+    # ``wake.wait()`` while it holds that Event's (non-reentrant) lock: setting the Event from
+    # the handler then deadlocked, and SIGTERM was ignored for good. The handler only puts the
+    # signal on a SimpleQueue (reentrant by design); a thread sets the Events.
+    signals: queue.SimpleQueue[int] = queue.SimpleQueue()
 
-    def _stop(signum: int, frame: FrameType | None) -> None:
+    def _relay() -> None:
+        signals.get()
         stop.set()
         for event in wake:  # do not wait out the poll interval
             event.set()
+
+    threading.Thread(target=_relay, name="signals", daemon=True).start()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        signals.put(signum)
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
