@@ -102,8 +102,15 @@ class Shipper:
         metrics: Metrics | None = None,
         on_ack: Callable[[int, int], None] | None = None,
         on_start: Callable[[int], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], bool] | None = None,
+        watch: bool = True,
     ):
+        """``clock``, ``sleep`` (the forwarder's backoff) and ``watch`` (file events through
+        watchdog) are there so a test can drive the engine step by step (`step`) on its own
+        clock: tests/shipper/test_engine_model.py."""
         self.cfg = cfg
+        self.clock = clock
         self.stop = stop or threading.Event()
         self.wake = threading.Event()
         self.rescan = threading.Event()
@@ -140,10 +147,12 @@ class Shipper:
             transport=transport,
             on_retry=self._on_retry,
             on_wait=self._discover_while_waiting,
+            clock=clock,
+            sleep=sleep,
         )
         self.dead_letter = DeadLetter(cfg.state_dir)
         self.losses = LossLog(cfg.state_dir)
-        self.watcher = Watcher(list(cfg.inputs), self.wake, self.rescan)
+        self.watcher = Watcher(list(cfg.inputs), self.wake, self.rescan) if watch else None
         self._dirty = False
         self._last_save = 0.0
         self._next_scan = 0.0
@@ -154,33 +163,10 @@ class Shipper:
 
     def run(self, *, once: bool = False) -> Totals:
         """Ship until `stop` is set; with ``once``, until the files found at start are shipped."""
-        self._once = once
         try:
-            if not once:
-                self.watcher.refresh()
-            self.scan(time.monotonic(), initial=True)
-            if self.on_start is not None:
-                self.on_start(self.backlog())
+            self.start(once=once)
             while not self.stop.is_set():
-                now = time.monotonic()
-                if not self._scan_if_due(now) and once and self.pending:
-                    self.scan(now, only_pending=True)
-                worked = False
-                for key, tail in list(self.tails.items()):
-                    if self.stop.is_set():
-                        break
-                    if self.tails.get(key) is not tail:
-                        continue  # closed to make room meanwhile (a scan between retries)
-                    if self.pump(key, tail, now, once):
-                        worked = True
-                        # Between two batches too, not only once per round: a round sends a
-                        # batch per file, so with many files behind (a rotation storm, a slow
-                        # collector) it outlasts a backup's life, and a file created and
-                        # deleted during it was never opened (lost without a word).
-                        self._scan_if_due(time.monotonic())
-                if self.waiting and not self.stop.is_set():
-                    worked |= self._admit(time.monotonic())
-                self._maybe_save(now)
+                worked = self.step()
                 if once and not self.tails and not self.pending and not self.waiting:
                     break
                 if not worked:
@@ -191,6 +177,41 @@ class Shipper:
         finally:
             self.close()
         return self.totals
+
+    def start(self, *, once: bool = False) -> None:
+        """Watch the inputs and take the first look at them (before the first `step`)."""
+        self._once = once
+        if not once and self.watcher is not None:
+            self.watcher.refresh()
+        self.scan(self.clock(), initial=True)
+        if self.on_start is not None:
+            self.on_start(self.backlog())
+
+    def step(self) -> bool:
+        """One round: scan if due, at most one batch per open file, admit waiting files, save
+        the checkpoint if its interval is up. True when something was done (else the caller
+        waits for a file event or ``poll_interval``). `Stopped` when asked to stop mid-batch."""
+        now = self.clock()
+        once = self._once
+        if not self._scan_if_due(now) and once and self.pending:
+            self.scan(now, only_pending=True)
+        worked = False
+        for key, tail in list(self.tails.items()):
+            if self.stop.is_set():
+                break
+            if self.tails.get(key) is not tail:
+                continue  # closed to make room meanwhile (a scan between retries)
+            if self.pump(key, tail, now, once):
+                worked = True
+                # Between two batches too, not only once per round: a round sends a batch per
+                # file, so with many files behind (a rotation storm, a slow collector) it
+                # outlasts a backup's life, and a file created and deleted during it was never
+                # opened (lost without a word).
+                self._scan_if_due(self.clock())
+        if self.waiting and not self.stop.is_set():
+            worked |= self._admit(self.clock())
+        self._maybe_save(now)
+        return worked
 
     def _scan_if_due(self, now: float) -> bool:
         """Scan when the scan interval is up, or a file event asked (at most every 0.2 s)."""
@@ -204,7 +225,8 @@ class Shipper:
         return True
 
     def close(self) -> None:
-        self.watcher.stop()
+        if self.watcher is not None:
+            self.watcher.stop()
         for tail in self.tails.values():
             tail.close()
         self.tails.clear()
@@ -305,7 +327,7 @@ class Shipper:
         self.metrics.files.set(len(self.tails))
         self.metrics.waiting.set(len(self.waiting))
         self.metrics.lag.set(self.backlog())
-        if not initial:
+        if not initial and self.watcher is not None:
             self.watcher.refresh()
 
     def _open(
@@ -494,7 +516,7 @@ class Shipper:
         """Between retries of a batch: keep discovering files, so that a file created and
         rotated away while the collector is unreachable is held open and not lost."""
         self.metrics.retries.inc()
-        now = time.monotonic()
+        now = self.clock()
         if out_of_descriptors(self.forwarder.last_error):
             # No descriptor for the connection: the files held open are what can give some back.
             self._fd_pressure(now, "connecting to the collector", busy=True)
@@ -503,7 +525,7 @@ class Shipper:
     def _discover_while_waiting(self, now: float | None = None) -> None:
         """While a batch waits out a backoff: scan when a file event or the scan interval asks,
         so new files are opened (up to the open-file cap) during an outage, not after it."""
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         if not self._once and (now >= self._next_scan or self.rescan.is_set()):
             self.rescan.clear()
             self.scan(now)
@@ -759,7 +781,7 @@ class Shipper:
                 if not out_of_descriptors(exc):
                     raise
                 # Not kept, so not acknowledged: the batch is cut and sent again next time.
-                self._fd_pressure(time.monotonic(), "writing the dead letter", busy=True)
+                self._fd_pressure(self.clock(), "writing the dead letter", busy=True)
                 return
             self.metrics.dead_lines.inc(batch.lines)
             self.totals.dead_lettered_lines += batch.lines
@@ -838,7 +860,7 @@ class Shipper:
             st = os.fstat(fd)
             entry.dev, entry.ino, entry.path = st.st_dev, st.st_ino, path
             self._index_stale = True
-            copy_tail = Tail(fd, path, entry, self.cfg.inputs[index], time.monotonic())
+            copy_tail = Tail(fd, path, entry, self.cfg.inputs[index], self.clock())
             copy_tail.first_path = ""  # a rotated file: finished, then closed
             self.tails[(st.st_dev, st.st_ino)] = copy_tail
             self.copies.pop((st.st_dev, st.st_ino), None)
@@ -874,7 +896,7 @@ class Shipper:
         """Write the checkpoint file. A failure is logged and the write tried again an interval
         later: until then a restart re-sends from the older offsets, which the collector
         answers as duplicates (see `checkpoint`)."""
-        now = self._last_save = time.monotonic()
+        now = self._last_save = self.clock()
         try:
             self.store.save(self.entries)
         except OSError as exc:

@@ -77,6 +77,8 @@ class Forwarder:
         on_retry: Callable[[], None] | None = None,
         on_wait: Callable[[], None] | None = None,
         wait_slice: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], bool] | None = None,
     ):
         self.cfg = cfg
         self.stop = stop
@@ -95,6 +97,8 @@ class Forwarder:
         # of up to ``retry.max`` is only readable if it was opened meanwhile).
         self._on_wait = on_wait
         self._wait_slice = wait_slice
+        self._clock = clock
+        self._sleep = sleep or stop.wait  # → True when shutdown was asked for
 
     def close(self) -> None:
         self.client.close()
@@ -178,14 +182,14 @@ class Forwarder:
 
     def _wait(self, delay: float) -> None:
         """Sleep ``delay`` (or until shutdown), calling ``on_wait`` every ``wait_slice``."""
-        deadline = time.monotonic() + delay
+        deadline = self._clock() + delay
         while not self.stop.is_set():
-            left = deadline - time.monotonic()
+            left = deadline - self._clock()
             if left <= 0:
                 return
-            if self.stop.wait(min(left, self._wait_slice)):
+            if self._sleep(min(left, self._wait_slice)):
                 return
-            if self._on_wait is not None and time.monotonic() < deadline:
+            if self._on_wait is not None and self._clock() < deadline:
                 self._on_wait()
 
 
