@@ -154,6 +154,12 @@ class Shipper:
         self.losses = LossLog(cfg.state_dir)
         self.watcher = Watcher(list(cfg.inputs), self.wake, self.rescan) if watch else None
         self._dirty = False
+        # Entries made since the last checkpoint. One is saved before its first batch goes out:
+        # the source id holds the inode, so a file a restarted shipper has no entry for gets a
+        # new id, and if its bytes went out under the old one (SIGKILL before the checkpoint)
+        # and it was then copied (copytruncate's .1 under another inode), the copy would be
+        # shipped again in full under a new id the collector cannot tell from a new file.
+        self._unsaved: set[str] = set()
         self._last_save = 0.0
         self._next_scan = 0.0
         self._last_event_scan = 0.0
@@ -604,6 +610,7 @@ class Shipper:
         self._by_key.setdefault(key, []).append(entry)
         self._by_head.setdefault((fp.head_len, fp.head_hash), []).append(entry)
         self._dirty = True
+        self._unsaved.add(source)
         return entry
 
     def _copy_in_progress(self, entry: Entry, fd: int) -> bool:
@@ -723,6 +730,8 @@ class Shipper:
             # a SIGKILL the range may be cut longer; the collector's 409 says where to resume.
             entry.inflight = batch.end
             self._dirty = True
+        if entry.source in self._unsaved:
+            self.save()  # one write for every entry made since the last (a scan finds many)
         if batch.body.strip():
             marker = batch.kind == "oversized"
             self._sending = tail
@@ -913,6 +922,7 @@ class Shipper:
                 )
             return
         self._dirty = False
+        self._unsaved.clear()
 
 
 def open_files_cap(configured: int | None) -> int:
