@@ -19,6 +19,15 @@ ISO8601 = "yyyy-MM-dd HH:mm:ss,SSS"
 ABSOLUTE = "HH:mm:ss,SSS"
 DATE = "dd MMM yyyy HH:mm:ss,SSS"
 
+# The names log4j's layouts accept in place of a pattern (``%d{ABSOLUTE}``, TTCCLayout's
+# ``DateFormat=ISO8601``), compared after toUpperCase().
+NAMED_FORMATS = {"ISO8601": ISO8601, "ABSOLUTE": ABSOLUTE, "DATE": DATE}
+
+
+def named_pattern(name: str) -> str:
+    """The SimpleDateFormat pattern for ``name``: a named format's, else ``name`` itself."""
+    return NAMED_FORMATS.get(name.upper(), name)
+
 
 class DateFormatError(ValueError):
     """The pattern is one SimpleDateFormat rejects (its message is Java's)."""
