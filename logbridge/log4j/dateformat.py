@@ -11,6 +11,8 @@ import datetime as dt
 import time
 from dataclasses import dataclass
 
+from ..errors import DateFormatError as DateFormatError  # defined in the one tree; raised here
+
 _LETTERS = "GyMdkHmsSEDFwWahKzZYuXL"
 _MONTHS = list(calendar.month_name)[1:]
 _DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
@@ -27,10 +29,6 @@ NAMED_FORMATS = {"ISO8601": ISO8601, "ABSOLUTE": ABSOLUTE, "DATE": DATE}
 def named_pattern(name: str) -> str:
     """The SimpleDateFormat pattern for ``name``: a named format's, else ``name`` itself."""
     return NAMED_FORMATS.get(name.upper(), name)
-
-
-class DateFormatError(ValueError):
-    """The pattern is one SimpleDateFormat rejects (its message is Java's)."""
 
 
 @dataclass(frozen=True)
