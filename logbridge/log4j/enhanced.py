@@ -13,18 +13,8 @@ import datetime as dt
 import logging
 from collections.abc import Iterable
 
-from .converters import (
-    LINE_SEP,
-    SIMPLE,
-    Converter,
-    class_name,
-    date_converter,
-    last_elements,
-    logger_name,
-    mdc_converter,
-    record_ndc,
-    throwable_lines,
-)
+from . import converters
+from .converters import Converter
 from .dateformat import ISO8601, DateFormatError, SimpleDateFormat, named_pattern
 from .pattern import PatternLayoutFormatter, PatternParser
 
@@ -40,9 +30,9 @@ def converter(kind: str, opts: list[str], errors: list[str]) -> tuple[Converter,
     """The converter for a conversion word, and whether it prints the throwable itself."""
     opt = opts[0] if opts else None
     if kind == "c":
-        return _abbreviated(logger_name, opt), False
+        return _abbreviated(converters.logger_name, opt), False
     if kind == "C":
-        return _abbreviated(class_name, opt), False
+        return _abbreviated(converters.class_name, opt), False
     if kind == "d":
         pattern = named_pattern(opt or "ISO8601")
         tz = None
@@ -53,19 +43,19 @@ def converter(kind: str, opts: list[str], errors: list[str]) -> tuple[Converter,
         except DateFormatError:
             errors.append(f"log4j:WARN Could not instantiate SimpleDateFormat with pattern {opt}")
             fmt = SimpleDateFormat(ISO8601, tz)
-        return date_converter(fmt), False
+        return converters.date_converter(fmt), False
     if kind == "n":
-        return (lambda r: LINE_SEP), False
+        return (lambda r: converters.LINE_SEP), False
     if kind == "x":
         # EnhancedPatternLayout appends getNDC() as is: no NDC prints "null".
-        return (lambda r: record_ndc(r) or "null"), False
+        return (lambda r: converters.record_ndc(r) or "null"), False
     if kind == "X":
-        return mdc_converter(opt, _hashtable_order), False
+        return converters.mdc_converter(opt, _hashtable_order), False
     if kind == "throwable":
         return _throwable(opt), True
     if kind == "sn":
         return (lambda r: "0"), False  # log4j 1.2 events carry no sequence number
-    return SIMPLE[kind], False
+    return converters.SIMPLE[kind], False
 
 
 class EnhancedPatternParser(PatternParser):
@@ -173,7 +163,7 @@ def _abbreviated(get: Converter, opt: str | None) -> Converter:
             if name is None:
                 return None
             if n >= 0:
-                return last_elements(name, n)
+                return converters.last_elements(name, n)
             count = -n
             pos = name.find(".")
             while pos != -1:
@@ -233,7 +223,7 @@ def _throwable(opt: str | None) -> Converter:
     """%throwable{n|short|full|none}: the throwable's first lines, inside the layout."""
 
     def convert(r: logging.LogRecord) -> str:
-        lines = throwable_lines(r, _PLAIN)
+        lines = converters.throwable_lines(r, _PLAIN)
         if not lines:
             return ""
         n = len(lines)

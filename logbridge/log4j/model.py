@@ -428,12 +428,17 @@ class _Reader:
                     continue  # noted with the other ignored keys
                 self.warn(f'Failed to set property [{prop}] to value "{value}". ', key)
                 continue
-            converted = self._convert(value, ptype)
-            if converted is None:
-                self.warn(f'Failed to set property [{prop}] to value "{value}". ', key)
-                continue
-            out[prop] = converted
+            converted = self._converted(prop, value, ptype, key)
+            if converted is not None:
+                out[prop] = converted
         return out
+
+    def _converted(self, prop: str, value: str, ptype: str, key: str) -> str | None:
+        """PropertySetter.setProperty's conversion: the value, or None after log4j's warning."""
+        converted = self._convert(value, ptype)
+        if converted is None:
+            self.warn(f'Failed to set property [{prop}] to value "{value}". ', key)
+        return converted
 
     def _convert(self, value: str, ptype: str) -> str | None:
         v = value.strip()
@@ -549,11 +554,9 @@ class _Reader:
                 if ptype is None:
                     self.warn(f"No such property [{prop}] in {clazz}.", okey)
                     continue
-                converted = self._convert(value, ptype)
-                if converted is None:
-                    self.warn(f'Failed to set property [{prop}] to value "{value}". ', okey)
-                    continue
-                f.options[prop] = converted
+                converted = self._converted(prop, value, ptype, okey)
+                if converted is not None:
+                    f.options[prop] = converted
             spec.filters.append(f)
 
 
