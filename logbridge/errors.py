@@ -3,16 +3,26 @@
 ::
 
     LogbridgeError
-    ├── ConfigError          a config file is missing, unreadable or invalid (exit code 2)
-    ├── EnvelopeError        one incoming line is not a readable audit event
-    ├── BodyError            a whole request body cannot be read
-    │   ├── BodyTooLarge     over ``limits.max_body_bytes``, compressed or inflated (HTTP 413)
-    │   └── UnsupportedEncoding  a ``Content-Encoding`` we do not speak (HTTP 415)
-    ├── StorageUnavailable   a destination or the state dir cannot take writes (HTTP 503)
-    └── Log4jConfigError     a log4j properties file cannot be translated
+    ├── ConfigError              a config file is missing, unreadable or invalid (exit code 2)
+    │   └── StateDirInUse        another live collector holds the state dir (collector.lock)
+    │       └── StateDirBusy     another live shipper holds the state dir (lock)
+    ├── EnvelopeError            one incoming line is not a readable audit event
+    ├── RequestError             an HTTP request the collector cannot read (HTTP 400)
+    │   ├── HeadersTooLarge      request line and headers over ``limits.max_header_bytes``
+    │   └── BodyError            a whole request body cannot be read
+    │       ├── BodyTooLarge     over ``limits.max_body_bytes``, compressed or inflated (HTTP 413)
+    │       ├── UnsupportedEncoding  a ``Content-Encoding`` we do not speak (HTTP 415)
+    │       └── BodyCut          the connection ended before the body did (nothing is stored)
+    ├── StorageUnavailable       a destination or the state dir cannot take writes (HTTP 503)
+    ├── Stopped                  the shipper was asked to stop while a batch was being retried
+    └── Log4jConfigError         a log4j properties file cannot be translated
+        └── DateFormatError      a SimpleDateFormat pattern Java rejects (also a ValueError)
 
-Third-party errors are translated at the boundary with ``raise ... from exc`` so that
-callers only ever need to catch these.
+Every class is defined here; the modules that raise one import it from here (and keep the
+name importable where it was first defined: ``logbridge.shipper.engine.StateDirBusy``,
+``logbridge.shipper.forward.Stopped``, ``logbridge.log4j.dateformat.DateFormatError``,
+``logbridge.collector.statelock.StateDirInUse``). Third-party errors are translated at the
+boundary with ``raise ... from exc`` so that callers only ever need to catch these.
 """
 
 from __future__ import annotations
@@ -31,6 +41,16 @@ class ConfigError(LogbridgeError):
         super().__init__(message)
 
 
+class StateDirInUse(ConfigError):
+    """Another live process holds the state dir: a set-up error like a bad config (one message,
+    exit code 2), raised before anything in the state dir is touched."""
+
+
+class StateDirBusy(StateDirInUse):
+    """Another shipper holds this state dir (two shippers would fight over the checkpoints).
+    A set-up error like a bad config: one message, exit code 2, as for the collector."""
+
+
 class EnvelopeError(LogbridgeError):
     """One incoming line is not a readable audit event; ``reason`` is short and stable."""
 
@@ -40,7 +60,17 @@ class EnvelopeError(LogbridgeError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
-class BodyError(LogbridgeError):
+class RequestError(LogbridgeError):
+    """An HTTP request the collector cannot read; ``status`` is its answer."""
+
+    status = 400
+
+
+class HeadersTooLarge(RequestError):
+    """Raised from a parser callback: httptools turns it into a parser error, uvicorn into a 400."""
+
+
+class BodyError(RequestError):
     status = 400
 
 
@@ -52,9 +82,25 @@ class UnsupportedEncoding(BodyError):
     status = 415
 
 
+class BodyCut(BodyError):
+    """The connection ended before the body did (the sender died or the connection broke): the
+    request is discarded whole and nobody is left to answer (logged as 499)."""
+
+    status = 499
+
+
 class StorageUnavailable(LogbridgeError):
     """Storage cannot take writes now; the sender should retry later."""
 
 
+class Stopped(LogbridgeError):
+    """Shutdown was asked for while a batch was still being retried (it is re-sent next run)."""
+
+
 class Log4jConfigError(LogbridgeError):
     """A log4j properties file cannot be read or translated."""
+
+
+class DateFormatError(Log4jConfigError, ValueError):
+    """The pattern is one SimpleDateFormat rejects (its message is Java's). Also a ValueError,
+    as a bad argument to `logbridge.log4j.dateformat.SimpleDateFormat`."""

@@ -14,7 +14,7 @@ import orjson
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..errors import BodyError, BodyTooLarge, StorageUnavailable
+from ..errors import BodyCut, BodyError, BodyTooLarge, StorageUnavailable
 from . import body as bodies
 from .auth import TokenAuth
 from .core import Collector, RequestContext
@@ -267,10 +267,6 @@ def _is_offset(text: bytes) -> bool:
         and all(0x30 <= c <= 0x39 for c in text)
         and int(text) <= _MAX_OFFSET
     )
-
-
-class BodyCut(Exception):
-    """The connection ended before the body did."""
 
 
 async def _read_body(receive: Any, limit: int) -> bytes | None:

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..config import Duration, Size, StrictModel, load_config, resolve_secret
+from ..config import Duration, Size, StrictModel, load_yaml, resolve_secret, validate
 from ..errors import ConfigError
 
 
@@ -134,7 +134,6 @@ class CollectorConfig(StrictModel):
     # How long a source's high-water mark is kept after its last batch. A retry older than this
     # would be stored again; shippers keep checkpoints 7 days, so 30 days is well past any retry.
     idempotence_ttl: Duration = 30 * 86400.0
-    node_header_trusted: bool = True
 
     @model_validator(mode="after")
     def _unique_names(self) -> CollectorConfig:
@@ -167,10 +166,78 @@ class CollectorConfig(StrictModel):
         }
 
 
+# Keys an older collector accepted that mean nothing now: what to tell the operator instead of
+# "unknown key", and still an error (a key that is read by nothing must not look like a setting).
+REMOVED_KEYS = {
+    "node_header_trusted": (
+        "this key was removed: it was never read. X-Logbridge-Node is a label the sender chooses, "
+        "stored as the line's 'node' as sent; who sent a batch is the token (auth.tokens). "
+        "Delete the key"
+    ),
+}
+
+
 def load(path: str | os.PathLike[str]) -> CollectorConfig:
-    config = load_config(path, CollectorConfig)
+    source = str(path)
+    data = load_yaml(path)
+    removed: list[str] = []
+    if isinstance(data, dict):
+        removed = [f"{key}: {why}" for key, why in REMOVED_KEYS.items() if key in data]
+        data = {k: v for k, v in data.items() if k not in REMOVED_KEYS}
+    try:
+        config = validate(data, CollectorConfig, source=source)
+    except ConfigError as exc:
+        if removed:  # every problem at once: the removed keys and the rest
+            raise _invalid(source, removed + exc.problems) from None
+        raise
+    if removed:
+        raise _invalid(source, removed)
     try:
         config.resolved_tokens()
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}", source=str(path)) from None
+        raise ConfigError(f"{path}: {exc}", source=source) from None
+    check_state_dir_outside_stores(config, source)
     return config
+
+
+def _invalid(source: str, problems: list[str]) -> ConfigError:
+    return ConfigError(
+        f"{source}: invalid configuration:\n" + "\n".join(f"  {p}" for p in problems),
+        source=source,
+        problems=problems,
+    )
+
+
+def local_root(url: str) -> Path | None:
+    """The local folder a ``file://`` (or plain path) URL names, absolute; None for any other
+    protocol (an object store cannot hold the state dir)."""
+    from fsspec.core import split_protocol
+
+    protocol, path = split_protocol(url)
+    if protocol not in (None, "file", "local") or "::" in url:
+        return None
+    return Path(os.path.abspath(os.path.expanduser(path)))
+
+
+def check_state_dir_outside_stores(config: CollectorConfig, source: str) -> None:
+    """DESIGN.md §5: staging files live under ``state_dir``, never inside the store, which holds
+    only published files and their manifests (a staging file there would be read as published,
+    and `logbridge verify` would report it). `ConfigError` naming both paths otherwise."""
+    state_dir = config.resolved_state_dir()
+    state = state_dir.resolve()
+    stores = [("dead_letter", config.dead_letter)] + [
+        (f"destinations[{i}].url ({d.name})", d.url)
+        for i, d in enumerate(config.destinations)
+        if d.type == "filesystem"
+    ]
+    problems = []
+    for key, url in stores:
+        root = local_root(url)
+        if root is not None and (state == root.resolve() or root.resolve() in state.parents):
+            problems.append(
+                f"state_dir: {state_dir} is inside the store of {key}, {root}: the store holds only "
+                "published files and their manifests (staging files live in state_dir); "
+                "give state_dir a folder outside it"
+            )
+    if problems:
+        raise _invalid(source, problems)

@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from ..errors import HeadersTooLarge as HeadersTooLarge  # defined in the one tree; raised here
 from .metrics import Metrics
 
 log = structlog.get_logger("logbridge.collector")
@@ -29,10 +30,6 @@ _TIMEOUT_RESPONSE = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
     b"content-length: " + str(len(_TIMEOUT_BODY)).encode() + b"\r\n\r\n" + _TIMEOUT_BODY
 )
-
-
-class HeadersTooLarge(Exception):
-    """Raised from a parser callback: httptools turns it into a parser error, uvicorn into a 400."""
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):

@@ -8,6 +8,13 @@ bean properties (name → Java type) of the classes logbridge translates, taken 
 
 from __future__ import annotations
 
+# What an appender does with an option the file does not set (log4j 1.2.17's field initialisers);
+# the model, the translation and the handlers all read them here.
+DEFAULT_MAX_FILE_SIZE = 10 * 1024 * 1024  # RollingFileAppender.maxFileSize
+DEFAULT_MAX_BACKUP_INDEX = 1  # RollingFileAppender.maxBackupIndex
+DEFAULT_DATE_PATTERN = "'.'yyyy-MM-dd"  # DailyRollingFileAppender.datePattern
+DEFAULT_BUFFER_SIZE = 8192  # FileAppender.bufferSize
+
 # Property types understood by PropertySetter.convertArg.
 STRING, INT, LONG, BOOLEAN, PRIORITY, OTHER = "String", "int", "long", "boolean", "Priority", "other"
 

@@ -11,6 +11,8 @@ import datetime as dt
 import time
 from dataclasses import dataclass
 
+from ..errors import DateFormatError as DateFormatError  # defined in the one tree; raised here
+
 _LETTERS = "GyMdkHmsSEDFwWahKzZYuXL"
 _MONTHS = list(calendar.month_name)[1:]
 _DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
@@ -19,9 +21,14 @@ ISO8601 = "yyyy-MM-dd HH:mm:ss,SSS"
 ABSOLUTE = "HH:mm:ss,SSS"
 DATE = "dd MMM yyyy HH:mm:ss,SSS"
 
+# The names log4j's layouts accept in place of a pattern (``%d{ABSOLUTE}``, TTCCLayout's
+# ``DateFormat=ISO8601``), compared after toUpperCase().
+NAMED_FORMATS = {"ISO8601": ISO8601, "ABSOLUTE": ABSOLUTE, "DATE": DATE}
 
-class DateFormatError(ValueError):
-    """The pattern is one SimpleDateFormat rejects (its message is Java's)."""
+
+def named_pattern(name: str) -> str:
+    """The SimpleDateFormat pattern for ``name``: a named format's, else ``name`` itself."""
+    return NAMED_FORMATS.get(name.upper(), name)
 
 
 @dataclass(frozen=True)

@@ -1,30 +1,22 @@
 """log4j's ``EnhancedPatternLayout``: the conversions of ``org.apache.log4j.pattern``.
 
 The pattern is parsed by `logbridge.log4j.pattern`'s state machine (log4j shares it between both
-layouts); what differs lives here: conversion *words* (``%level``, ``%logger``; the longest known
-prefix wins), name abbreviators (``%c{1.}``, ``%c{-1}``), ``%d{pattern}{zone}``, ``%throwable``
-inside the layout, ``%x`` printing ``null``, and ``%X`` in the order of log4j's MDC Hashtable.
+layouts): `EnhancedPatternParser` subclasses its `PatternParser`. What differs lives here:
+conversion *words* (``%level``, ``%logger``; the longest known prefix wins), name abbreviators
+(``%c{1.}``, ``%c{-1}``), ``%d{pattern}{zone}``, ``%throwable`` inside the layout, ``%x``
+printing ``null``, and ``%X`` in the order of log4j's MDC Hashtable.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Iterable
 
-from .dateformat import ABSOLUTE, DATE, ISO8601, DateFormatError, SimpleDateFormat
-from .pattern import (
-    LINE_SEP,
-    SIMPLE,
-    Converter,
-    PatternLayoutFormatter,
-    class_name,
-    date_converter,
-    java_str,
-    record_mdc,
-    record_ndc,
-    throwable_lines,
-)
+from . import converters
+from .converters import Converter
+from .dateformat import ISO8601, DateFormatError, SimpleDateFormat, named_pattern
+from .pattern import PatternLayoutFormatter, PatternParser
 
 WORDS = {
     "c": "c", "logger": "c", "C": "C", "class": "C", "d": "d", "date": "d", "F": "F", "file": "F",
@@ -38,12 +30,11 @@ def converter(kind: str, opts: list[str], errors: list[str]) -> tuple[Converter,
     """The converter for a conversion word, and whether it prints the throwable itself."""
     opt = opts[0] if opts else None
     if kind == "c":
-        return _abbreviated(lambda r: r.name, opt), False
+        return _abbreviated(converters.logger_name, opt), False
     if kind == "C":
-        return _abbreviated(class_name, opt), False
+        return _abbreviated(converters.class_name, opt), False
     if kind == "d":
-        named = {"ISO8601": ISO8601, "ABSOLUTE": ABSOLUTE, "DATE": DATE}
-        pattern = named.get((opt or "ISO8601").upper(), opt or ISO8601)
+        pattern = named_pattern(opt or "ISO8601")
         tz = None
         if len(opts) > 1:
             tz = _java_time_zone(opts[1])
@@ -52,18 +43,61 @@ def converter(kind: str, opts: list[str], errors: list[str]) -> tuple[Converter,
         except DateFormatError:
             errors.append(f"log4j:WARN Could not instantiate SimpleDateFormat with pattern {opt}")
             fmt = SimpleDateFormat(ISO8601, tz)
-        return date_converter(fmt), False
+        return converters.date_converter(fmt), False
     if kind == "n":
-        return (lambda r: LINE_SEP), False
+        return (lambda r: converters.LINE_SEP), False
     if kind == "x":
-        return (lambda r: record_ndc(r) or "null"), False
+        # EnhancedPatternLayout appends getNDC() as is: no NDC prints "null".
+        return (lambda r: converters.record_ndc(r) or "null"), False
     if kind == "X":
-        return _mdc_hashtable(opt), False
+        return converters.mdc_converter(opt, _hashtable_order), False
     if kind == "throwable":
         return _throwable(opt), True
     if kind == "sn":
         return (lambda r: "0"), False  # log4j 1.2 events carry no sequence number
-    return SIMPLE[kind], False
+    return converters.SIMPLE[kind], False
+
+
+class EnhancedPatternParser(PatternParser):
+    """org.apache.log4j.pattern.PatternParser: the same state machine, but a conversion is a
+    *word* (the longest identifier, then its longest known prefix; the rest stays literal)
+    followed by any number of {options}, and ``%n`` is one of those words."""
+
+    literal_newline = False
+
+    def options(self) -> list[str]:
+        opts = []
+        while self.i < len(self.p) and self.p[self.i] == "{":
+            end = self.p.find("}", self.i)
+            if end == -1:
+                break
+            opts.append(self.p[self.i + 1 : end])
+            self.i = end + 1
+        return opts
+
+    def finalize(self, c: str) -> None:
+        word = ""
+        if c.isalpha():  # Character.isUnicodeIdentifierStart
+            word = c
+            while self.i < len(self.p) and (self.p[self.i].isalnum() or self.p[self.i] == "_"):
+                word += self.p[self.i]
+                self.lit.append(self.p[self.i])
+                self.i += 1
+        opts = self.options()
+        name = next((word[:k] for k in range(len(word), 0, -1) if word[:k] in WORDS), None)
+        if name is None:
+            self.errors.append(f"log4j:ERROR Unrecognized format specifier [{word}]")
+            what = f"Unrecognized conversion specifier [{word}]" if word else "Empty conversion specifier"
+            self.errors.append(f"log4j:ERROR {what} starting at position {self.i} in conversion pattern.")
+            self.add_unknown()
+            return
+        conv, handles_throwable = converter(WORDS[name], opts, self.errors)
+        self.handles_throwable |= handles_throwable
+        self.add_converter(conv)
+        rest = word[len(name) :]
+        if rest:  # "%messages" is %message then the text "s"
+            self.lit.append(rest)
+            self.flush_literal()
 
 
 def java_string_hash(s: str) -> int:
@@ -93,16 +127,8 @@ def java_hashtable_order(keys: list[str]) -> list[str]:
     return [k for i in range(cap - 1, -1, -1) for k in table[i]]
 
 
-def _mdc_hashtable(key: str | None) -> Converter:
-    if key is not None:
-        return lambda r: java_str(record_mdc(r).get(key))
-
-    def all_keys(r: logging.LogRecord) -> str:
-        mdc = record_mdc(r)
-        keys = java_hashtable_order([str(k) for k in mdc])
-        return "{" + "".join(f"{{{k},{java_str(mdc[k])}}}" for k in keys) + "}"
-
-    return all_keys
+def _hashtable_order(keys: Iterable[object]) -> list[str]:
+    return java_hashtable_order([str(k) for k in keys])
 
 
 _PLAIN = logging.Formatter()
@@ -120,7 +146,7 @@ def _java_time_zone(tz_id: str) -> dt.tzinfo:
         return dt.UTC
 
 
-def _abbreviated(get: Callable[[logging.LogRecord], str | None], opt: str | None) -> Converter:
+def _abbreviated(get: Converter, opt: str | None) -> Converter:
     """EnhancedPatternLayout's NameAbbreviator: ``{2}`` keeps 2 elements, ``{-1}`` drops one,
     ``{1.}``/``{1~.}`` shortens every element but the last."""
     if opt is None or not opt.strip():
@@ -137,12 +163,7 @@ def _abbreviated(get: Callable[[logging.LogRecord], str | None], opt: str | None
             if name is None:
                 return None
             if n >= 0:
-                end = len(name) - 1
-                for _ in range(n):
-                    end = name.rfind(".", 0, end) if end > 0 else -1
-                    if end == -1:
-                        return name
-                return name[end + 1 :]
+                return converters.last_elements(name, n)
             count = -n
             pos = name.find(".")
             while pos != -1:
@@ -202,7 +223,7 @@ def _throwable(opt: str | None) -> Converter:
     """%throwable{n|short|full|none}: the throwable's first lines, inside the layout."""
 
     def convert(r: logging.LogRecord) -> str:
-        lines = throwable_lines(r, _PLAIN)
+        lines = converters.throwable_lines(r, _PLAIN)
         if not lines:
             return ""
         n = len(lines)
@@ -241,5 +262,7 @@ class EnhancedPatternLayoutFormatter(PatternLayoutFormatter):
     It also turns ``\\n``/``\\t`` written in the pattern into the characters, as log4j does.
     """
 
+    parser = EnhancedPatternParser
+
     def __init__(self, pattern: str = "%m%n"):
-        super().__init__(convert_special_chars(pattern), _enhanced=True)
+        super().__init__(convert_special_chars(pattern))

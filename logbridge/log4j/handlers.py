@@ -32,11 +32,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+from .classes import (
+    DEFAULT_BUFFER_SIZE,
+    DEFAULT_DATE_PATTERN,
+    DEFAULT_MAX_BACKUP_INDEX,
+    DEFAULT_MAX_FILE_SIZE,
+)
+from .converters import throwable_lines
 from .dateformat import SimpleDateFormat, next_boundary_ms, periodicity
 from .levels import OFF
-from .pattern import throwable_lines
-
-DEFAULT_MAX_FILE_SIZE = 10 * 1024 * 1024
 
 
 def _log4j_error(message: str) -> None:
@@ -113,7 +117,7 @@ class FileAppenderHandler(_Log4jMixin, logging.FileHandler):
         append: bool = True,
         encoding: str | None = "utf-8",
         buffered_io: bool = False,
-        buffer_size: int = 8192,
+        buffer_size: int = DEFAULT_BUFFER_SIZE,
         immediate_flush: bool = True,
         broken: str | None = None,
     ):
@@ -193,7 +197,7 @@ class RollingFileAppenderHandler(FileAppenderHandler):
         self,
         filename: str,
         max_file_size: int = DEFAULT_MAX_FILE_SIZE,
-        max_backup_index: int = 1,
+        max_backup_index: int = DEFAULT_MAX_BACKUP_INDEX,
         **kwargs: Any,
     ):
         self.max_file_size = max_file_size
@@ -258,7 +262,7 @@ class DailyRollingFileAppenderHandler(FileAppenderHandler):
     def __init__(
         self,
         filename: str,
-        date_pattern: str = "'.'yyyy-MM-dd",
+        date_pattern: str = DEFAULT_DATE_PATTERN,
         clock: Callable[[], float] = time.time,
         **kwargs: Any,
     ):

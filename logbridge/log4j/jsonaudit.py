@@ -35,22 +35,14 @@ from pythonjsonlogger.orjson import OrjsonFormatter
 
 from ..audit import current_call_time_ms
 from ..context import get_mdc
+from .levels import LOG4J_NAMES
 
 __all__ = ["JSONAuditFormatter", "envelope", "log4j_level_name", "log4j_timestamp"]
-
-_LOG4J_LEVEL_NAMES = {
-    logging.CRITICAL: "FATAL",
-    logging.ERROR: "ERROR",
-    logging.WARNING: "WARN",
-    logging.INFO: "INFO",
-    logging.DEBUG: "DEBUG",
-    5: "TRACE",
-}
 
 
 def log4j_level_name(levelno: int, levelname: str = "") -> str:
     """log4j's name for a Python level: ``WARN`` for WARNING, ``FATAL`` for CRITICAL."""
-    return _LOG4J_LEVEL_NAMES.get(levelno) or levelname or f"Level {levelno}"
+    return LOG4J_NAMES.get(levelno) or levelname or f"Level {levelno}"
 
 
 # (second, "YYYY-MM-DDTHH:MM:SS", "+HHMM") of the last second formatted: audit streams put
@@ -87,7 +79,7 @@ def envelope(record: logging.LogRecord, message: Any = None, exception: Any = No
     if message is None:
         message = record.msg if isinstance(record.msg, dict) else record.getMessage()
     data: dict[str, Any] = {
-        "severity": _LOG4J_LEVEL_NAMES.get(record.levelno) or record.levelname,
+        "severity": LOG4J_NAMES.get(record.levelno) or record.levelname,
         "logger": record.name,
         "message": message,
         "mdc": _mdc_of(record),

@@ -10,9 +10,9 @@ import datetime as dt
 import logging
 import zoneinfo
 
-from .dateformat import ABSOLUTE, DATE, ISO8601, DateFormatError, SimpleDateFormat
+from .converters import LINE_SEP, record_millis, record_ndc, throwable_lines
+from .dateformat import DateFormatError, SimpleDateFormat, named_pattern
 from .levels import log4j_name
-from .pattern import LINE_SEP, record_millis, record_ndc, throwable_lines
 
 
 class _ThrowableAfter(logging.Formatter):
@@ -68,10 +68,8 @@ class TTCCLayoutFormatter(_ThrowableAfter):
 
             self._relative_start = int(time.time() * 1000)
         else:
-            named = {"ISO8601": ISO8601, "ABSOLUTE": ABSOLUTE, "DATE": DATE}
-            pattern = named.get(date_format.upper(), date_format)
             try:
-                self._date = SimpleDateFormat(pattern, tz)
+                self._date = SimpleDateFormat(named_pattern(date_format), tz)
             except DateFormatError:
                 self._date = None
 

@@ -29,16 +29,8 @@ LEVELS: dict[str, int] = {
     "OFF": OFF,
 }
 
-_NAMES = {
-    ALL: "ALL",
-    TRACE: "TRACE",
-    logging.DEBUG: "DEBUG",
-    logging.INFO: "INFO",
-    logging.WARNING: "WARN",
-    logging.ERROR: "ERROR",
-    logging.CRITICAL: "FATAL",
-    OFF: "OFF",
-}
+# The other way round: the name log4j prints for each of its levels.
+LOG4J_NAMES: dict[int, str] = {number: name for name, number in LEVELS.items() if name.isascii()}
 
 _PY_NAMES = {
     logging.DEBUG: "DEBUG",
@@ -52,7 +44,7 @@ _PY_NAMES = {
 
 def log4j_name(levelno: int, fallback: str | None = None) -> str:
     """The name log4j prints for a level (``WARN``, ``FATAL``); Python's name for other numbers."""
-    name = _NAMES.get(levelno)
+    name = LOG4J_NAMES.get(levelno)
     if name is not None:
         return name
     return fallback if fallback is not None else logging.getLevelName(levelno)

@@ -37,7 +37,6 @@ from .properties import Properties
 
 ROOT = "root"
 _JAVA_CLASS_NAME = re.compile(r"^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$")
-DEFAULT_MAX_FILE_SIZE = 10 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -354,20 +353,22 @@ class _Reader:
                     layout_key + ".", classes.LAYOUTS.get(lcls), lcls, is_appender=False
                 )
                 if lcls in ("org.apache.log4j.PatternLayout", "org.apache.log4j.EnhancedPatternLayout"):
-                    from .enhanced import convert_special_chars
-                    from .pattern import parse_pattern
+                    from .enhanced import EnhancedPatternLayoutFormatter
+                    from .pattern import PatternLayoutFormatter
 
-                    enhanced = lcls == "org.apache.log4j.EnhancedPatternLayout"
+                    layout = (
+                        EnhancedPatternLayoutFormatter
+                        if lcls == "org.apache.log4j.EnhancedPatternLayout"
+                        else PatternLayoutFormatter
+                    )
                     pattern = spec.layout.options.get("conversionPattern", "%m%n")
-                    if enhanced:
-                        pattern = convert_special_chars(pattern)
-                    for msg in parse_pattern(pattern, enhanced)[1]:
+                    for msg in layout(pattern).errors:
                         self._add(msg, layout_key + ".ConversionPattern", "log4j")
                 if lcls == "org.apache.log4j.TTCCLayout" and "dateFormat" in spec.layout.options:
-                    from .dateformat import DateFormatError, compile_pattern
+                    from .dateformat import NAMED_FORMATS, DateFormatError, compile_pattern
 
                     fmt = spec.layout.options["dateFormat"]
-                    if fmt.upper() not in ("NULL", "RELATIVE", "ABSOLUTE", "DATE", "ISO8601"):
+                    if fmt.upper() not in ("NULL", "RELATIVE", *NAMED_FORMATS):
                         try:
                             compile_pattern(fmt)
                         except DateFormatError as exc:
@@ -427,12 +428,17 @@ class _Reader:
                     continue  # noted with the other ignored keys
                 self.warn(f'Failed to set property [{prop}] to value "{value}". ', key)
                 continue
-            converted = self._convert(value, ptype)
-            if converted is None:
-                self.warn(f'Failed to set property [{prop}] to value "{value}". ', key)
-                continue
-            out[prop] = converted
+            converted = self._converted(prop, value, ptype, key)
+            if converted is not None:
+                out[prop] = converted
         return out
+
+    def _converted(self, prop: str, value: str, ptype: str, key: str) -> str | None:
+        """PropertySetter.setProperty's conversion: the value, or None after log4j's warning."""
+        converted = self._convert(value, ptype)
+        if converted is None:
+            self.warn(f'Failed to set property [{prop}] to value "{value}". ', key)
+        return converted
 
     def _convert(self, value: str, ptype: str) -> str | None:
         v = value.strip()
@@ -479,7 +485,7 @@ class _Reader:
             if spec.cls == "org.apache.log4j.DailyRollingFileAppender":
                 from .dateformat import DateFormatError, SimpleDateFormat, periodicity
 
-                pattern = o.get("datePattern", "'.'yyyy-MM-dd")
+                pattern = o.get("datePattern", classes.DEFAULT_DATE_PATTERN)
                 if "file" not in o:
                     self.error(f"Either File or DatePattern options are not set for appender [{name}].", key)
                 else:
@@ -513,7 +519,7 @@ class _Reader:
         except ValueError:
             self.error(f"[{s}] is not in proper int form.", key + ".MaxFileSize")
             self.error(f"[{value}] not in expected format.", key + ".MaxFileSize")
-            return DEFAULT_MAX_FILE_SIZE + 1
+            return classes.DEFAULT_MAX_FILE_SIZE + 1
 
     def _filters(self, spec: AppenderSpec) -> None:
         prefix = f"log4j.appender.{spec.name}.filter."
@@ -548,11 +554,9 @@ class _Reader:
                 if ptype is None:
                     self.warn(f"No such property [{prop}] in {clazz}.", okey)
                     continue
-                converted = self._convert(value, ptype)
-                if converted is None:
-                    self.warn(f'Failed to set property [{prop}] to value "{value}". ', okey)
-                    continue
-                f.options[prop] = converted
+                converted = self._converted(prop, value, ptype, okey)
+                if converted is not None:
+                    f.options[prop] = converted
             spec.filters.append(f)
 
 

@@ -103,14 +103,14 @@ def handler_config(a: AppenderSpec, threshold: int) -> dict[str, Any]:
         h["encoding"] = o.get("encoding", "utf-8")
         if _bool(o.get("bufferedIO"), False):
             h["buffered_io"] = True
-            h["buffer_size"] = int(o.get("bufferSize", "8192"))
+            h["buffer_size"] = int(o.get("bufferSize", classes.DEFAULT_BUFFER_SIZE))
         if not _bool(o.get("immediateFlush"), True):
             h["immediate_flush"] = False
         if a.cls == "org.apache.log4j.RollingFileAppender":
-            h["max_file_size"] = int(o.get("maximumFileSize", str(10 * 1024 * 1024)))
-            h["max_backup_index"] = int(o.get("maxBackupIndex", "1"))
+            h["max_file_size"] = int(o.get("maximumFileSize", classes.DEFAULT_MAX_FILE_SIZE))
+            h["max_backup_index"] = int(o.get("maxBackupIndex", classes.DEFAULT_MAX_BACKUP_INDEX))
         elif a.cls == "org.apache.log4j.DailyRollingFileAppender":
-            h["date_pattern"] = o.get("datePattern", "'.'yyyy-MM-dd")
+            h["date_pattern"] = o.get("datePattern", classes.DEFAULT_DATE_PATTERN)
     elif a.cls == "org.apache.log4j.varia.NullAppender":
         h = {"class": "logging.NullHandler"}
     elif a.cls == "org.apache.log4j.AsyncAppender":

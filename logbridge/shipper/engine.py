@@ -29,7 +29,6 @@ read, copies recognised while still being written): the rules are stated in `ide
 from __future__ import annotations
 
 import errno
-import fcntl
 import gc
 import heapq
 import logging
@@ -43,7 +42,8 @@ from pathlib import Path
 
 import httpx
 
-from ..errors import ConfigError
+from ..errors import StateDirBusy as StateDirBusy  # defined in the one tree; raised here
+from ..fileio import LockFile
 from .checkpoint import CheckpointStore, Entry
 from .config import ShipperConfig
 from .deadletter import DeadLetter
@@ -61,11 +61,6 @@ Key = tuple[int, int]  # (st_dev, st_ino)
 AUTO_MAX_OPEN = 1024  # the default cap's ceiling, whatever the descriptor limit
 FD_RESERVE = 64  # descriptors left for the rest: the connection, checkpoint, scans, inotify, logs
 FD_BACKOFF = 30.0  # after running out of descriptors: how long before the cap is raised again
-
-
-class StateDirBusy(ConfigError):
-    """Another shipper holds this state dir (two shippers would fight over the checkpoints).
-    A set-up error like a bad config: one message, exit code 2, as for the collector."""
 
 
 @dataclass(slots=True)
@@ -985,13 +980,13 @@ def _last_line_end(fd: int, size: int) -> int:
 
 
 def _lock_state_dir(state_dir: str) -> int:
-    fd = os.open(os.path.join(state_dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise StateDirBusy(
+    """Take ``state_dir/lock`` (`logbridge.fileio.LockFile`) or raise `StateDirBusy`; the
+    locked descriptor, which `Shipper.close` closes."""
+    lock = LockFile(os.path.join(state_dir, "lock"), mode=0o600)
+    lock.acquire(
+        lambda holder: StateDirBusy(
             f"another logbridge shipper is running with state_dir {state_dir}; "
             "give each shipper its own state_dir"
-        ) from None
-    return fd
+        )
+    )
+    return lock.fd

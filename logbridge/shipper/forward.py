@@ -26,17 +26,13 @@ import httpx
 import orjson
 
 from ..config import resolve_secret
-from ..errors import LogbridgeError
+from ..errors import Stopped as Stopped  # defined in the one tree; raised here
 from ..retry import backoff_delay, retry_after
 from .config import CollectorConfig
 
 log = logging.getLogger("logbridge.shipper")
 
 RETRYABLE_4XX = frozenset({401, 403, 408, 425, 429})
-
-
-class Stopped(LogbridgeError):
-    """Shutdown was asked for while a batch was still being retried (it is re-sent next run)."""
 
 
 @dataclass(frozen=True, slots=True)
