@@ -17,13 +17,14 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, *, fsync: bool = True) -> None:
     """Write temp, fsync, rename over, fsync the directory: never a torn file (and no temp file
-    left behind when it fails)."""
-    write_beside(path, lambda fh: fh.write(data))
+    left behind when it fails). ``fsync=False``: still never torn, but a power loss may bring
+    back the previous version (for state where being behind only costs a resend)."""
+    write_beside(path, lambda fh: fh.write(data), fsync=fsync)
 
 
-def write_beside(path: Path, fill: Callable[[BinaryIO], object]) -> None:
+def write_beside(path: Path, fill: Callable[[BinaryIO], object], *, fsync: bool = True) -> None:
     """Create or replace ``path`` through a hidden temp file beside it (``.<name>.tmp``): ``fill``
     writes it, then fsync, rename over, fsync the directory. A reader never sees half a file; a
     failure removes the temp file; a retry reuses its name, so nothing piles up."""
@@ -32,13 +33,15 @@ def write_beside(path: Path, fill: Callable[[BinaryIO], object]) -> None:
         with open(tmp, "wb") as fh:
             fill(fh)
             fh.flush()
-            os.fsync(fh.fileno())
+            if fsync:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    fsync_dir(path.parent)
+    if fsync:
+        fsync_dir(path.parent)
 
 
 def write_all(fd: int, data: bytes) -> None:
