@@ -121,7 +121,10 @@ class Destination(StrictModel):
         return self.routing_keys == "all" or (routing_key or "") in self.routing_keys
 
 
-class CollectorConfig(StrictModel):
+class CollectorServerConfig(StrictModel):
+    """The ``logbridge collect`` server's config file (DESIGN.md §6). What a *sender* is told
+    about a collector is `logbridge.client.CollectorTarget`."""
+
     listen: Listen = Listen()
     auth: Auth = Auth()
     durability: Literal["flush", "fsync"] = "flush"
@@ -137,7 +140,7 @@ class CollectorConfig(StrictModel):
     node_header_trusted: bool = True
 
     @model_validator(mode="after")
-    def _unique_names(self) -> CollectorConfig:
+    def _unique_names(self) -> CollectorServerConfig:
         names = [d.name for d in self.destinations]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -167,8 +170,13 @@ class CollectorConfig(StrictModel):
         }
 
 
-def load(path: str | os.PathLike[str]) -> CollectorConfig:
-    config = load_config(path, CollectorConfig)
+# The old name, still imported by collector/core.py (being changed by another branch):
+# drop once nothing uses it.
+CollectorConfig = CollectorServerConfig
+
+
+def load(path: str | os.PathLike[str]) -> CollectorServerConfig:
+    config = load_config(path, CollectorServerConfig)
     try:
         config.resolved_tokens()
     except ConfigError as exc:

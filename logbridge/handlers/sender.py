@@ -166,7 +166,9 @@ class Sender:
         else:
             body = b"".join(lines)
         end = start + sum(len(line) for line in lines)
-        result = self.client.send(body, source=spool.source, start=start, end=end, topic=topic, line_ends=line_ends)
+        result = self.client.send(
+            body, source=spool.source, start=start, end=end, topic=topic, line_ends=line_ends
+        )
         self._came_back()
         refused = 0
         for piece in result.rejected:
@@ -238,7 +240,9 @@ class Sender:
             if piece.start is not None and piece.end is not None and piece.start <= offset < piece.end:
                 kept.append(line)
             offset += len(line)
-        self._dead_letter(kept, piece.start or start, f"{piece.reason} (from {self.client.url})", status=piece.status)
+        self._dead_letter(
+            kept, piece.start or start, f"{piece.reason} (from {self.client.url})", status=piece.status
+        )
         return len(kept)
 
     def _dead_letter(
