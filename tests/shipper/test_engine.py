@@ -22,7 +22,7 @@ import pytest
 
 from logbridge.shipper.checkpoint import CheckpointStore
 from logbridge.shipper.engine import Shipper, StateDirBusy
-from logbridge.shipper.tail import OVERSIZED_MSG_TYPE
+from logbridge.shipper.tail import OVERSIZED_MSG_TYPE, text_events
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -41,9 +41,9 @@ def line(seq: int, pad: int = 40) -> bytes:
     )
 
 
-def write(path: Path, seqs: range, mode: str = "ab") -> None:
+def write(path: Path, seqs: range, mode: str = "ab", pad: int = 40) -> None:
     with open(path, mode) as fh:
-        fh.write(b"".join(line(s) for s in seqs))
+        fh.write(b"".join(line(s, pad) for s in seqs))
 
 
 def seqs(fake: Any) -> Counter[int]:
@@ -383,6 +383,40 @@ def test_text_inputs_ship_bare_events_with_topic_and_routing_key(
     assert loopback_collector.events() == [{"message": "first line"}, {"message": "second \ufffd line"}]
     headers = loopback_collector.requests[0].headers
     assert headers["x-audit-topic"] == "generic" and headers["x-audit-routing-key"] == "svc"
+
+
+def test_a_413_splits_the_batch_and_only_a_line_too_large_is_dead_lettered(
+    tmp_path: Path, make_config: Any, loopback_collector: Any
+) -> None:
+    """Through the client's split: each half goes under its own sub-range of the file, so the
+    collector's mark ends at the file's end; a text input's halves get theirs from line ends."""
+    loopback_collector.max_body_bytes = 1000
+    log4j = tmp_path / "logs" / "a.log"
+    write(log4j, range(0, 20))
+    write(log4j, range(20, 21), pad=2000)  # alone still over the limit
+    write(log4j, range(21, 40))
+    text = tmp_path / "logs" / "b.txt"
+    text.write_bytes(b"".join(b"text line %d\n\n" % n for n in range(200)))
+    cfg = make_config(
+        inputs=[
+            {"path": str(tmp_path / "logs" / "*.log")},
+            {"path": str(tmp_path / "logs" / "*.txt"), "format": "text", "topic": "generic"},
+        ]
+    )
+    totals = Shipper(cfg).run(once=True)
+    assert totals.dead_lettered_lines == 1
+    assert sorted(seqs(loopback_collector)) == [n for n in range(40) if n != 20]
+    texts = [e["message"] for e in loopback_collector.events() if isinstance(e.get("message"), str)]
+    assert texts == [f"text line {n}" for n in range(200)]
+    assert sorted(loopback_collector.high_water.values()) == sorted(
+        [log4j.stat().st_size, text.stat().st_size]
+    )
+    data = text.read_bytes()
+    text_requests = [r for r in loopback_collector.requests if r.headers.get("x-audit-topic") == "generic"]
+    assert len(text_requests) > 4, "the text batches were split"
+    for request in text_requests:  # each half's range holds exactly the lines of its body
+        start, end = (int(x) for x in request.headers["x-logbridge-range"].split("-"))
+        assert text_events(data[start:end], start)[0] == request.body
 
 
 def test_read_from_end_skips_what_was_there_at_first_start(
