@@ -20,7 +20,7 @@
 
 Every class is defined here; the modules that raise one import it from here (and keep the
 name importable where it was first defined: ``logbridge.shipper.engine.StateDirBusy``,
-``logbridge.shipper.forward.Stopped``, ``logbridge.log4j.dateformat.DateFormatError``,
+``logbridge.client.Stopped``, ``logbridge.log4j.dateformat.DateFormatError``,
 ``logbridge.collector.statelock.StateDirInUse``). Third-party errors are translated at the
 boundary with ``raise ... from exc`` so that callers only ever need to catch these.
 """

@@ -22,9 +22,10 @@ def retry_after(value: str | None) -> float | None:
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
-    """Capped exponential backoff with jitter for the ``attempt``-th retry (1-based).
+    """Capped exponential backoff with full jitter for the ``attempt``-th retry (1-based).
 
-    Half the cap is fixed and half random ("equal jitter"): senders that failed together do not
-    retry together, and none retries sooner than half its cap."""
+    The wait is anywhere between 0 and the cap (``initial`` doubled per attempt, at most
+    ``maximum``): senders that failed together (a collector restart) spread their retries
+    over the whole window instead of coming back in waves."""
     cap = min(maximum, initial * 2 ** min(max(attempt, 1) - 1, 30))
-    return cap / 2 + random.uniform(0, cap / 2)
+    return random.uniform(0, cap)

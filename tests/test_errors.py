@@ -45,7 +45,7 @@ def test_every_exception_derives_from_logbridge_error_and_is_drawn() -> None:
     ("where", "name"),
     [
         ("logbridge.shipper.engine", "StateDirBusy"),
-        ("logbridge.shipper.forward", "Stopped"),
+        ("logbridge.client", "Stopped"),
         ("logbridge.log4j.dateformat", "DateFormatError"),
         ("logbridge.collector.statelock", "StateDirInUse"),
         ("logbridge.collector.protocol", "HeadersTooLarge"),

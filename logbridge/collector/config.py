@@ -121,7 +121,10 @@ class Destination(StrictModel):
         return self.routing_keys == "all" or (routing_key or "") in self.routing_keys
 
 
-class CollectorConfig(StrictModel):
+class CollectorServerConfig(StrictModel):
+    """The ``logbridge collect`` server's config file (DESIGN.md §6). What a *sender* is told
+    about a collector is `logbridge.client.CollectorTarget`."""
+
     listen: Listen = Listen()
     auth: Auth = Auth()
     durability: Literal["flush", "fsync"] = "flush"
@@ -136,7 +139,7 @@ class CollectorConfig(StrictModel):
     idempotence_ttl: Duration = 30 * 86400.0
 
     @model_validator(mode="after")
-    def _unique_names(self) -> CollectorConfig:
+    def _unique_names(self) -> CollectorServerConfig:
         names = [d.name for d in self.destinations]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -177,7 +180,11 @@ REMOVED_KEYS = {
 }
 
 
-def load(path: str | os.PathLike[str]) -> CollectorConfig:
+# The old name, still imported by collector/core.py: drop once nothing uses it.
+CollectorConfig = CollectorServerConfig
+
+
+def load(path: str | os.PathLike[str]) -> CollectorServerConfig:
     source = str(path)
     data = load_yaml(path)
     removed: list[str] = []
@@ -185,7 +192,7 @@ def load(path: str | os.PathLike[str]) -> CollectorConfig:
         removed = [f"{key}: {why}" for key, why in REMOVED_KEYS.items() if key in data]
         data = {k: v for k, v in data.items() if k not in REMOVED_KEYS}
     try:
-        config = validate(data, CollectorConfig, source=source)
+        config = validate(data, CollectorServerConfig, source=source)
     except ConfigError as exc:
         if removed:  # every problem at once: the removed keys and the rest
             raise _invalid(source, removed + exc.problems) from None

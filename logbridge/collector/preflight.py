@@ -17,10 +17,10 @@ from typing import Any
 import fsspec
 
 from ..errors import ConfigError
-from .config import CollectorConfig
+from .config import CollectorServerConfig
 
 
-def check_setup(config: CollectorConfig, source: str) -> None:
+def check_setup(config: CollectorServerConfig, source: str) -> None:
     """Raise `ConfigError` naming the file, the key and the path that cannot be used."""
     check_local_folder(config.resolved_state_dir(), "state_dir", source)
     check_url(config.dead_letter, {}, "dead_letter", source)

@@ -13,7 +13,7 @@ import structlog
 from ..errors import ConfigError
 from .app import CollectorApp
 from .auth import TokenAuth
-from .config import CollectorConfig, load
+from .config import CollectorServerConfig, load
 from .core import Collector
 from .preflight import check_local_folder, check_setup
 from .protocol import bounded_protocol
@@ -22,7 +22,7 @@ from .statelock import StateLock
 log = structlog.get_logger("logbridge.collector")
 
 
-def build_app(config: CollectorConfig) -> CollectorApp:
+def build_app(config: CollectorServerConfig) -> CollectorApp:
     return CollectorApp(Collector(config), TokenAuth(config.resolved_tokens()))
 
 

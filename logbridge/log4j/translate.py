@@ -14,7 +14,7 @@ from . import classes
 from .levels import ALL, LEVELS, OFF, dict_level
 from .model import AppenderSpec, ComponentSpec, LoggerSpec, Model
 
-_H = "logbridge.log4j.handlers."
+_H = "logbridge.log4j.appenders."
 FILE_CLASSES = {
     "org.apache.log4j.FileAppender": _H + "FileAppenderHandler",
     "org.apache.log4j.RollingFileAppender": _H + "RollingFileAppenderHandler",

@@ -42,13 +42,12 @@ from pathlib import Path
 
 import httpx
 
+from ..client import CollectorClient, DeadLetter, Result, Stopped
 from ..errors import StateDirBusy as StateDirBusy  # defined in the one tree; raised here
 from ..fileio import LockFile
 from .checkpoint import CheckpointStore, Entry
 from .config import ShipperConfig
-from .deadletter import DeadLetter
 from .discover import Watcher, match
-from .forward import Forwarder, Stopped
 from .identity import CHECK_BYTES, Fingerprint, fingerprint, hash_bytes, head_matches
 from .losses import Loss, LossLog
 from .metrics import Metrics
@@ -135,17 +134,19 @@ class Shipper:
         self._index_stale = True
         self.copies: dict[Key, str] = {}  # live copies of tailed files (same bytes): not shipped
         self.pending: dict[str, float] = {}  # path → first seen; first line not complete yet
-        self.forwarder = Forwarder(
+        # The collector client (`logbridge.client`); its backoff keeps discovering files.
+        self.forwarder = CollectorClient.from_target(
             cfg.collector,
             cfg.node,
-            self.stop,
+            stop=self.stop,
             transport=transport,
             on_retry=self._on_retry,
             on_wait=self._discover_while_waiting,
             clock=clock,
             sleep=sleep,
+            logger=log,
         )
-        self.dead_letter = DeadLetter(cfg.state_dir)
+        self.dead_letter = DeadLetter(Path(cfg.state_dir) / "dead-letter")
         self.losses = LossLog(cfg.state_dir)
         self.watcher = Watcher(list(cfg.inputs), self.wake, self.rescan) if watch else None
         self._dirty = False
@@ -738,6 +739,7 @@ class Shipper:
                     end=batch.end,
                     topic=None if marker else batch.topic,
                     routing_key=None if marker else batch.routing_key,
+                    line_ends=batch.line_ends,
                 )
             finally:
                 self._sending = None
@@ -752,6 +754,8 @@ class Shipper:
                 batch.start,
                 batch.end - batch.start,
             )
+        if result is not None and result.rejected and not self._dead_letter(tail, batch, result):
+            return  # not kept, so not acknowledged: the batch is cut and sent again next time
         if result is not None and result.kind == "high_water":
             high = result.high_water or 0
             log.info("collector holds %s up to %d: resuming there", entry.source, high)
@@ -769,41 +773,47 @@ class Shipper:
                 )
                 entry.offset, entry.inflight = high, None
             return
-        if result is not None and result.kind == "rejected":
-            meta = {
-                "source": entry.source,
-                "file": tail.path,
-                "range": f"{batch.start}-{batch.end}",
-                "lines": batch.lines,
-                "status": result.status,
-                "response": result.response,
-                "time": time.time(),
-            }
-            try:
-                path = self.dead_letter.write(batch.body, meta)
-            except OSError as exc:
-                if not out_of_descriptors(exc):
-                    raise
-                # Not kept, so not acknowledged: the batch is cut and sent again next time.
-                self._fd_pressure(self.clock(), "writing the dead letter", busy=True)
-                return
-            self.metrics.dead_lines.inc(batch.lines)
-            self.totals.dead_lettered_lines += batch.lines
-            self.totals.dead_letter_files.append(str(path))
-            log.error(
-                "collector refused %d lines of %s (range %d-%d) with HTTP %d %s: kept in %s",
-                batch.lines,
-                tail.path,
-                batch.start,
-                batch.end,
-                result.status,
-                result.response[:200],
-                path,
-            )
-        elif result is not None and result.kind == "duplicate":
+        if result is not None and result.kind == "duplicate":
             self.totals.duplicates += 1
         self.metrics.batches.labels(result.kind if result else "empty").inc()
         self._advance(tail, batch.end, batch.lines, batch.prefix)
+
+    def _dead_letter(self, tail: Tail, batch: Batch, result: Result) -> bool:
+        """Keeps what the collector refused (all of the batch, or lines of it after a 413
+        split); False when it could not be kept for want of descriptors."""
+        for piece in result.rejected:
+            whole = piece.start == batch.start and piece.end == batch.end
+            lines = batch.lines if whole else piece.lines
+            try:
+                path = self.dead_letter.write(
+                    piece.body,
+                    reason=piece.reason,
+                    lines=lines,
+                    source=tail.entry.source,
+                    file=tail.path,
+                    range=f"{piece.start}-{piece.end}",
+                    status=piece.status,
+                    response=piece.response,
+                )
+            except OSError as exc:
+                if not out_of_descriptors(exc):
+                    raise
+                self._fd_pressure(self.clock(), "writing the dead letter", busy=True)
+                return False
+            self.metrics.dead_lines.inc(lines)
+            self.totals.dead_lettered_lines += lines
+            self.totals.dead_letter_files.append(str(path))
+            log.error(
+                "collector refused %d lines of %s (range %s-%s) with HTTP %d %s: kept in %s",
+                lines,
+                tail.path,
+                piece.start,
+                piece.end,
+                piece.status,
+                piece.response[:200],
+                path,
+            )
+        return True
 
     def _shipped_prefix(self, tail: Tail, batch: Batch) -> bytes | None:
         """The file's first bytes up to the end of ``batch`` (at most `CHECK_BYTES`), as they

@@ -45,6 +45,9 @@ class Batch:
     # Set by the engine before sending: the file's first bytes up to ``end`` (at most
     # CHECK_BYTES) as shipped, for the entry's check once the batch is acknowledged.
     prefix: bytes | None = None
+    # Where each line of ``body`` ends in the file, when the body is rewritten (text inputs):
+    # what a batch split in two (a 413) needs for each half's range.
+    line_ends: list[int] | None = None
 
     def __post_init__(self) -> None:
         if self.kind == "short":
@@ -199,24 +202,41 @@ class Tail:
 
     def _batch(self, start: int, data: bytes, lines: int, kind: Literal["full", "short"]) -> Batch:
         inp = self.input
+        line_ends = None
         if inp.format == "text":
-            body = text_events(data)
+            body, line_ends = text_events(data, start)
         elif data.endswith(b"\n"):
             body = data  # sent as it is: the collector unwraps the envelopes
         else:
             body = data + b"\n"  # a last line shipped without its newline
         check = data[: CHECK_BYTES - start] if start < CHECK_BYTES else b""
-        return Batch(start, start + len(data), body, lines, kind, inp.topic, inp.routing_key, check=check)
+        return Batch(
+            start,
+            start + len(data),
+            body,
+            lines,
+            kind,
+            inp.topic,
+            inp.routing_key,
+            check=check,
+            line_ends=line_ends,
+        )
 
 
-def text_events(data: bytes) -> bytes:
-    """Plain text lines → NDJSON bare events ``{"message": line}`` (blank lines carry nothing)."""
+def text_events(data: bytes, start: int = 0) -> tuple[bytes, list[int]]:
+    """Plain text lines → NDJSON bare events ``{"message": line}`` (blank lines carry nothing),
+    and the file offset (from ``start``) at which each event's line ends."""
     out = []
+    ends = []
     dumps = orjson.dumps
+    pos = start
+    last = start + len(data)
     for line in data.split(b"\n"):
+        pos += len(line) + 1
         if line.endswith(b"\r"):
             line = line[:-1]
         if line.strip():
             out.append(dumps({"message": line.decode("utf-8", "replace")}))
+            ends.append(min(pos, last))
     out.append(b"")
-    return b"\n".join(out)
+    return b"\n".join(out), ends

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import orjson
 
-from logbridge.collector.config import CollectorConfig
+from logbridge.collector.config import CollectorServerConfig
 from logbridge.collector.core import Collector, RequestContext
 from logbridge.collector.journal import Journal
 
 
-def config(tmp_path: Path) -> CollectorConfig:
-    return CollectorConfig.model_validate(
+def config(tmp_path: Path) -> CollectorServerConfig:
+    return CollectorServerConfig.model_validate(
         {
             "state_dir": str(tmp_path / "state"),
             "dead_letter": f"file://{tmp_path / 'dead'}",

@@ -378,9 +378,11 @@ def test_after_a_flush_records_are_batched_again(
 # ---------------------------------------------------------------------------------- failures
 
 
-def test_a_refused_batch_goes_to_the_dead_letter_file_not_retried_forever(
+def test_a_wrong_token_is_retried_not_dead_lettered(
     collector: Any, tmp_path: Path, audit_logger: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A 401 is an operator's to fix (the token): the lines wait in the spool meanwhile, as the
+    shipper's do, instead of filling the dead letter with the whole trail."""
     c = start_collector(
         collector,
         tmp_path,
@@ -390,16 +392,42 @@ def test_a_refused_batch_goes_to_the_dead_letter_file_not_retried_forever(
     spool = tmp_path / "spool"
     handler = EventServerHandler(c.events_url, "wrong-token", spool_dir=spool, **FAST)
     audit_logger(handler)
-    with caplog.at_level(logging.ERROR, logger="logbridge.handlers"):
+    with caplog.at_level(logging.WARNING, logger="logbridge.handlers"):
         for seq in range(10):
             audit.emit("generic", "x", seq=seq)
-        assert handler.wait_delivered(10)
-    assert handler.stats.dead_lettered == 10 and handler.stats.retries == 0
+        assert not handler.wait_delivered(1)
+    assert handler.stats.retries >= 1 and handler.stats.dead_lettered == 0
+    assert "HTTP 401" in caplog.text and "unavailable" in caplog.text
+    handler.close()
     (slot,) = [p for p in spool.iterdir() if p.is_dir()]
-    dead = [orjson.loads(line) for line in (slot / "dead-letter.ndjson").read_bytes().splitlines()]
-    assert [line["message"]["seq"] for line in dead] == list(range(10))
-    assert "HTTP 401" in (slot / "dead-letter.log").read_text()
-    assert "refused 10 audit events" in caplog.text
+    assert not (slot / "dead-letter").exists()
+
+
+def test_a_batch_too_large_is_split_and_only_a_line_too_large_is_dead_lettered(
+    collector: Any,
+    tmp_path: Path,
+    read_local_store: Any,
+    wait_for: Any,
+    audit_logger: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    c = start_collector(collector, tmp_path, limits={"max_body_bytes": "8KiB"})
+    spool = tmp_path / "spool"
+    # No compression: the collector's limit is on what it reads, so the sizes here are exact.
+    handler = EventServerHandler(c.events_url, spool_dir=spool, compress=False, **{**FAST, "linger": "60s"})
+    audit_logger(handler)
+    with caplog.at_level(logging.ERROR, logger="logbridge.handlers"):
+        for seq in range(40):  # ~40 x 400 bytes: twice the limit in one batch
+            audit.emit("generic", "x", seq=seq, pad="p" * (10_000 if seq == 17 else 300))
+        assert handler.wait_delivered(15), handler.stats
+    assert handler.stats.dead_lettered == 1 and handler.stats.sent_events == 39
+    assert seqs(wait_stored(c, read_local_store, wait_for, 39)) == Counter(set(range(40)) - {17})
+    (slot,) = [p for p in spool.iterdir() if p.is_dir()]
+    (kept,) = (slot / "dead-letter").glob("*.ndjson")
+    assert [orjson.loads(line)["message"]["seq"] for line in kept.read_bytes().splitlines()] == [17]
+    note = orjson.loads(kept.with_suffix(".json").read_bytes())
+    assert note["status"] == 413 and note["lines"] == 1 and "HTTP 413" in note["reason"]
+    assert "refused 1 audit events" in caplog.text
 
 
 def test_right_token_is_accepted(

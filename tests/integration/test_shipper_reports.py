@@ -33,15 +33,18 @@ def warnings_naming(log: str, *words: str) -> list[str]:
 
 
 def test_once_exits_1_when_the_collector_refuses_lines(tmp_path: Path, collector: Any, shipper: Any) -> None:
-    # A body over the collector's limit is answered 413: a batch it will never take.
+    # A body over the collector's limit is answered 413: the batch is split until its halves
+    # fit, and a single line over the limit is a line the collector will never take.
     c = collector(limits={"max_body_bytes": "4KiB"})
     logs = tmp_path / "logs"
     logs.mkdir()
-    (logs / "audit.log").write_bytes(lines(range(0, 100)))
+    too_large = b'{"severity":"INFO","logger":"dku.audit.generic","message":{"pad":"%s"}}\n' % (b"p" * 5000)
+    (logs / "audit.log").write_bytes(lines(range(0, 50)) + too_large + lines(range(50, 100)))
     s = shipper(c.events_url, [{"path": str(logs / "*.log")}])
     out = s.once(expect=1)
-    assert "100 lines refused by the collector" in out
-    assert list((s.state_dir / "dead-letter").glob("*.ndjson"))
+    assert "1 lines refused by the collector" in out
+    (kept,) = (s.state_dir / "dead-letter").glob("*.ndjson")
+    assert kept.read_bytes() == too_large
 
 
 def test_a_second_shipper_on_the_same_state_dir_exits_2(tmp_path: Path, collector: Any, shipper: Any) -> None:

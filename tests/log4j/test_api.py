@@ -20,8 +20,8 @@ from logbridge import context
 from logbridge.cli import cli
 from logbridge.errors import ConfigError
 from logbridge.log4j import PatternLayoutFormatter
+from logbridge.log4j.appenders import DailyRollingFileAppenderHandler, RollingFileAppenderHandler
 from logbridge.log4j.dateformat import DAY, HOUR, SimpleDateFormat, next_boundary_ms, periodicity
-from logbridge.log4j.handlers import DailyRollingFileAppenderHandler, RollingFileAppenderHandler
 
 from .reference import reset_logging
 
@@ -394,11 +394,11 @@ def test_async_handler_feeds_named_handlers_in_order(tmp_path: Path) -> None:
             },
             "handlers": {
                 "FILE": {
-                    "class": "logbridge.log4j.handlers.FileAppenderHandler",
+                    "class": "logbridge.log4j.appenders.FileAppenderHandler",
                     "filename": str(tmp_path / "async.log"),
                     "formatter": "F",
                 },
-                "ASYNC": {"()": "logbridge.log4j.handlers.AsyncAppenderHandler", "appenders": ["FILE"]},
+                "ASYNC": {"()": "logbridge.log4j.appenders.AsyncAppenderHandler", "appenders": ["FILE"]},
             },
             "root": {"level": "INFO", "handlers": ["ASYNC"]},
         }

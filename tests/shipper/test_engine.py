@@ -22,7 +22,7 @@ import pytest
 
 from logbridge.shipper.checkpoint import CheckpointStore
 from logbridge.shipper.engine import Shipper, StateDirBusy
-from logbridge.shipper.tail import OVERSIZED_MSG_TYPE
+from logbridge.shipper.tail import OVERSIZED_MSG_TYPE, text_events
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -41,9 +41,9 @@ def line(seq: int, pad: int = 40) -> bytes:
     )
 
 
-def write(path: Path, seqs: range, mode: str = "ab") -> None:
+def write(path: Path, seqs: range, mode: str = "ab", pad: int = 40) -> None:
     with open(path, mode) as fh:
-        fh.write(b"".join(line(s) for s in seqs))
+        fh.write(b"".join(line(s, pad) for s in seqs))
 
 
 def seqs(fake: Any) -> Counter[int]:
@@ -88,7 +88,7 @@ def running(cfg: Any) -> Iterator[Shipper]:
 
 
 def test_once_ships_the_backlog_exactly_once_and_resumes(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     logs = tmp_path / "logs"
     write(logs / "a.log", range(0, 700))
@@ -96,16 +96,16 @@ def test_once_ships_the_backlog_exactly_once_and_resumes(
     cfg = make_config()
     totals = Shipper(cfg).run(once=True)
     assert totals.lines == 1000
-    assert_exactly_once(fake_collector, 1000)
-    sent = len(fake_collector.requests)
+    assert_exactly_once(loopback_collector, 1000)
+    sent = len(loopback_collector.requests)
     Shipper(cfg).run(once=True)  # nothing new: nothing sent
-    assert len(fake_collector.requests) == sent
+    assert len(loopback_collector.requests) == sent
     write(logs / "a.log", range(1000, 1200))
     Shipper(cfg).run(once=True)
-    assert_exactly_once(fake_collector, 1200)
+    assert_exactly_once(loopback_collector, 1200)
     # Every request names a source and a contiguous byte range of it.
     by_source: dict[str, list[tuple[int, int]]] = {}
-    for r in fake_collector.requests:
+    for r in loopback_collector.requests:
         start, end = (int(x) for x in r.headers["x-logbridge-range"].split("-"))
         by_source.setdefault(r.headers["x-logbridge-source"], []).append((start, end))
     assert len(by_source) == 2
@@ -114,25 +114,25 @@ def test_once_ships_the_backlog_exactly_once_and_resumes(
         assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
 
 
-def test_batches_respect_events_and_bytes(tmp_path: Path, make_config: Any, fake_collector: Any) -> None:
+def test_batches_respect_events_and_bytes(tmp_path: Path, make_config: Any, loopback_collector: Any) -> None:
     write(tmp_path / "logs" / "a.log", range(1000))
     Shipper(make_config(batch={"max_events": 100, "max_bytes": "8KiB", "linger": "10ms"})).run(once=True)
-    for r in fake_collector.requests:
+    for r in loopback_collector.requests:
         assert r.body.count(b"\n") <= 100
         assert len(r.body) <= 8 * 1024
         assert r.headers["content-encoding"] == "gzip"
-    assert_exactly_once(fake_collector, 1000)
+    assert_exactly_once(loopback_collector, 1000)
 
 
 def test_rename_rotation_is_followed_and_backups_not_reshipped(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     logs = tmp_path / "logs"
     cfg = make_config(inputs=[{"path": str(logs / "audit.log*")}])
     active = logs / "audit.log"
     write(active, range(0, 200))
     with running(cfg):
-        wait_for(lambda: len(seqs(fake_collector)) == 200, what="first 200 lines")
+        wait_for(lambda: len(seqs(loopback_collector)) == 200, what="first 200 lines")
         n = 200
         for rotation in range(5):
             with open(active, "ab") as app:  # the application keeps its descriptor
@@ -143,20 +143,20 @@ def test_rename_rotation_is_followed_and_backups_not_reshipped(
             n += 50
             write(active, range(n, n + 100))
             n += 100
-        wait_for(lambda: len(seqs(fake_collector)) >= n, what=f"{n} lines")
+        wait_for(lambda: len(seqs(loopback_collector)) >= n, what=f"{n} lines")
         time.sleep(0.3)  # a rescan or two: backups must not be shipped again
-    assert_exactly_once(fake_collector, n)
+    assert_exactly_once(loopback_collector, n)
 
 
 def test_copytruncate_ships_the_unread_part_from_the_copy(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     logs = tmp_path / "logs"
     cfg = make_config(inputs=[{"path": str(logs / "app.log*")}])
     active = logs / "app.log"
     write(active, range(0, 300))
     Shipper(cfg).run(once=True)
-    assert_exactly_once(fake_collector, 300)
+    assert_exactly_once(loopback_collector, 300)
     # While the shipper is down: more lines, then logrotate's copytruncate, then new lines.
     write(active, range(300, 400))
     (logs / "app.log.1").write_bytes(active.read_bytes())
@@ -164,31 +164,31 @@ def test_copytruncate_ships_the_unread_part_from_the_copy(
         fh.truncate(0)
     write(active, range(400, 450))
     Shipper(cfg).run(once=True)
-    assert_exactly_once(fake_collector, 450)
+    assert_exactly_once(loopback_collector, 450)
 
 
-def test_copytruncate_while_running(tmp_path: Path, make_config: Any, fake_collector: Any) -> None:
+def test_copytruncate_while_running(tmp_path: Path, make_config: Any, loopback_collector: Any) -> None:
     logs = tmp_path / "logs"
     cfg = make_config(inputs=[{"path": str(logs / "app.log*")}])
     active = logs / "app.log"
     write(active, range(0, 100))
     with running(cfg):
-        wait_for(lambda: len(seqs(fake_collector)) == 100, what="first lines")
+        wait_for(lambda: len(seqs(loopback_collector)) == 100, what="first lines")
         # The collector stalls; meanwhile lines are written, copied, and the file truncated.
-        fake_collector.script.extend([(503, {"Retry-After": "0"}, b"busy")] * 5)
+        loopback_collector.script.extend([(503, {"Retry-After": "0"}, b"busy")] * 5)
         write(active, range(100, 400))
         time.sleep(0.05)
         (logs / "app.log.1").write_bytes(active.read_bytes())
         with open(active, "r+b") as fh:
             fh.truncate(0)
         write(active, range(400, 500))
-        wait_for(lambda: len(seqs(fake_collector)) >= 500, what="500 lines")
+        wait_for(lambda: len(seqs(loopback_collector)) >= 500, what="500 lines")
         time.sleep(0.3)
-    assert_exactly_once(fake_collector, 500)
+    assert_exactly_once(loopback_collector, 500)
 
 
 def test_replaced_file_on_the_same_inode_is_not_resumed_at_a_stale_offset(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     logs = tmp_path / "logs"
     cfg = make_config()
@@ -203,10 +203,10 @@ def test_replaced_file_on_the_same_inode_is_not_resumed_at_a_stale_offset(
         fh.write(b"".join(line(s) for s in range(500, 2000)))
     assert (logs / "a.log").stat().st_ino == entry.ino
     Shipper(cfg).run(once=True)
-    assert_exactly_once(fake_collector, 2000)
+    assert_exactly_once(loopback_collector, 2000)
 
 
-def test_inode_reuse_after_delete(tmp_path: Path, make_config: Any, fake_collector: Any) -> None:
+def test_inode_reuse_after_delete(tmp_path: Path, make_config: Any, loopback_collector: Any) -> None:
     logs = tmp_path / "logs"
     cfg = make_config()
     write(logs / "a.log", range(0, 800))
@@ -215,13 +215,13 @@ def test_inode_reuse_after_delete(tmp_path: Path, make_config: Any, fake_collect
     os.unlink(logs / "a.log")
     write(logs / "b.log", range(800, 850))  # the file system may hand out the same inode
     Shipper(cfg).run(once=True)
-    assert_exactly_once(fake_collector, 850)
+    assert_exactly_once(loopback_collector, 850)
     if (logs / "b.log").stat().st_ino != old:
         pytest.skip("the file system did not reuse the inode (the in-place test covers validation)")
 
 
 def test_partial_last_line_waits_for_its_newline(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     active = tmp_path / "logs" / "a.log"
     write(active, range(0, 10))
@@ -229,29 +229,29 @@ def test_partial_last_line_waits_for_its_newline(
     with open(active, "ab") as fh:
         fh.write(last[:30])
     with running(make_config(partial_line_timeout="100ms")):
-        wait_for(lambda: len(seqs(fake_collector)) == 10, what="10 complete lines")
+        wait_for(lambda: len(seqs(loopback_collector)) == 10, what="10 complete lines")
         time.sleep(0.4)  # past the timeout, but the file is live: the half line is held
-        assert len(fake_collector.lines) == 10
+        assert len(loopback_collector.lines) == 10
         with open(active, "ab") as fh:
             fh.write(last[30:])
-        wait_for(lambda: len(seqs(fake_collector)) == 11, what="the completed line")
-    assert_exactly_once(fake_collector, 11)
+        wait_for(lambda: len(seqs(loopback_collector)) == 11, what="the completed line")
+    assert_exactly_once(loopback_collector, 11)
 
 
 def test_partial_last_line_is_shipped_as_is_at_close(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     active = tmp_path / "logs" / "a.log"
     write(active, range(0, 10))
     with open(active, "ab") as fh:
         fh.write(b'{"half": "a line that never got its newline"')
     Shipper(make_config()).run(once=True)
-    assert fake_collector.lines[-1] == b'{"half": "a line that never got its newline"'
-    assert_exactly_once(fake_collector, 10)
+    assert loopback_collector.lines[-1] == b'{"half": "a line that never got its newline"'
+    assert_exactly_once(loopback_collector, 10)
 
 
 def test_oversized_line_becomes_a_dead_letter_marker(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     active = tmp_path / "logs" / "a.log"
     write(active, range(0, 50))
@@ -261,17 +261,17 @@ def test_oversized_line_becomes_a_dead_letter_marker(
     write(active, range(51, 100))
     totals = Shipper(make_config(max_line_bytes="100KiB")).run(once=True)
     assert totals.oversized == 1
-    markers = [e for e in fake_collector.events() if e.get("msgType") == OVERSIZED_MSG_TYPE]
+    markers = [e for e in loopback_collector.events() if e.get("msgType") == OVERSIZED_MSG_TYPE]
     assert len(markers) == 1
     assert markers[0]["bytes"] == len(big) - 1 and "topic" not in markers[0]
-    marker_request = next(r for r in fake_collector.requests if OVERSIZED_MSG_TYPE.encode() in r.body)
+    marker_request = next(r for r in loopback_collector.requests if OVERSIZED_MSG_TYPE.encode() in r.body)
     assert "x-audit-topic" not in marker_request.headers  # so the collector dead-letters it
-    got = seqs(fake_collector)
+    got = seqs(loopback_collector)
     assert set(got) == set(range(100)) - {50} and max(got.values()) == 1
 
 
 def test_long_line_below_the_limit_is_shipped_alone(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     active = tmp_path / "logs" / "a.log"
     write(active, range(0, 5))
@@ -279,14 +279,14 @@ def test_long_line_below_the_limit_is_shipped_alone(
         fh.write(line(5, pad=300_000))  # longer than a batch window, shorter than max_line_bytes
     write(active, range(6, 10))
     Shipper(make_config()).run(once=True)
-    assert_exactly_once(fake_collector, 10)
+    assert_exactly_once(loopback_collector, 10)
 
 
 def test_refused_batch_goes_to_the_dead_letter_and_shipping_continues(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     write(tmp_path / "logs" / "a.log", range(0, 300))
-    fake_collector.script.append((400, {}, b'{"error":"no"}'))
+    loopback_collector.script.append((400, {}, b'{"error":"no"}'))
     cfg = make_config()
     totals = Shipper(cfg).run(once=True)
     assert totals.dead_lettered_lines == 100
@@ -294,22 +294,24 @@ def test_refused_batch_goes_to_the_dead_letter_and_shipping_continues(
     dead = [orjson.loads(x)["message"]["seq"] for x in Path(data_file).read_bytes().splitlines()]
     meta = orjson.loads(Path(data_file).with_suffix(".json").read_bytes())
     assert meta["status"] == 400 and meta["response"] == '{"error":"no"}' and meta["lines"] == 100
-    assert sorted(dead + list(seqs(fake_collector))) == list(range(300))
+    assert sorted(dead + list(seqs(loopback_collector))) == list(range(300))
 
 
-def test_retries_5xx_429_and_network_errors(tmp_path: Path, make_config: Any, fake_collector: Any) -> None:
+def test_retries_5xx_429_and_network_errors(
+    tmp_path: Path, make_config: Any, loopback_collector: Any
+) -> None:
     write(tmp_path / "logs" / "a.log", range(0, 150))
-    fake_collector.script.extend(
+    loopback_collector.script.extend(
         [(503, {"Retry-After": "0"}, b""), (429, {}, b""), (500, {}, b""), (401, {}, b"")]
     )
     cfg = make_config()
     shipper = Shipper(cfg)
     shipper.run(once=True)
     assert shipper.forwarder.retries == 4
-    assert_exactly_once(fake_collector, 150)
+    assert_exactly_once(loopback_collector, 150)
 
 
-def test_collector_unreachable_then_back(tmp_path: Path, make_config: Any, fake_collector: Any) -> None:
+def test_collector_unreachable_then_back(tmp_path: Path, make_config: Any, loopback_collector: Any) -> None:
     import socket
 
     with socket.socket() as s:
@@ -329,42 +331,42 @@ def test_collector_unreachable_then_back(tmp_path: Path, make_config: Any, fake_
 
 
 def test_restart_resends_the_in_flight_range_with_the_same_boundaries(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     active = tmp_path / "logs" / "a.log"
     write(active, range(0, 30))  # a short batch: its end depends on what was there
-    fake_collector.script.extend([(503, {"Retry-After": "0"}, b"")] * 1000)
+    loopback_collector.script.extend([(503, {"Retry-After": "0"}, b"")] * 1000)
     cfg = make_config()
     shipper = Shipper(cfg)
     thread = threading.Thread(target=shipper.run, kwargs={"once": True}, daemon=True)
     thread.start()
-    wait_for(lambda: len(fake_collector.requests) >= 2, what="a retried request")
+    wait_for(lambda: len(loopback_collector.requests) >= 2, what="a retried request")
     shipper.stop.set()
     thread.join(timeout=10)
-    first_range = fake_collector.requests[0].headers["x-logbridge-range"]
+    first_range = loopback_collector.requests[0].headers["x-logbridge-range"]
     [entry] = CheckpointStore(cfg.state_dir).load().values()
     assert entry.offset == 0 and f"0-{entry.inflight}" == first_range
-    fake_collector.script.clear()
+    loopback_collector.script.clear()
     write(active, range(30, 60))  # more data: without the checkpoint the cut would differ
-    fake_collector.requests.clear()
+    loopback_collector.requests.clear()
     Shipper(cfg).run(once=True)
-    assert fake_collector.requests[0].headers["x-logbridge-range"] == first_range
-    assert_exactly_once(fake_collector, 60)
+    assert loopback_collector.requests[0].headers["x-logbridge-range"] == first_range
+    assert_exactly_once(loopback_collector, 60)
 
 
 def test_lost_checkpoint_and_new_batch_sizes_store_nothing_twice(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     write(tmp_path / "logs" / "a.log", range(0, 1000))
     Shipper(make_config()).run(once=True)
     os.unlink(tmp_path / "state" / "checkpoints.json")
     # Different cuts: the collector answers duplicates and 409s, and the shipper follows them.
     Shipper(make_config(batch={"max_events": 70, "max_bytes": "64KiB", "linger": "10ms"})).run(once=True)
-    assert_exactly_once(fake_collector, 1000)
+    assert_exactly_once(loopback_collector, 1000)
 
 
 def test_text_inputs_ship_bare_events_with_topic_and_routing_key(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     (tmp_path / "logs" / "app.txt").write_bytes(b"first line\r\n\nsecond \xff line\n")
     cfg = make_config(
@@ -378,47 +380,81 @@ def test_text_inputs_ship_bare_events_with_topic_and_routing_key(
         ]
     )
     Shipper(cfg).run(once=True)
-    assert fake_collector.events() == [{"message": "first line"}, {"message": "second \ufffd line"}]
-    headers = fake_collector.requests[0].headers
+    assert loopback_collector.events() == [{"message": "first line"}, {"message": "second \ufffd line"}]
+    headers = loopback_collector.requests[0].headers
     assert headers["x-audit-topic"] == "generic" and headers["x-audit-routing-key"] == "svc"
 
 
+def test_a_413_splits_the_batch_and_only_a_line_too_large_is_dead_lettered(
+    tmp_path: Path, make_config: Any, loopback_collector: Any
+) -> None:
+    """Through the client's split: each half goes under its own sub-range of the file, so the
+    collector's mark ends at the file's end; a text input's halves get theirs from line ends."""
+    loopback_collector.max_body_bytes = 1000
+    log4j = tmp_path / "logs" / "a.log"
+    write(log4j, range(0, 20))
+    write(log4j, range(20, 21), pad=2000)  # alone still over the limit
+    write(log4j, range(21, 40))
+    text = tmp_path / "logs" / "b.txt"
+    text.write_bytes(b"".join(b"text line %d\n\n" % n for n in range(200)))
+    cfg = make_config(
+        inputs=[
+            {"path": str(tmp_path / "logs" / "*.log")},
+            {"path": str(tmp_path / "logs" / "*.txt"), "format": "text", "topic": "generic"},
+        ]
+    )
+    totals = Shipper(cfg).run(once=True)
+    assert totals.dead_lettered_lines == 1
+    assert sorted(seqs(loopback_collector)) == [n for n in range(40) if n != 20]
+    texts = [e["message"] for e in loopback_collector.events() if isinstance(e.get("message"), str)]
+    assert texts == [f"text line {n}" for n in range(200)]
+    assert sorted(loopback_collector.high_water.values()) == sorted(
+        [log4j.stat().st_size, text.stat().st_size]
+    )
+    data = text.read_bytes()
+    text_requests = [r for r in loopback_collector.requests if r.headers.get("x-audit-topic") == "generic"]
+    assert len(text_requests) > 4, "the text batches were split"
+    for request in text_requests:  # each half's range holds exactly the lines of its body
+        start, end = (int(x) for x in request.headers["x-logbridge-range"].split("-"))
+        assert text_events(data[start:end], start)[0] == request.body
+
+
 def test_read_from_end_skips_what_was_there_at_first_start(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     active = tmp_path / "logs" / "a.log"
     write(active, range(0, 100))
     cfg = make_config(inputs=[{"path": str(tmp_path / "logs" / "*.log"), "read_from": "end"}])
     Shipper(cfg).run(once=True)
-    assert fake_collector.lines == []
+    assert loopback_collector.lines == []
     write(active, range(100, 150))
     Shipper(cfg).run(once=True)
-    assert set(seqs(fake_collector)) == set(range(100, 150))
+    assert set(seqs(loopback_collector)) == set(range(100, 150))
 
 
-def test_symlink_and_target_are_one_file(tmp_path: Path, make_config: Any, fake_collector: Any) -> None:
+def test_symlink_and_target_are_one_file(tmp_path: Path, make_config: Any, loopback_collector: Any) -> None:
     real = tmp_path / "real.log"
     write(real, range(0, 100))
     os.symlink(real, tmp_path / "logs" / "link.log")
     os.symlink(real, tmp_path / "logs" / "other.log")
     Shipper(make_config()).run(once=True)
-    assert_exactly_once(fake_collector, 100)
+    assert_exactly_once(loopback_collector, 100)
 
 
 def test_file_deleted_while_open_is_read_to_the_end(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     active = tmp_path / "logs" / "a.log"
     write(active, range(0, 20))
     with running(make_config()) as shipper:
-        wait_for(lambda: len(seqs(fake_collector)) == 20, what="20 lines")
-        fake_collector.script.extend([(503, {"Retry-After": "0"}, b"")] * 3)
+        wait_for(lambda: len(seqs(loopback_collector)) == 20, what="20 lines")
+        loopback_collector.script.extend([(503, {"Retry-After": "0"}, b"")] * 3)
         write(active, range(20, 400))
-        wait_for(lambda: len(fake_collector.requests) >= 3, what="the stall")
+        wait_for(lambda: len(loopback_collector.requests) >= 3, what="the stall")
         os.unlink(active)
-        wait_for(lambda: len(seqs(fake_collector)) == 400, what="the deleted file's lines")
+        wait_for(lambda: len(seqs(loopback_collector)) == 400, what="the deleted file's lines")
         wait_for(lambda: not shipper.tails, what="the file closed")
-    assert_exactly_once(fake_collector, 400)
+    assert_exactly_once(loopback_collector, 400)
 
 
 def test_two_shippers_cannot_share_a_state_dir(make_config: Any) -> None:
@@ -432,12 +468,12 @@ def test_two_shippers_cannot_share_a_state_dir(make_config: Any) -> None:
 
 
 def test_metrics_count_what_was_shipped_and_refused(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     from prometheus_client import generate_latest
 
     write(tmp_path / "logs" / "a.log", range(0, 250))
-    fake_collector.script.extend([(503, {"Retry-After": "0"}, b""), (400, {}, b"")])
+    loopback_collector.script.extend([(503, {"Retry-After": "0"}, b""), (400, {}, b"")])
     shipper = Shipper(make_config())
     shipper.run(once=True)
     text = generate_latest(shipper.metrics.registry).decode()
@@ -447,17 +483,17 @@ def test_metrics_count_what_was_shipped_and_refused(
     assert "logbridge_shipper_lost_bytes_total 0.0" in text
 
 
-def ship_one_batch_then_stop(cfg: Any, fake_collector: Any) -> int:
+def ship_one_batch_then_stop(cfg: Any, loopback_collector: Any) -> int:
     """Run until the collector has taken the first batch and refuses the next, stop, and return
     the bytes left unread (the checkpoint knows the file's size beyond its offset)."""
-    fake_collector.script.extend([(200, {}, b"{}")] + [(503, {"Retry-After": "0"}, b"")] * 1000)
+    loopback_collector.script.extend([(200, {}, b"{}")] + [(503, {"Retry-After": "0"}, b"")] * 1000)
     shipper = Shipper(cfg)
     thread = threading.Thread(target=shipper.run, kwargs={"once": True}, daemon=True)
     thread.start()
-    wait_for(lambda: len(fake_collector.requests) >= 3, what="the first batch and a stall")
+    wait_for(lambda: len(loopback_collector.requests) >= 3, what="the first batch and a stall")
     shipper.stop.set()
     thread.join(timeout=10)
-    fake_collector.script.clear()
+    loopback_collector.script.clear()
     [entry] = CheckpointStore(cfg.state_dir).load().values()
     assert 0 < entry.offset < entry.size
     return entry.size - entry.offset
@@ -473,14 +509,14 @@ def lost_reports(caplog: pytest.LogCaptureFixture, path: Path) -> list[str]:
 
 
 def test_bytes_deleted_before_they_were_read_are_counted_as_lost(
-    tmp_path: Path, make_config: Any, fake_collector: Any, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, make_config: Any, loopback_collector: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     from prometheus_client import generate_latest
 
     active = tmp_path / "logs" / "a.log"
     write(active, range(0, 300))
     cfg = make_config()
-    unread = ship_one_batch_then_stop(cfg, fake_collector)
+    unread = ship_one_batch_then_stop(cfg, loopback_collector)
     os.unlink(active)  # while the shipper is down
     again = Shipper(cfg)
     totals = again.run(once=True)
@@ -493,14 +529,18 @@ def test_bytes_deleted_before_they_were_read_are_counted_as_lost(
 
 @pytest.mark.parametrize("rewritten", [True, False], ids=["rewritten", "left-empty"])
 def test_unread_bytes_of_a_file_truncated_while_the_shipper_was_down_are_counted_as_lost(
-    tmp_path: Path, make_config: Any, fake_collector: Any, caplog: pytest.LogCaptureFixture, rewritten: bool
+    tmp_path: Path,
+    make_config: Any,
+    loopback_collector: Any,
+    caplog: pytest.LogCaptureFixture,
+    rewritten: bool,
 ) -> None:
     # copytruncate while the shipper is down, with a copy the globs do not match: the bytes
     # between the checkpoint and the old end are gone.
     active = tmp_path / "logs" / "a.log"
     write(active, range(0, 300))
     cfg = make_config()
-    unread = ship_one_batch_then_stop(cfg, fake_collector)
+    unread = ship_one_batch_then_stop(cfg, loopback_collector)
     os.truncate(active, 0)
     if rewritten:
         write(active, range(1000, 1010))
@@ -508,7 +548,7 @@ def test_unread_bytes_of_a_file_truncated_while_the_shipper_was_down_are_counted
     assert totals.lost_bytes == unread
     assert [f"{unread} bytes" in m for m in lost_reports(caplog, active)] == [True]
     if rewritten:
-        assert set(range(1000, 1010)) <= set(seqs(fake_collector))
+        assert set(range(1000, 1010)) <= set(seqs(loopback_collector))
     # Counted once: a second run finds nothing more to report.
     caplog.clear()
     assert Shipper(cfg).run(once=True).lost_bytes == 0
@@ -516,7 +556,7 @@ def test_unread_bytes_of_a_file_truncated_while_the_shipper_was_down_are_counted
 
 
 def test_a_file_empty_at_start_is_shipped_as_soon_as_it_has_a_line(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     active = tmp_path / "logs" / "a.log"
     active.write_bytes(b"")
@@ -524,14 +564,14 @@ def test_a_file_empty_at_start_is_shipped_as_soon_as_it_has_a_line(
         time.sleep(0.2)
         write(active, range(0, 10))
         started = time.monotonic()
-        wait_for(lambda: len(seqs(fake_collector)) == 10, timeout=5, what="the first lines")
+        wait_for(lambda: len(seqs(loopback_collector)) == 10, timeout=5, what="the first lines")
         assert time.monotonic() - started < 1.0
         write(active, range(10, 20))
-        wait_for(lambda: len(seqs(fake_collector)) == 20, timeout=5, what="more lines")
-    assert_exactly_once(fake_collector, 20)
+        wait_for(lambda: len(seqs(loopback_collector)) == 20, timeout=5, what="more lines")
+    assert_exactly_once(loopback_collector, 20)
 
 
-def test_stale_checkpoint_entries_expire(tmp_path: Path, make_config: Any, fake_collector: Any) -> None:
+def test_stale_checkpoint_entries_expire(tmp_path: Path, make_config: Any, loopback_collector: Any) -> None:
     logs = tmp_path / "logs"
     write(logs / "old.log", range(0, 10))
     write(logs / "new.log", range(10, 20))
@@ -548,42 +588,44 @@ def test_stale_checkpoint_entries_expire(tmp_path: Path, make_config: Any, fake_
     assert [e.path for e in store.load().values()] == [str(logs / "new.log")]
 
 
-def test_once_does_not_wait_for_empty_files(tmp_path: Path, make_config: Any, fake_collector: Any) -> None:
+def test_once_does_not_wait_for_empty_files(
+    tmp_path: Path, make_config: Any, loopback_collector: Any
+) -> None:
     (tmp_path / "logs" / "empty.log").write_bytes(b"")
     write(tmp_path / "logs" / "a.log", range(0, 10))
     started = time.monotonic()
     Shipper(make_config(partial_line_timeout="30s")).run(once=True)
     assert time.monotonic() - started < 5
-    assert_exactly_once(fake_collector, 10)
+    assert_exactly_once(loopback_collector, 10)
 
 
 def test_once_ships_a_lone_unfinished_first_line_after_the_timeout(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     (tmp_path / "logs" / "a.log").write_bytes(b'{"never": "finished"')
     started = time.monotonic()
     Shipper(make_config(partial_line_timeout="300ms")).run(once=True)
     assert 0.3 <= time.monotonic() - started < 2.0
-    assert fake_collector.lines == [b'{"never": "finished"']
+    assert loopback_collector.lines == [b'{"never": "finished"']
 
 
 def test_files_created_and_deleted_during_an_outage_are_not_lost(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     logs = tmp_path / "logs"
     write(logs / "a.log", range(0, 10))
     with running(
-        make_config(collector={"url": fake_collector.url, "retry": {"initial": "100ms", "max": "100ms"}})
+        make_config(collector={"url": loopback_collector.url, "retry": {"initial": "100ms", "max": "100ms"}})
     ):
-        wait_for(lambda: len(seqs(fake_collector)) == 10, what="first lines")
-        fake_collector.script.extend([(503, {}, b"")] * 30)  # ~3 s of outage
+        wait_for(lambda: len(seqs(loopback_collector)) == 10, what="first lines")
+        loopback_collector.script.extend([(503, {}, b"")] * 30)  # ~3 s of outage
         write(logs / "a.log", range(10, 20))
-        wait_for(lambda: len(fake_collector.requests) >= 15, what="the outage")
+        wait_for(lambda: len(loopback_collector.requests) >= 15, what="the outage")
         write(logs / "b.log", range(20, 30))
         time.sleep(0.4)  # a scan between two retries opens it
         os.unlink(logs / "b.log")
-        wait_for(lambda: len(seqs(fake_collector)) == 30, what="all lines after the outage")
-    assert_exactly_once(fake_collector, 30)
+        wait_for(lambda: len(seqs(loopback_collector)) == 30, what="all lines after the outage")
+    assert_exactly_once(loopback_collector, 30)
 
 
 def test_an_in_flight_marker_is_resent_as_a_marker(tmp_path: Path, make_config: Any) -> None:
@@ -618,24 +660,24 @@ def text_seqs(fake: Any) -> Counter[int]:
     )
 
 
-def test_same_first_line_rename_rotation(tmp_path: Path, make_config: Any, fake_collector: Any) -> None:
+def test_same_first_line_rename_rotation(tmp_path: Path, make_config: Any, loopback_collector: Any) -> None:
     logs = tmp_path / "logs"
     cfg = make_config(inputs=[{"path": str(logs / "app.log*"), "format": "text", "topic": "generic"}])
     (logs / "app.log").write_bytes(HEADER + text_lines(range(0, 100)))
     with running(cfg):
-        wait_for(lambda: len(text_seqs(fake_collector)) == 100, what="first file")
+        wait_for(lambda: len(text_seqs(loopback_collector)) == 100, what="first file")
         os.rename(logs / "app.log", logs / "app.log.1")
         (logs / "app.log").write_bytes(HEADER)  # the new file has only its header at first
         time.sleep(0.3)
         with open(logs / "app.log", "ab") as fh:
             fh.write(text_lines(range(100, 200)))
-        wait_for(lambda: len(text_seqs(fake_collector)) == 200, what="the new file's lines")
-    got = text_seqs(fake_collector)
+        wait_for(lambda: len(text_seqs(loopback_collector)) == 200, what="the new file's lines")
+    got = text_seqs(loopback_collector)
     assert set(got) == set(range(200)) and max(got.values()) == 1
 
 
 def test_same_first_line_rewritten_in_place_is_not_resumed(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     logs = tmp_path / "logs"
     cfg = make_config(inputs=[{"path": str(logs / "*.log"), "format": "text", "topic": "generic"}])
@@ -645,12 +687,12 @@ def test_same_first_line_rewritten_in_place_is_not_resumed(
         fh.truncate(0)
         fh.write(HEADER + text_lines(range(100, 400)))
     Shipper(cfg).run(once=True)
-    got = text_seqs(fake_collector)
+    got = text_seqs(loopback_collector)
     assert set(got) == set(range(400)) and max(got.values()) == 1
 
 
 def test_same_first_line_after_the_old_file_is_gone(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     logs = tmp_path / "logs"
     cfg = make_config(inputs=[{"path": str(logs / "*.log"), "format": "text", "topic": "generic"}])
@@ -659,12 +701,12 @@ def test_same_first_line_after_the_old_file_is_gone(
     os.unlink(logs / "a.log")
     (logs / "b.log").write_bytes(HEADER + text_lines(range(100, 400)))  # not a copy of a.log
     Shipper(cfg).run(once=True)
-    got = text_seqs(fake_collector)
+    got = text_seqs(loopback_collector)
     assert set(got) == set(range(400)) and max(got.values()) == 1
 
 
 def test_file_cut_shorter_than_its_checkpoint_becomes_a_new_source(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     active = tmp_path / "logs" / "a.log"
     write(active, range(0, 300))
@@ -674,13 +716,13 @@ def test_file_cut_shorter_than_its_checkpoint_becomes_a_new_source(
     os.truncate(active, keep)  # keeps the first 100 lines (and the checked prefix)
     write(active, range(300, 350))
     Shipper(cfg).run(once=True)
-    got = seqs(fake_collector)
+    got = seqs(loopback_collector)
     assert set(range(300, 350)) <= set(got)  # the new lines, not taken for stored ranges
     assert len(CheckpointStore(cfg.state_dir).load()) == 2
 
 
 def test_reused_inode_with_the_same_size_is_still_read(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     logs = tmp_path / "logs"
     write(logs / "a.log", range(100, 200))
@@ -696,7 +738,7 @@ def test_reused_inode_with_the_same_size_is_still_read(
     entry.dev, entry.ino = st.st_dev, st.st_ino
     store.save({entry.source: entry})
     Shipper(cfg).run(once=True)
-    got = seqs(fake_collector)
+    got = seqs(loopback_collector)
     assert set(got) == set(range(100, 300)) and max(got.values()) == 1
 
 
@@ -704,7 +746,7 @@ def test_reused_inode_with_the_same_size_is_still_read(
 
 
 def test_copytruncate_while_a_batch_is_out_keeps_the_copy_recognised(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     """copytruncate (and the writer's next lines) between a batch's read and its ack: the entry's
     check is taken from the bytes that were shipped, not from the emptied and refilled file, so
@@ -713,7 +755,7 @@ def test_copytruncate_while_a_batch_is_out_keeps_the_copy_recognised(
     cfg = make_config(inputs=[{"path": str(logs / "app.log*")}])
     active = logs / "app.log"
     write(active, range(0, 300))  # three batches of 100 lines
-    handle = fake_collector.handle
+    handle = loopback_collector.handle
     rotated = threading.Event()
 
     def rotate_then_answer(headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -724,15 +766,15 @@ def test_copytruncate_while_a_batch_is_out_keeps_the_copy_recognised(
             write(active, range(300, 350))
         return handle(headers, body)
 
-    fake_collector.handle = rotate_then_answer
+    loopback_collector.handle = rotate_then_answer
     with running(cfg):
-        wait_for(lambda: len(seqs(fake_collector)) >= 350, what="every line")
+        wait_for(lambda: len(seqs(loopback_collector)) >= 350, what="every line")
         time.sleep(0.4)  # scans: the copy must not be shipped again
-    assert_exactly_once(fake_collector, 350)
+    assert_exactly_once(loopback_collector, 350)
 
 
 def test_a_copy_seen_half_written_is_not_shipped_as_a_new_file(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     """A scan while ``cp`` is still writing the copy: shorter than the entry's check, so it cannot
     match it, but every byte equals the tailed file's: a copy in progress, not a new file."""
@@ -741,7 +783,7 @@ def test_a_copy_seen_half_written_is_not_shipped_as_a_new_file(
     active = logs / "app.log"
     write(active, range(0, 100))
     with running(cfg):
-        wait_for(lambda: len(seqs(fake_collector)) == 100, what="first lines")
+        wait_for(lambda: len(seqs(loopback_collector)) == 100, what="first lines")
         data = active.read_bytes()
         with open(logs / "app.log.1", "wb") as copy:
             copy.write(data[: len(data) // 2])
@@ -750,13 +792,13 @@ def test_a_copy_seen_half_written_is_not_shipped_as_a_new_file(
             copy.write(data[len(data) // 2 :])
         os.truncate(active, 0)
         write(active, range(100, 150))
-        wait_for(lambda: len(seqs(fake_collector)) >= 150, what="the new lines")
+        wait_for(lambda: len(seqs(loopback_collector)) >= 150, what="the new lines")
         time.sleep(0.4)
-    assert_exactly_once(fake_collector, 150)
+    assert_exactly_once(loopback_collector, 150)
 
 
 def test_a_file_rewritten_between_its_check_and_the_read_is_not_shipped_under_the_old_source(
-    tmp_path: Path, make_config: Any, fake_collector: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, make_config: Any, loopback_collector: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """copytruncate and new lines (more than the old file had) right before a batch is read:
     the read gets the new file's bytes at the old file's offsets. They are checked after the
@@ -780,17 +822,17 @@ def test_a_file_rewritten_between_its_check_and_the_read_is_not_shipped_under_th
 
     monkeypatch.setattr(Tail, "next_batch", rotate_then_read)
     with running(cfg):
-        wait_for(lambda: len(seqs(fake_collector)) == 100, what="first lines")
+        wait_for(lambda: len(seqs(loopback_collector)) == 100, what="first lines")
         armed.set()
         write(active, range(100, 250))  # a full batch to send at once (no linger)
-        wait_for(lambda: len(seqs(fake_collector)) >= 550, what="every line")
+        wait_for(lambda: len(seqs(loopback_collector)) >= 550, what="every line")
         time.sleep(0.4)
     assert not armed.is_set()
-    assert_exactly_once(fake_collector, 550)
+    assert_exactly_once(loopback_collector, 550)
 
 
 def test_a_file_born_and_deleted_during_a_round_of_batches_is_read(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     """A round sends one batch per file; behind on many files (a slow collector, a rotation
     storm), it lasts longer than a backup lives. Scans run between its batches, so a file
@@ -798,7 +840,7 @@ def test_a_file_born_and_deleted_during_a_round_of_batches_is_read(
     logs = tmp_path / "logs"
     for n in range(5):
         write(logs / f"{n}.log", range(n * 300, n * 300 + 300))  # three batches each
-    handle = fake_collector.handle
+    handle = loopback_collector.handle
     calls = 0
 
     def slow(headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -812,7 +854,7 @@ def test_a_file_born_and_deleted_during_a_round_of_batches_is_read(
             os.unlink(logs / "new.log")
         return handle(headers, body)
 
-    fake_collector.handle = slow
+    loopback_collector.handle = slow
     with running(make_config()):
-        wait_for(lambda: len(seqs(fake_collector)) >= 1520, what="every line")
-    assert_exactly_once(fake_collector, 1520)
+        wait_for(lambda: len(seqs(loopback_collector)) >= 1520, what="every line")
+    assert_exactly_once(loopback_collector, 1520)

@@ -80,7 +80,7 @@ class CountingSaves(Shipper):
 
 
 def test_checkpoint_is_written_per_interval_not_per_batch(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     logs = tmp_path / "logs"
     for n in range(300):  # 300 files of 3 lines: 300 short batches
@@ -88,7 +88,7 @@ def test_checkpoint_is_written_per_interval_not_per_batch(
     shipper = CountingSaves(make_config(checkpoint_interval="1h"))
     totals = shipper.run(once=True)
     assert totals.batches == 300
-    assert_exactly_once(fake_collector, 900)
+    assert_exactly_once(loopback_collector, 900)
     # The first pass's and the one at shutdown; a per-batch save would be 300 of them.
     assert shipper.saves <= 3, f"{shipper.saves} checkpoint writes for 300 batches"
     entries = CheckpointStore(tmp_path / "state").load()
@@ -97,7 +97,7 @@ def test_checkpoint_is_written_per_interval_not_per_batch(
 
 
 def test_an_older_checkpoint_only_causes_duplicates_and_409s(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     """What a SIGKILL between two checkpoint writes leaves: offsets older than what the
     collector has. Short batches are cut again at other places; the collector's answers
@@ -116,19 +116,19 @@ def test_an_older_checkpoint_only_causes_duplicates_and_409s(
             write(logs / "a.log", range(a, a + 7))
             write(logs / "b.log", range(b, b + 5))
             a, b = a + 7, b + 5
-            wait_for(lambda a=a, b=b: {a - 1, b - 1} <= set(seqs(fake_collector)), what="the new lines")
+            wait_for(lambda a=a, b=b: {a - 1, b - 1} <= set(seqs(loopback_collector)), what="the new lines")
     shutil.copy(older, tmp_path / "state" / "checkpoints.json")  # as if killed before any save
     write(logs / "a.log", range(a, a + 30))
     write(logs / "b.log", range(b, b + 30))
-    before = len(fake_collector.requests)
+    before = len(loopback_collector.requests)
     Shipper(cfg).run(once=True)
-    got = seqs(fake_collector)
+    got = seqs(loopback_collector)
     expected = set(range(0, a + 30)) | set(range(1000, b + 30))
     assert set(got) == expected and max(got.values()) == 1
     # The restart went back to the older offsets, and the collector told it what it had.
     older_offsets = {e.source: e.offset for e in _load(older).values()}
     first: dict[str, int] = {}
-    for r in fake_collector.requests[before:]:
+    for r in loopback_collector.requests[before:]:
         first.setdefault(r.headers["x-logbridge-source"], int(r.headers["x-logbridge-range"].split("-")[0]))
     assert first == older_offsets
 
@@ -145,7 +145,7 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def test_no_more_files_open_than_max_open_files(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     logs = tmp_path / "logs"
     peak = 0
@@ -162,20 +162,20 @@ def test_no_more_files_open_than_max_open_files(
         write(path, range(n, n + 1))
     shipper = Shipper(cfg, on_ack=on_ack)
     with shipping(shipper):
-        wait_for(lambda: exactly_once(fake_collector, 120), what="the first line of each file")
+        wait_for(lambda: exactly_once(loopback_collector, 120), what="the first line of each file")
         seq = 120
         for _ in range(3):  # appended to round-robin while the shipper runs
             for path in files:
                 with writing:
                     write(path, range(seq, seq + 1))
                 seq += 1
-        wait_for(lambda: exactly_once(fake_collector, seq), timeout=30, what="every line")
-    assert_exactly_once(fake_collector, seq)
+        wait_for(lambda: exactly_once(loopback_collector, seq), timeout=30, what="every line")
+    assert_exactly_once(loopback_collector, seq)
     assert 0 < peak <= 16, f"{peak} files open with max_open_files 16"
 
 
 def test_a_file_closed_for_room_is_reopened_by_identity(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     logs = tmp_path / "logs"
     cfg = make_config(max_open_files=2, inputs=[{"path": str(logs / "*.log*")}])
@@ -183,8 +183,8 @@ def test_a_file_closed_for_room_is_reopened_by_identity(
         write(logs / f"f{n}.log", range(n * 100, n * 100 + 10))
     shipper = Shipper(cfg)
     with shipping(shipper):
-        wait_for(lambda: len(seqs(fake_collector)) == 60, what="60 lines")
-        sources = {r.headers["x-logbridge-source"] for r in fake_collector.requests}
+        wait_for(lambda: len(seqs(loopback_collector)) == 60, what="60 lines")
+        sources = {r.headers["x-logbridge-source"] for r in loopback_collector.requests}
         assert str(logs / "f0.log") not in open_paths()  # the first one in: closed for the others
         # f0.log, closed to make room, is renamed away (still matched) and grows under its new
         # name; a new f0.log takes its place.
@@ -193,16 +193,16 @@ def test_a_file_closed_for_room_is_reopened_by_identity(
         write(logs / "f0.log", range(600, 610))
         for n in range(1, 6):
             write(logs / f"f{n}.log", range(n * 100 + 10, n * 100 + 20))
-        wait_for(lambda: len(seqs(fake_collector)) == 130, what="130 lines")
-    got = seqs(fake_collector)
+        wait_for(lambda: len(seqs(loopback_collector)) == 130, what="130 lines")
+    got = seqs(loopback_collector)
     assert set(got) == set(range(0, 20)) | {
         s for n in range(1, 6) for s in range(n * 100, n * 100 + 20)
     } | set(range(600, 610))
     assert max(got.values()) == 1
     # The renamed file continued its source (same identity); the new one got its own.
-    after = [r for r in fake_collector.requests if b'"seq":10,' in r.body]
+    after = [r for r in loopback_collector.requests if b'"seq":10,' in r.body]
     assert after and after[0].headers["x-logbridge-source"] in sources
-    new = [r for r in fake_collector.requests if b'"seq":600,' in r.body]
+    new = [r for r in loopback_collector.requests if b'"seq":600,' in r.body]
     assert new and new[0].headers["x-logbridge-source"] not in sources
 
 
@@ -233,7 +233,7 @@ def _exhaust_descriptors() -> list[int]:
 
 
 def test_running_out_of_descriptors_is_survived(
-    tmp_path: Path, make_config: Any, fake_collector: Any, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, make_config: Any, loopback_collector: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="logbridge.shipper")
     logs = tmp_path / "logs"
@@ -245,7 +245,7 @@ def test_running_out_of_descriptors_is_survived(
     expected = {s for n in range(12) for s in range(n * 100, n * 100 + 10)}
     expected |= {s for n in range(6) for s in range(n * 100 + 10, n * 100 + 20)}
     with shipping(shipper) as thread:
-        wait_for(lambda: len(seqs(fake_collector)) == 60, what="the first lines")
+        wait_for(lambda: len(seqs(loopback_collector)) == 60, what="the first lines")
         # The test's own writes go through descriptors taken before the limit is reached (six
         # new files among them, empty until then), each replaced by /dev/null once used: the
         # shipper gets no descriptor but those it gives back itself.
@@ -263,7 +263,7 @@ def test_running_out_of_descriptors_is_survived(
                 os.write(fd, b"".join(line(s) for s in range(start, start + 10)))
                 os.dup2(devnull, fd)  # closed and taken again at once
             wait_for(
-                lambda: set(seqs(fake_collector)) == expected,
+                lambda: set(seqs(loopback_collector)) == expected,
                 timeout=30,
                 what="every line, shipped while no descriptor is free",
             )
@@ -272,7 +272,7 @@ def test_running_out_of_descriptors_is_survived(
             for fd in held:
                 os.close(fd)
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    assert max(seqs(fake_collector).values()) == 1
+    assert max(seqs(loopback_collector).values()) == 1
     assert "too many open files" in caplog.text.lower()
     assert "Traceback" not in caplog.text
     entries = CheckpointStore(tmp_path / "state").load()
@@ -280,7 +280,7 @@ def test_running_out_of_descriptors_is_survived(
 
 
 def test_restart_with_more_files_than_the_cap_ships_them_all(
-    tmp_path: Path, make_config: Any, fake_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any
 ) -> None:
     logs = tmp_path / "logs"
     for n in range(50):
@@ -295,5 +295,5 @@ def test_restart_with_more_files_than_the_cap_ships_them_all(
     totals = Shipper(make_config(max_open_files=4), on_ack=on_ack, on_start=on_start.append).run(once=True)
     assert totals.lines == 500
     assert on_start == [sum(os.path.getsize(p) for p in logs.iterdir())]  # --once's progress total
-    assert_exactly_once(fake_collector, 500)
+    assert_exactly_once(loopback_collector, 500)
     assert peak <= 4

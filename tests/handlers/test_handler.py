@@ -1,15 +1,10 @@
-"""EventServerHandler on its own, against a small HTTP collector on loopback.
-
-The server below speaks the part of DESIGN.md §4 the handler relies on (gzip NDJSON bodies,
-``X-Logbridge-Source``/``X-Logbridge-Range`` with 200-duplicate and 409-high-water answers)
-and can be told to answer every request with one status, so the handler's decisions are
-checked over a real socket and requests can be counted. The real collector is exercised by
-tests/integration/test_event_server_handler.py.
+"""EventServerHandler on its own, against the loopback collector of tests/conftest.py, so the
+handler's decisions are checked over a real socket and requests can be counted. The real
+collector is exercised by tests/integration/test_event_server_handler.py.
 """
 
 from __future__ import annotations
 
-import gzip
 import logging
 import socket
 import subprocess
@@ -17,8 +12,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,85 +25,6 @@ pytestmark = pytest.mark.timeout(60)
 
 # Short waits everywhere: a test waits on conditions, these only bound how long a retry sleeps.
 FAST: dict[str, Any] = {"linger": "20ms", "backoff_initial": "20ms", "backoff_max": "100ms"}
-
-
-@dataclass
-class Request:
-    headers: dict[str, str]
-    lines: list[bytes]  # the decompressed body, split into lines
-
-
-@dataclass
-class LoopbackCollector:
-    """Records every POST; stores each source's byte ranges once, as the real collector does."""
-
-    url: str = ""
-    requests: list[Request] = field(default_factory=list)
-    lines: list[bytes] = field(default_factory=list)  # stored lines, in the order stored
-    high_water: dict[str, int] = field(default_factory=dict)
-    status: int | None = None  # when set, every request gets it and nothing is stored
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def answer(self, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
-        if headers.get("content-encoding") == "gzip":
-            body = gzip.decompress(body)
-        lines = body.splitlines(keepends=True)
-        with self.lock:
-            self.requests.append(Request(headers, lines))
-            if self.status is not None:
-                return self.status, b'{"error":"told to refuse"}'
-            source, byte_range = headers.get("x-logbridge-source"), headers.get("x-logbridge-range")
-            if source and byte_range:
-                start, end = (int(x) for x in byte_range.split("-"))
-                high = self.high_water.get(source, 0)
-                if end <= high:
-                    return 200, b'{"accepted":0,"invalid":0,"duplicate":true}'
-                if start < high:
-                    return 409, orjson.dumps({"high_water": high})
-                self.high_water[source] = end
-            self.lines.extend(lines)
-            return 200, orjson.dumps({"accepted": len(lines), "invalid": 0, "duplicate": False})
-
-    def events(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return [orjson.loads(line) for line in self.lines]
-
-    def request_count(self) -> int:
-        with self.lock:
-            return len(self.requests)
-
-
-@pytest.fixture
-def server() -> Iterator[LoopbackCollector]:
-    collector = LoopbackCollector()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # Headers and body go in separate writes: with Nagle's algorithm each answer would wait
-        # for the client's delayed ACK (40 ms).
-        disable_nagle_algorithm = True
-
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            status, answer = collector.answer({k.lower(): v for k, v in self.headers.items()}, body)
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    http.daemon_threads = True
-    collector.url = f"http://127.0.0.1:{http.server_address[1]}/events"
-    thread = threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield collector
-    http.shutdown()
-    http.server_close()
-    thread.join(timeout=5)
 
 
 @pytest.fixture
@@ -161,24 +75,24 @@ def no_answer_url() -> str:
 
 
 def test_records_arrive_in_order_with_the_protocol_headers(
-    server: LoopbackCollector, handlers: Callable[..., EventServerHandler]
+    loopback_collector: Any, handlers: Callable[..., EventServerHandler]
 ) -> None:
-    handler = handlers(server.url, token="s3cret", node="node-a")
+    handler = handlers(loopback_collector.url, token="s3cret", node="node-a")
     for seq in range(20):
         handler.handle(record(seq))
     assert handler.wait_delivered(5), handler.stats
 
-    assert seqs(server.events()) == list(range(20))
-    first = server.events()[0]
+    assert seqs(loopback_collector.events()) == list(range(20))
+    first = loopback_collector.events()[0]
     assert first["logger"] == "dku.audit.generic" and first["severity"] == "INFO"
     assert first["message"] == {"msgType": "x", "seq": 0}
     offset = 0
-    for request in server.requests:
+    for request in loopback_collector.requests:
         headers = request.headers
         assert headers["authorization"] == "Bearer s3cret"
         assert headers["x-logbridge-node"] == "node-a"
         assert headers["content-encoding"] == "gzip"
-        assert headers["x-logbridge-source"] == server.requests[0].headers["x-logbridge-source"]
+        assert headers["x-logbridge-source"] == loopback_collector.requests[0].headers["x-logbridge-source"]
         size = sum(len(line) for line in request.lines)
         assert headers["x-logbridge-range"] == f"{offset}-{offset + size}"  # contiguous, from 0
         offset += size
@@ -186,72 +100,74 @@ def test_records_arrive_in_order_with_the_protocol_headers(
 
 
 def test_a_collector_that_comes_back_gets_everything_once_in_order(
-    server: LoopbackCollector, handlers: Callable[..., EventServerHandler]
+    loopback_collector: Any, handlers: Callable[..., EventServerHandler]
 ) -> None:
-    server.status = 503
-    handler = handlers(server.url)
+    loopback_collector.status = 503
+    handler = handlers(loopback_collector.url)
     for seq in range(10):
         handler.handle(record(seq))
     assert not handler.wait_delivered(0.3)
     wait_until(lambda: handler.stats.retries >= 2, "two retries")
-    server.status = None
+    loopback_collector.status = None
     for seq in range(10, 15):
         handler.handle(record(seq))
     assert handler.wait_delivered(5), handler.stats
-    assert seqs(server.events()) == list(range(15))
+    assert seqs(loopback_collector.events()) == list(range(15))
 
 
 # ---------------------------------------------------------------------- spool across restarts
 
 
 def test_the_spool_keeps_its_order_across_restarts(
-    server: LoopbackCollector, handlers: Callable[..., EventServerHandler], tmp_path: Path
+    loopback_collector: Any, handlers: Callable[..., EventServerHandler], tmp_path: Path
 ) -> None:
     """Each process left records behind while the collector was down; the next one sends
     them first, under the same source and contiguous ranges, before its own."""
     spool = tmp_path / "spool"
-    server.status = 503
+    loopback_collector.status = 503
     for generation in range(2):
-        handler = handlers(server.url, spool_dir=spool)
+        handler = handlers(loopback_collector.url, spool_dir=spool)
         for seq in range(generation * 10, generation * 10 + 10):
             handler.handle(record(seq))
         wait_until(lambda h=handler: h.stats.queued == 10, "10 records spooled")
         handler.close()
         assert handler.stats.unsent_at_close == (generation + 1) * 10
-    assert server.lines == []
+    assert loopback_collector.lines == []
 
-    server.status = None
-    last = handlers(server.url, spool_dir=spool)
+    loopback_collector.status = None
+    last = handlers(loopback_collector.url, spool_dir=spool)
     for seq in range(20, 30):
         last.handle(record(seq))
     assert last.wait_delivered(5), last.stats
 
-    assert seqs(server.events()) == list(range(30))
-    sources = {r.headers["x-logbridge-source"] for r in server.requests}
+    assert seqs(loopback_collector.events()) == list(range(30))
+    sources = {r.headers["x-logbridge-source"] for r in loopback_collector.requests}
     assert len(sources) == 1, "one stream across the three processes"
-    assert server.high_water[sources.pop()] == sum(len(line) for line in server.lines)
+    assert loopback_collector.high_water[sources.pop()] == sum(
+        len(line) + 1 for line in loopback_collector.lines
+    )
 
 
 # ---------------------------------------------------------------------------- flush semantics
 
 
 def test_flush_sends_at_once_and_batching_resumes_after_it(
-    server: LoopbackCollector, handlers: Callable[..., EventServerHandler]
+    loopback_collector: Any, handlers: Callable[..., EventServerHandler]
 ) -> None:
     # A linger far longer than the test: only a flush or a full batch (50) sends anything.
-    handler = handlers(server.url, linger="60s", batch_max_events=50)
+    handler = handlers(loopback_collector.url, linger="60s", batch_max_events=50)
     handler.handle(record(0))
     handler.flush()
-    wait_until(lambda: len(server.lines) == 1, "the flushed record")
+    wait_until(lambda: len(loopback_collector.lines) == 1, "the flushed record")
 
     # One at a time, each spooled before the next: a sender that no longer lingers would
     # send each as it arrives.
     for seq in range(1, 51):
         handler.handle(record(seq))
         wait_until(lambda n=seq: handler.stats.queued == n + 1, f"record {seq} spooled")
-    wait_until(lambda: len(server.lines) == 51, "the 50 records after the flush")
-    assert [len(r.lines) for r in server.requests] == [1, 50], "the 50 records went as one batch"
-    assert seqs(server.events()) == list(range(51))
+    wait_until(lambda: len(loopback_collector.lines) == 51, "the 50 records after the flush")
+    assert [len(r.lines) for r in loopback_collector.requests] == [1, 50], "the 50 records went as one batch"
+    assert seqs(loopback_collector.events()) == list(range(51))
 
 
 class SpoolerHold:
@@ -284,23 +200,23 @@ class SpoolerHold:
 
 
 def test_wait_delivered_is_false_while_the_spooler_holds_the_records(
-    server: LoopbackCollector, handlers: Callable[..., EventServerHandler]
+    loopback_collector: Any, handlers: Callable[..., EventServerHandler]
 ) -> None:
     hold = SpoolerHold()
     threading.setprofile(hold.hook)
     try:
-        handler = handlers(server.url)
+        handler = handlers(loopback_collector.url)
     finally:
         threading.setprofile(None)  # type: ignore[arg-type]  # None removes the hook
     try:
         handler.handle(record(0))
         assert hold.holding.wait(5), "the spooler never took the record"
         assert not handler.wait_delivered(0.2), "reported delivered while still in the spooler's hand"
-        assert server.lines == []
+        assert loopback_collector.lines == []
     finally:
         hold.release()
     assert handler.wait_delivered(5), handler.stats
-    assert seqs(server.events()) == [0]
+    assert seqs(loopback_collector.events()) == [0]
 
 
 # ------------------------------------------------------------------------------------- bare
@@ -317,11 +233,11 @@ def test_wait_delivered_is_false_while_the_spooler_holds_the_records(
     ids=["text", "not-an-object", "logger-not-a-string", "nested-deeper-than-orjson-writes"],
 )
 def test_bare_a_line_that_is_no_envelope_is_dead_lettered_and_sending_goes_on(
-    server: LoopbackCollector, handlers: Callable[..., EventServerHandler], tmp_path: Path, line: str
+    loopback_collector: Any, handlers: Callable[..., EventServerHandler], tmp_path: Path, line: str
 ) -> None:
     """``envelope="bare"`` takes the event out of each spooled envelope; what a text formatter
     wrote has none, today or on any retry."""
-    handler = handlers(server.url, envelope="bare", spool_dir=tmp_path / "spool", linger="60s")
+    handler = handlers(loopback_collector.url, envelope="bare", spool_dir=tmp_path / "spool", linger="60s")
     handler.handle(record(0))
     handler.setFormatter(logging.Formatter("%(message)s"))
     handler.handle(record(-1, msg=line))
@@ -330,11 +246,13 @@ def test_bare_a_line_that_is_no_envelope_is_dead_lettered_and_sending_goes_on(
         handler.handle(record(seq))
     assert handler.wait_delivered(5), handler.stats
 
-    assert [event["seq"] for event in server.events()] == [0, 1, 2, 3]
+    assert [event["seq"] for event in loopback_collector.events()] == [0, 1, 2, 3]
     assert handler.stats.dead_lettered == 1 and handler.stats.sent_events == 4
     (slot,) = (tmp_path / "spool").iterdir()
-    assert (slot / "dead-letter.ndjson").read_text() == line + "\n"
-    assert "envelope" in (slot / "dead-letter.log").read_text()
+    (kept,) = (slot / "dead-letter").glob("*.ndjson")
+    assert kept.read_text() == line + "\n"
+    note = orjson.loads(kept.with_suffix(".json").read_bytes())
+    assert "envelope" in note["reason"] and note["lines"] == 1
 
 
 # -------------------------------------------------------------------------------------- fork
@@ -378,14 +296,14 @@ handler.close()
 
 
 def test_a_forked_child_starts_its_threads_and_takes_a_spool_slot_only_once_it_logs(
-    server: LoopbackCollector, tmp_path: Path
+    loopback_collector: Any, tmp_path: Path
 ) -> None:
     """gunicorn ``--preload`` or a multiprocessing pool: the handler is configured before the
     fork, and most children may never log an audit event."""
     spool, reports = tmp_path / "spool", tmp_path / "reports"
     reports.mkdir()
     done = subprocess.run(
-        [sys.executable, "-c", FORKING_SCRIPT, server.url, str(spool), str(reports)],
+        [sys.executable, "-c", FORKING_SCRIPT, loopback_collector.url, str(spool), str(reports)],
         capture_output=True,
         timeout=30,
     )
@@ -401,7 +319,7 @@ def test_a_forked_child_starts_its_threads_and_takes_a_spool_slot_only_once_it_l
         "slots": ["0", "1"],
     }
     by_source: dict[str, list[int]] = {}
-    for request in server.requests:
+    for request in loopback_collector.requests:
         by_source.setdefault(request.headers["x-logbridge-source"], []).extend(
             orjson.loads(line)["message"]["seq"] for line in request.lines
         )
@@ -434,28 +352,35 @@ raise SystemExit(status)
 
 
 def test_a_forked_child_that_cannot_start_says_so_once_and_drops_its_records(
-    server: LoopbackCollector, tmp_path: Path
+    loopback_collector: Any, tmp_path: Path
 ) -> None:
     report = tmp_path / "report.json"
     done = subprocess.run(
-        [sys.executable, "-c", FAILING_CHILD_SCRIPT, server.url, str(tmp_path / "spool"), str(report)],
+        [
+            sys.executable,
+            "-c",
+            FAILING_CHILD_SCRIPT,
+            loopback_collector.url,
+            str(tmp_path / "spool"),
+            str(report),
+        ],
         capture_output=True,
         timeout=30,
     )
     assert done.returncode == 0, done.stderr.decode()
     assert orjson.loads(report.read_bytes()) == {
         "delivered": False,
-        "repr": f"<EventServerHandler {server.url} spool=not started (NOTSET)>",
+        "repr": f"<EventServerHandler {loopback_collector.url} spool=not started (NOTSET)>",
     }
     assert done.stderr.decode().count("could not start in the forked process") == 1
-    assert server.requests == []
+    assert loopback_collector.requests == []
 
 
 # ------------------------------------------------------------------ shutdown, collector down
 
 
 def test_close_with_the_collector_down_keeps_the_spool_for_the_next_start(
-    server: LoopbackCollector,
+    loopback_collector: Any,
     handlers: Callable[..., EventServerHandler],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
@@ -473,16 +398,16 @@ def test_close_with_the_collector_down_keeps_the_spool_for_the_next_start(
     assert handler.stats.unsent_at_close == 10 and handler.stats.sent_events == 0
     assert "10 audit events not yet delivered" in caplog.text
 
-    next_start = handlers(server.url, spool_dir=spool)
+    next_start = handlers(loopback_collector.url, spool_dir=spool)
     assert next_start.wait_delivered(5), next_start.stats
-    assert seqs(server.events()) == list(range(10))
+    assert seqs(loopback_collector.events()) == list(range(10))
 
 
 def test_close_with_the_collector_refusing_and_no_spool_dir_gives_up_at_close_timeout(
-    server: LoopbackCollector, handlers: Callable[..., EventServerHandler], caplog: pytest.LogCaptureFixture
+    loopback_collector: Any, handlers: Callable[..., EventServerHandler], caplog: pytest.LogCaptureFixture
 ) -> None:
-    server.status = 503
-    handler = handlers(server.url, close_timeout="300ms")
+    loopback_collector.status = 503
+    handler = handlers(loopback_collector.url, close_timeout="300ms")
     for seq in range(10):
         handler.handle(record(seq))
     wait_until(lambda: handler.stats.retries >= 1, "a retry")
@@ -493,7 +418,7 @@ def test_close_with_the_collector_refusing_and_no_spool_dir_gives_up_at_close_ti
     assert 0.2 < took < 3, f"close took {took:.2f}s with close_timeout 300ms"
     assert handler.stats.unsent_at_close == 10
     assert "10 audit events could not be delivered" in caplog.text and "are lost" in caplog.text
-    assert server.lines == []
+    assert loopback_collector.lines == []
 
 
 def test_close_with_a_collector_that_never_answers_leaves_the_sender_behind(
