@@ -150,11 +150,12 @@ class Shipper:
         self.losses = LossLog(cfg.state_dir)
         self.watcher = Watcher(list(cfg.inputs), self.wake, self.rescan) if watch else None
         self._dirty = False
-        # Entries made since the last checkpoint. One is saved before its first batch goes out:
-        # the source id holds the inode, so a file a restarted shipper has no entry for gets a
-        # new id, and if its bytes went out under the old one (SIGKILL before the checkpoint)
-        # and it was then copied (copytruncate's .1 under another inode), the copy would be
-        # shipped again in full under a new id the collector cannot tell from a new file.
+        # Entries made since the last checkpoint: saved at the end of the scan that made them,
+        # and in any case before their first batch goes out. The source id holds the inode, so
+        # a file a restarted shipper has no entry for gets a new id: if its bytes went out under
+        # the old one (SIGKILL before the checkpoint) and it was then copied (copytruncate's .1,
+        # another inode), the copy would be shipped again in full under an id the collector
+        # cannot tell from a new file's; and if it was deleted, nothing would say it was lost.
         self._unsaved: set[str] = set()
         self._last_save = 0.0
         self._next_scan = 0.0
@@ -324,6 +325,12 @@ class Shipper:
         for key in [k for k in self._parked if k not in seen]:
             del self._parked[key]
         self._account_vanished(seen, wall)
+        if self._unsaved:
+            # Files found by this scan are on disk before anything else happens: a shipper
+            # killed before it read one, which is then deleted, leaves its successor a name to
+            # report lost (and a copy of it is known for what it is). One write per scan that
+            # found files, whatever their number.
+            self.save()
         if not self._fd_short:
             self._admit(now)
         self.metrics.files.set(len(self.tails))
