@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -36,6 +36,7 @@ from ..fileio import write_atomic
 log = logging.getLogger("logbridge.shipper")
 
 FILE_NAME = "checkpoints.json"
+MAX_COPIES = 4  # copies remembered per entry (logrotate keeps a few backups)
 VERSION = 1
 
 
@@ -56,6 +57,14 @@ class Entry:
     # compared with the file before this entry's offset is applied to it.
     check_len: int = 0
     check_hash: str = ""
+    # Other files seen to be copies of this one (copytruncate's .1, set aside while this file
+    # still held their bytes): [dev, ino, length, hash of their first `length` bytes]. A copy
+    # made before this file grew further is shorter than ``check_len`` and cannot be compared
+    # with the check once the file is truncated: this is how it is known later (`engine`).
+    copies: list[list[int | str]] = field(default_factory=list)
+    # The head is a first line shipped without its newline (``partial_line_timeout``): a copy
+    # taken once the newline came has a longer first line, found by this head as its prefix.
+    head_partial: bool = False
 
     def matches(self, fd: int) -> bool:
         """Is the open file ``fd`` the one this entry describes (first line and prefix)?"""
@@ -64,6 +73,28 @@ class Entry:
         if not head_matches(fd, self.head_len, self.head_hash):
             return False
         return self.check_len == 0 or prefix_hash(fd, self.check_len) == self.check_hash
+
+    def note_copy(self, dev: int, ino: int, prefix: bytes) -> bool:
+        """Remember the file (dev, ino) beginning with ``prefix`` as a copy of this one; True
+        when that is news (the checkpoint changes)."""
+        from .identity import hash_bytes
+
+        record: list[int | str] = [dev, ino, len(prefix), hash_bytes(prefix)]
+        others = [c for c in self.copies if c[:2] != [dev, ino]]
+        if len(others) == len(self.copies) - 1 and record in self.copies:
+            return False
+        self.copies = [*others[-(MAX_COPIES - 1) :], record]
+        return True
+
+    def known_copy(self, dev: int, ino: int, fd: int) -> bool:
+        """Is the open file ``fd`` (dev, ino) a copy remembered by `note_copy`, still beginning
+        with the bytes it had then? (An inode reused by a new file does not.)"""
+        from .identity import prefix_hash
+
+        for c_dev, c_ino, length, digest in self.copies:
+            if (c_dev, c_ino) == (dev, ino):
+                return prefix_hash(fd, int(length)) == digest and os.fstat(fd).st_size >= int(length)
+        return False
 
     def lag(self) -> int:
         return max(0, self.size - self.offset)

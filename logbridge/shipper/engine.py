@@ -131,6 +131,7 @@ class Shipper:
         self._sending: Tail | None = None
         self._by_key: dict[Key, list[Entry]] = {}  # entries by inode (see _index)
         self._by_head: dict[tuple[int, str], list[Entry]] = {}  # and by first-line hash
+        self._partial_heads: set[int] = set()  # lengths of heads shipped without their newline
         self._index_stale = True
         self.copies: dict[Key, str] = {}  # live copies of tailed files (same bytes): not shipped
         self.pending: dict[str, float] = {}  # path → first seen; first line not complete yet
@@ -515,10 +516,12 @@ class Shipper:
         opened was quadratic: 3,000 files → 9 million comparisons per scan.)"""
         if not self._index_stale:
             return
-        self._by_key, self._by_head = {}, {}
+        self._by_key, self._by_head, self._partial_heads = {}, {}, set()
         for entry in self.entries.values():
             self._by_key.setdefault((entry.dev, entry.ino), []).append(entry)
             self._by_head.setdefault((entry.head_len, entry.head_hash), []).append(entry)
+            if entry.head_partial:
+                self._partial_heads.add(entry.head_len)
         self._index_stale = False
 
     def _on_retry(self) -> None:
@@ -568,12 +571,20 @@ class Shipper:
             return entry
         # 2. A copy of a file we know (copytruncate's .1): the same bytes under a new inode. A
         #    file that only shares the first line (a constant header) is not one.
-        for entry in self._by_head.get((fp.head_len, fp.head_hash), ()):
+        for entry in self._same_head(fp, fd):
             if (entry.dev, entry.ino) == key:
                 continue
             if not entry.matches(fd):
                 if self._copy_in_progress(entry, fd):
                     log.info("%s is being copied from %s: looked at again at the next scan", path, entry.path)
+                    self._set_aside(entry, key, fd, size)
+                    return None
+                if size <= entry.offset and entry.known_copy(fp.dev, fp.ino, fd):
+                    # A copy made before the file grew further (copytruncate's .1, then more
+                    # lines shipped from the original, then the truncation): shorter than the
+                    # check, so not comparable with it, but every byte of it was shipped.
+                    if self.copies.get(key) != entry.source:
+                        log.info("%s is an older copy of %s: everything in it was shipped", path, entry.path)
                     self.copies[key] = entry.source
                     return None
                 continue
@@ -582,7 +593,7 @@ class Shipper:
                     log.info(
                         "%s is a copy of %s, which is being shipped: not shipping it twice", path, entry.path
                     )
-                self.copies[key] = entry.source  # looked at again at each scan, in case it diverges
+                self._set_aside(entry, key, fd, size)  # looked at again at each scan, in case it diverges
                 return None
             log.info("%s continues %s (copied before it was truncated or removed)", path, entry.path)
             self.copies.pop(key, None)
@@ -609,12 +620,34 @@ class Shipper:
         if initial and self.first_run and self.cfg.inputs[index].read_from == "end":
             offset = _last_line_end(fd, size)
         entry = Entry(source, path, fp.dev, fp.ino, fp.head_len, fp.head_hash, offset, None, size, wall)
+        if os.pread(fd, 1, fp.head_len - 1) != b"\n":
+            entry.head_partial = True
+            self._partial_heads.add(fp.head_len)
         self.entries[source] = entry
         self._by_key.setdefault(key, []).append(entry)
         self._by_head.setdefault((fp.head_len, fp.head_hash), []).append(entry)
         self._dirty = True
         self._unsaved.add(source)
         return entry
+
+    def _same_head(self, fp: Fingerprint, fd: int) -> list[Entry]:
+        """Entries with this file's first line: the same head, or a head shipped before its
+        newline came that this file begins with."""
+        found = list(self._by_head.get((fp.head_len, fp.head_hash), ()))
+        for length in self._partial_heads:
+            if length < fp.head_len:
+                key = (length, hash_bytes(os.pread(fd, length, 0)))
+                found += [e for e in self._by_head.get(key, ()) if e.head_partial]
+        return found
+
+    def _set_aside(self, entry: Entry, key: Key, fd: int, size: int) -> None:
+        """``fd`` is a copy of ``entry``'s file (its bytes are shipped from the original): not
+        shipped, and remembered in the checkpoint (saved at the end of this scan), so that it
+        is still known for a copy once the original is truncated, after a restart too."""
+        self.copies[key] = entry.source
+        if entry.note_copy(key[0], key[1], os.pread(fd, min(size, CHECK_BYTES), 0)):
+            self._dirty = True
+            self._unsaved.add(entry.source)
 
     def _copy_in_progress(self, entry: Entry, fd: int) -> bool:
         """Is ``fd`` a copy of ``entry``'s tailed file still being written (``cp``, logrotate's
@@ -901,10 +934,35 @@ class Shipper:
             except OSError:
                 continue
             st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) != old and st.st_size >= entry.offset and entry.matches(fd):
+            key = (st.st_dev, st.st_ino)
+            if key != old and st.st_size >= entry.offset and entry.matches(fd) and self._take_over(key):
                 return path, fd, index
             os.close(fd)
         return None
+
+    def _take_over(self, key: Key) -> bool:
+        """May the file ``key`` become a copy that continues another entry? Not when an entry
+        of its own has shipped from it already (its bytes are on their way under that source);
+        an entry of its own that has shipped nothing yet (a scan took the copy for a new file:
+        its first line differed, the original's was shipped before its newline) is dropped."""
+        self._index()
+        own = self._by_key.get(key, [])
+        if any(e.offset > 0 or e.inflight is not None for e in own):
+            return False
+        tail = self.tails.get(key)
+        if tail is not None:
+            if tail is self._sending:
+                return False
+            tail.close()
+            del self.tails[key]
+        self.waiting.pop(key, None)
+        for e in own:
+            del self.entries[e.source]
+            self._unsaved.discard(e.source)
+        if own:
+            self._index_stale = True
+            self._dirty = True
+        return True
 
     # ---------------------------------------------------------------------------- checkpoint
 
