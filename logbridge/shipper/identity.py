@@ -38,6 +38,22 @@ The rules, and the races with writers, ``cp``/copytruncate and scans they settle
    scans run between the batches of a round, not once per round (a round sends a batch per
    file, and behind on many files it outlasted a backup's life: a file created and deleted
    within it was never seen, lost without a word).
+7. What a scan found is in the checkpoint before anything else happens (saved at the end of the
+   scan, and in any case before an entry's first batch): the source id holds the inode, so a
+   restarted shipper without the entry would ship a copy of the file again under a new id, and
+   a file deleted while no shipper ran would vanish without a name to report.
+8. A copy set aside is remembered by its entry (device, inode and a hash of its first bytes,
+   in the checkpoint): a copy taken before the original grew further is shorter than the check
+   and cannot be compared with it once the original is truncated; remembered, it is known for
+   a copy whose every byte was shipped (after a restart too).
+9. A first line shipped without its newline (``partial_line_timeout``) is the entry's head;
+   a copy taken after the newline came has a longer first line, and is found by that head as
+   its prefix. A copy a scan took for a new file (before the original was seen truncated) is
+   taken over by the original's entry if nothing was shipped from it yet; otherwise its bytes
+   are already going out under its own source, and the original's unread rest is counted lost.
+
+These rules were found and are checked by driving the engine as a model:
+tests/shipper/test_engine_model.py.
 """
 
 from __future__ import annotations
