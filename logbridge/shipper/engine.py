@@ -545,7 +545,8 @@ class Shipper:
     def _deleted_unread(self, path: str, key: Key, size: int) -> None:
         """A file seen by the scan but deleted before it could be opened: whatever part of it
         no checkpoint covers is lost."""
-        shipped = max((e.offset for e in self.entries.values() if (e.dev, e.ino) == key), default=0)
+        self._index()
+        shipped = max((e.offset for e in self._by_key.get(key, ())), default=0)
         self._report_loss(path, size - shipped, shipped, "was deleted before it could be read")
         self.pending.pop(path, None)
 
@@ -653,15 +654,30 @@ class Shipper:
         """Is ``fd`` a copy of ``entry``'s tailed file still being written (``cp``, logrotate's
         copytruncate): shorter than the entry's check, and every byte of it equal to the
         tailed file's bytes at the same place? Such a file is not a new one: taken for one,
-        the copy would be shipped again in full once complete."""
-        tail = self.tails.get((entry.dev, entry.ino))
-        if tail is None or tail.entry is not entry or tail.fd < 0:
-            return False
+        the copy would be shipped again in full once complete. (The original need not be open:
+        one closed to make room, or read to its end, is opened for the comparison.)"""
         size = os.fstat(fd).st_size
         if size >= entry.check_len:
             return False  # long enough to be compared with the check: it did not match
         data = os.pread(fd, size, 0)
-        return len(data) == size and data == os.pread(tail.fd, size, 0) and _head_still(tail)
+        if len(data) != size:
+            return False
+        tail = self.tails.get((entry.dev, entry.ino))
+        if tail is not None and tail.entry is entry and tail.fd >= 0:
+            return data == os.pread(tail.fd, size, 0) and _head_still(tail)
+        try:
+            original = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            st = os.fstat(original)
+            return (
+                (st.st_dev, st.st_ino) == (entry.dev, entry.ino)
+                and data == os.pread(original, size, 0)
+                and head_matches(original, entry.head_len, entry.head_hash)
+            )
+        finally:
+            os.close(original)
 
     def _original_alive(self, entry: Entry) -> bool:
         tail = self.tails.get((entry.dev, entry.ino))
