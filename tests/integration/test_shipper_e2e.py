@@ -148,20 +148,12 @@ class ShipperProc:
         assert code == 0, f"shipper exited with {code} on SIGTERM:\n{self.log_tail()}"
 
     def lag(self) -> int | None:
-        """Total unacknowledged bytes per the checkpoint file (what ``--status`` prints), with
-        renamed files followed by inode: ``--status`` looks by the path the checkpoint names,
-        which during a rotation storm already holds the next file ("rotated away", no lag), so
-        a backlog of renamed copies read as 0 and the shipper was stopped before it caught up."""
+        """Total unacknowledged bytes per the checkpoint file, as ``--status`` prints them
+        (renamed files followed by inode: a backlog of rotated copies is a lag)."""
         if not (self.state_dir / "checkpoints.json").exists():
             return None
         entries = CheckpointStore(self.state_dir).load()
-        total = 0
-        for entry in entries.values():
-            state, _, lag = file_lag(entry)
-            if state == "rotated away":
-                lag = _lag_by_inode(entry)
-            total += lag or 0
-        return total
+        return sum(file_lag(entry)[2] or 0 for entry in entries.values())
 
     def wait_caught_up(self, timeout: float, steady: float = 1.5) -> None:
         """Until the lag has been 0 for ``steady`` seconds: longer than a scan and a checkpoint
@@ -253,29 +245,6 @@ def dead_letter_records(root: Path) -> list[dict[str, Any]]:
     for path in sorted(root.rglob("*.ndjson")):
         out.extend(orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip())
     return out
-
-
-def _lag_by_inode(entry: Any) -> int | None:
-    """The lag of an entry whose file was renamed within its directory (found by inode and
-    first bytes); None when it is gone."""
-    directory = os.path.dirname(entry.path)
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return None
-    for name in names:
-        path = os.path.join(directory, name)
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) == (entry.dev, entry.ino) and entry.matches(fd):
-                return max(0, st.st_size - entry.offset)
-        finally:
-            os.close(fd)
-    return None
 
 
 def wait_until(cond: Callable[[], Any], timeout: float, what: str) -> Any:
