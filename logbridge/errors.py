@@ -4,11 +4,15 @@
 
     LogbridgeError
     ├── ConfigError          a config file is missing, unreadable or invalid (exit code 2)
+    │   └── MissingExtra     a destination needs an optional dependency: names the extra to install
     ├── EnvelopeError        one incoming line is not a readable audit event
     ├── BodyError            a whole request body cannot be read
     │   ├── BodyTooLarge     over ``limits.max_body_bytes``, compressed or inflated (HTTP 413)
     │   └── UnsupportedEncoding  a ``Content-Encoding`` we do not speak (HTTP 415)
     ├── StorageUnavailable   a destination or the state dir cannot take writes (HTTP 503)
+    │   └── DestinationError     a store refused an operation (fsspec / SDK errors mapped at the sink seam)
+    │       ├── DestinationNotFound  its bucket, container or folder does not exist
+    │       └── DestinationDenied    credentials or permissions were refused
     └── Log4jConfigError     a log4j properties file cannot be translated
 
 Third-party errors are translated at the boundary with ``raise ... from exc`` so that
@@ -29,6 +33,14 @@ class ConfigError(LogbridgeError):
         self.source = source
         self.problems = problems or [message]
         super().__init__(message)
+
+
+class MissingExtra(ConfigError):
+    """A destination type or URL needs an optional dependency that is not installed."""
+
+    def __init__(self, message: str, *, extra: str, source: str | None = None):
+        self.extra = extra
+        super().__init__(message, source=source)
 
 
 class EnvelopeError(LogbridgeError):
@@ -54,6 +66,18 @@ class UnsupportedEncoding(BodyError):
 
 class StorageUnavailable(LogbridgeError):
     """Storage cannot take writes now; the sender should retry later."""
+
+
+class DestinationError(StorageUnavailable):
+    """A destination's store refused an operation; the message names the destination."""
+
+
+class DestinationNotFound(DestinationError):
+    """The destination's bucket, container or folder does not exist."""
+
+
+class DestinationDenied(DestinationError):
+    """The destination's store refused the credentials or the permission."""
 
 
 class Log4jConfigError(LogbridgeError):

@@ -21,6 +21,14 @@ The journal is compacted into ``state.json`` (temp file, fsync, rename, director
 start, whenever it grows past a bound, and hourly. Compaction forgets the high-water marks of
 sources not seen for ``ttl`` (shippers make one source per file: without this the state of a
 long-lived collector would only grow).
+
+A compaction is three steps, so that the slow one never holds up the writer thread:
+`begin_compaction` (writer thread, quick: copy the state, switch appends to generation N+1),
+`write_snapshot` (any thread: expire, serialize and write ``state.json`` naming N+1, fsync, then
+delete the older generations) and `finish_compaction` (writer thread: forget the expired sources
+that no record refreshed meanwhile). Records appended while the snapshot is written go to N+1,
+and `load` replays every generation from the snapshot's on, in order: a crash at any point of a
+compaction loses nothing, whichever snapshot is on disk.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +46,16 @@ from ..fileio import fsync_dir, write_all, write_atomic
 
 _COMPACT_AT = 32 * 1024 * 1024
 _COMPACT_EVERY = 3600.0  # seconds: so that expired sources are forgotten on a quiet collector too
+
+
+@dataclass
+class Snapshot:
+    """The state as of a generation's first record, copied for `Journal.write_snapshot`."""
+
+    generation: int
+    high_water: dict[str, int]
+    last_seen: dict[str, float]
+    sizes: dict[str, int]
 
 
 class Journal:
@@ -66,9 +85,11 @@ class Journal:
             self.last_seen = {src: float(seen.get(src, now)) for src in self.high_water}
             self.sizes = dict(snap.get("sizes", {}))
             self.generation = int(snap.get("generation", 0))
-        path = self._journal_path(self.generation)
-        if path.exists():
-            for line in path.read_bytes().split(b"\n"):
+        generations = self._generations()
+        for generation in generations:
+            if generation < self.generation:
+                continue  # already in the snapshot (a crash came before its deletion)
+            for line in self._journal_path(generation).read_bytes().split(b"\n"):
                 if not line:
                     continue
                 try:
@@ -76,6 +97,17 @@ class Journal:
                 except orjson.JSONDecodeError:
                     continue  # a record a crash or a full disk cut short: never acknowledged
                 self._apply(record)
+        if generations:
+            # Appends continue after the newest generation, never before one already on disk.
+            self.generation = max(self.generation, generations[-1])
+
+    def _generations(self) -> list[int]:
+        found = []
+        for path in self.dir.glob("journal-*.wal"):
+            digits = path.name[len("journal-") : -len(".wal")]
+            if digits.isdigit():
+                found.append(int(digits))
+        return sorted(found)
 
     def _apply(self, record: dict[str, Any]) -> None:
         src = record.get("src")
@@ -93,48 +125,69 @@ class Journal:
         self.compact(live_sizes or {})
 
     def compact(self, live_sizes: dict[str, int], ttl: float | None = None) -> list[str]:
-        """Snapshot and start a new generation; returns the sources forgotten for ``ttl``.
+        """All three steps at once (at start); returns the sources forgotten for ``ttl``.
 
-        Raises `OSError` with the old generation still in use: the new journal file exists
-        before the snapshot that names it, and the old one is kept until both are in place."""
-        expired: list[str] = []
-        if ttl is not None:
-            horizon = time.time() - ttl
-            expired = [src for src, seen in self.last_seen.items() if seen < horizon]
-        high_water = {src: end for src, end in self.high_water.items() if src not in expired}
-        last_seen = {src: t for src, t in self.last_seen.items() if src not in expired}
+        Raises `OSError`; whatever step failed, `load` still finds every record."""
+        snapshot = self.begin_compaction(live_sizes)
+        return self.finish_compaction(snapshot, self.write_snapshot(snapshot, ttl))
+
+    def begin_compaction(self, live_sizes: dict[str, int]) -> Snapshot:
+        """Switch appends to a new generation and copy the state as of its start (writer thread).
+
+        Raises `OSError` with the old generation still in use."""
         generation = self.generation + 1
-        new_path = self._journal_path(generation)
-        handle = open(new_path, "wb", buffering=0)  # noqa: SIM115 - lives until the next compaction
-        try:
-            write_atomic(
-                self.snapshot_path,
-                orjson.dumps(
-                    {
-                        "generation": generation,
-                        "high_water": high_water,
-                        "last_seen": last_seen,
-                        "sizes": live_sizes,
-                    }
-                ),
-            )
-            fsync_dir(self.dir)
-        except BaseException:
-            handle.close()
-            with contextlib.suppress(OSError):
-                new_path.unlink()
-            raise
-        old = self._journal_path(self.generation)
+        handle = open(self._journal_path(generation), "wb", buffering=0)  # noqa: SIM115 - lives until the next compaction
         if self._handle is not None:
             self._handle.close()
         self._handle = handle
         self.generation = generation
-        self.high_water, self.last_seen, self.sizes = high_water, last_seen, dict(live_sizes)
         self._bytes = self._size = 0
-        with contextlib.suppress(FileNotFoundError):
-            old.unlink()
         self.compacted_at = time.monotonic()
+        # Sizes only serve a restart's recovery: from here on, what is staged now and what the
+        # new generation's records add.
+        self.sizes = dict(live_sizes)
+        return Snapshot(generation, dict(self.high_water), dict(self.last_seen), dict(live_sizes))
+
+    def write_snapshot(self, snapshot: Snapshot, ttl: float | None = None) -> list[str]:
+        """Write ``state.json`` for ``snapshot`` and delete the generations before it; returns the
+        sources expired for ``ttl``. Touches only ``snapshot`` and files: any thread. Raises `OSError`."""
+        expired: list[str] = []
+        high_water, last_seen = snapshot.high_water, snapshot.last_seen
+        if ttl is not None:
+            horizon = time.time() - ttl
+            expired = [src for src, seen in last_seen.items() if seen < horizon]
+            if expired:
+                gone = set(expired)
+                high_water = {src: end for src, end in high_water.items() if src not in gone}
+                last_seen = {src: t for src, t in last_seen.items() if src not in gone}
+        write_atomic(
+            self.snapshot_path,
+            orjson.dumps(
+                {
+                    "generation": snapshot.generation,
+                    "high_water": high_water,
+                    "last_seen": last_seen,
+                    "sizes": snapshot.sizes,
+                }
+            ),
+        )
+        fsync_dir(self.dir)
+        for generation in self._generations():
+            if generation < snapshot.generation:
+                with contextlib.suppress(FileNotFoundError):
+                    self._journal_path(generation).unlink()
         return expired
+
+    def finish_compaction(self, snapshot: Snapshot, expired: list[str]) -> list[str]:
+        """Forget the expired sources no record refreshed since `begin_compaction` (writer
+        thread); returns them. A refreshed one stays: its record is in the new generation."""
+        forgotten = []
+        for src in expired:
+            if self.last_seen.get(src) == snapshot.last_seen.get(src):
+                self.high_water.pop(src, None)
+                self.last_seen.pop(src, None)
+                forgotten.append(src)
+        return forgotten
 
     def append(self, records: list[tuple[str | None, int | None, dict[str, int]]]) -> None:
         """Write batch records ``(src, end, files)`` to the OS in one write; `fsync` makes them

@@ -17,13 +17,14 @@ from .config import CollectorConfig, load
 from .core import Collector
 from .preflight import check_local_folder, check_setup
 from .protocol import bounded_protocol
+from .service import CollectorService
 from .statelock import StateLock
 
 log = structlog.get_logger("logbridge.collector")
 
 
 def build_app(config: CollectorConfig) -> CollectorApp:
-    return CollectorApp(Collector(config), TokenAuth(config.resolved_tokens()))
+    return CollectorApp(CollectorService(Collector(config)), TokenAuth(config.resolved_tokens()))
 
 
 def _loop() -> str:
@@ -77,7 +78,7 @@ def run(config_path: str | os.PathLike[str]) -> None:
             header_timeout=limits.header_timeout,
             body_timeout=limits.body_timeout,
             max_header_bytes=limits.max_header_bytes,
-            metrics=app.collector.metrics,
+            metrics=app.metrics,
         ),
         lifespan="on",
         access_log=False,

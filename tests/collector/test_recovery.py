@@ -40,7 +40,7 @@ def test_unacknowledged_tail_is_cut_and_the_rest_published(tmp_path: Path) -> No
     ctx = RequestContext("127.0.0.1", source="s", range_start=0, range_end=10)
     assert first.ingest(lines(10), ctx, time.time()).accepted == 10
     # A second batch reaches the staging file but the process dies before its journal record.
-    (staging,) = first.routes[0].writer.open_files.values()
+    (staging,) = first.routes[0].sink.writer.open_files.values()  # type: ignore[attr-defined]
     assert staging.handle is not None
     staging.handle.write(b"\n".join(lines(5, start=10)) + b"\n")
     staging.handle.flush()
