@@ -48,6 +48,13 @@ class Limits(StrictModel):
     body_timeout: Duration = 30.0  # the longest silence between two pieces of a body
 
 
+class JournalSettings(StrictModel):
+    # A compaction rewrites the whole state (every source's mark): bounded by size, and hourly so
+    # that expired sources are forgotten on a quiet collector too.
+    compact_bytes: Size = 32 * 1024 * 1024
+    compact_every: Duration = 3600.0
+
+
 class TLS(StrictModel):
     cert: str
     key: str
@@ -63,6 +70,7 @@ class CollectorConfig(StrictModel):
     destinations: list[DestinationConfig] = Field(min_length=1)
     default_topic: str | None = None
     limits: Limits = Limits()
+    journal: JournalSettings = JournalSettings()
     tls: TLS | None = None
     # How long a source's high-water mark is kept after its last batch. A retry older than this
     # would be stored again; shippers keep checkpoints 7 days, so 30 days is well past any retry.

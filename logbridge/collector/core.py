@@ -34,6 +34,9 @@ from .metrics import Metrics
 log = structlog.get_logger("logbridge.collector")
 
 DEAD_LETTER = "_dead-letter"
+# A batch's chunk (one partition's lines) this big is written off the writer thread, in a file
+# of its own; smaller ones are appended to the partition's current file (fewer, bigger files).
+PRESTAGE_MIN_BYTES = 64 * 1024
 
 # (idempotence key, range end, journal key → size, receipts): a record waiting for its fsync round.
 _PendingRecord = tuple[str | None, int | None, dict[str, int], list[Receipt]]
@@ -64,7 +67,11 @@ class Collector:
         )
         self.sinks: list[Sink] = [r.sink for r in self.routes] + [self.dead_letter]
         self.prepare = Ingest(self.routes, config.limits, config.default_topic, self.dead_letter.partitions)
-        self.journal = Journal(self.state_dir)
+        self.journal = Journal(
+            self.state_dir,
+            compact_bytes=config.journal.compact_bytes,
+            compact_every=config.journal.compact_every,
+        )
         # Claimed high-water marks: the journal's durable ones plus those of batches written and
         # waiting for their fsync round. Duplicates are judged on these; snapshots persist only
         # the journal's own, so a mark is never durable before its batch is.
@@ -140,16 +147,35 @@ class Collector:
         """Unwrap, route and write one request's items on this thread. Raises `StorageUnavailable`."""
         return self.store(self.prepare_items(items, ctx, received))
 
+    def prestage(self, prepared: Prepared) -> None:
+        """Write the big chunks of a big batch to files of their own (any thread, before `store`):
+        the writer thread then only adopts them, and a single event never waits behind 16 MiB
+        of appends. Best effort: a chunk that cannot be prestaged stays for `store` to append
+        (which meets the same error and handles it as any failed write)."""
+        for key, data in list(prepared.chunks.items()):
+            if len(data) < PRESTAGE_MIN_BYTES:
+                continue
+            try:
+                prepared.prestaged.append(self.routes[key[0]].sink.prestage(key[1], data))
+            except StorageUnavailable:
+                return
+            del prepared.chunks[key]
+
     def store(self, prepared: Prepared) -> IngestResult:
         """Write one prepared request (writer thread). Raises `StorageUnavailable`."""
-        if self._broken:
-            raise StorageUnavailable(self._broken)
-        pre = self.check_range(prepared.ctx)
-        if pre is not None:
-            return pre
-        if prepared.skipped is not None:  # the hint was stale: parse here, under the ownership
-            prepared = self.prepare(prepared.skipped, prepared.ctx, prepared.received)
-        self._refuse_if_blocked(prepared)
+        try:
+            if self._broken:
+                raise StorageUnavailable(self._broken)
+            pre = self.check_range(prepared.ctx)
+            if pre is not None:
+                _discard(prepared.prestaged)
+                return pre
+            if prepared.skipped is not None:  # the hint was stale: parse here, under the ownership
+                prepared = self.prepare(prepared.skipped, prepared.ctx, prepared.received)
+            self._refuse_if_blocked(prepared)
+        except BaseException:
+            _discard(prepared.prestaged)
+            raise
         self._write(prepared)
         # Metrics once per batch and label, not per event.
         for topic, n in prepared.topic_counts.items():
@@ -165,7 +191,8 @@ class Collector:
     def _refuse_if_blocked(self, prepared: Prepared) -> None:
         """503 for this request only if one of its lines goes where writes cannot go now: a
         destination failing to publish with a backlog must not block the healthy ones."""
-        sinks = {self.routes[index].sink for index, _ in prepared.lines}
+        sinks = {self.routes[index].sink for index, _ in prepared.chunks}
+        sinks.update(receipt.sink for receipt in prepared.prestaged)
         if prepared.dead:
             sinks.add(self.dead_letter)
         for sink in sinks:
@@ -183,11 +210,13 @@ class Collector:
         routes = self.routes
         files: dict[str, int] = {}
         try:
-            for (index, partition), lines in prepared.lines.items():
-                receipts.append(routes[index].sink.append(partition, b"\n".join(lines) + b"\n"))
+            for receipt in prepared.prestaged:
+                receipt.sink.adopt(receipt)
+                receipts.append(receipt)  # from here on, a failure rolls it back like an append
+            for (index, partition), data in prepared.chunks.items():
+                receipts.append(routes[index].sink.append(partition, data))
             if prepared.dead:
-                data = b"\n".join(prepared.dead) + b"\n"
-                receipts.append(self.dead_letter.append(prepared.dead_partition, data))
+                receipts.append(self.dead_letter.append(prepared.dead_partition, prepared.dead_chunk))
             files = {r.journal_key: r.size for r in receipts if r.journal_key is not None}
             if (files or has_range) and not self.fsync:
                 self.journal.append([(key if has_range else None, ctx.range_end, files)])
@@ -197,8 +226,9 @@ class Collector:
                 receipt.sink.rollback(receipt)
             if isinstance(exc, OSError):
                 exc = StorageUnavailable(f"cannot write the collector journal: {exc.strerror or exc}")
-            attempted = sum(len(line) + 1 for lines in prepared.lines.values() for line in lines)
-            self.write_failure = (str(exc), attempted + sum(len(line) + 1 for line in prepared.dead))
+            attempted = sum(len(data) for data in prepared.chunks.values()) + len(prepared.dead_chunk)
+            attempted += sum(receipt.size for receipt in prepared.prestaged)
+            self.write_failure = (str(exc), attempted)
             raise exc from None
         self.write_failure = None
         if prepared.dead:
@@ -286,9 +316,8 @@ class Collector:
     def finish_compaction(self, snapshot: Snapshot, expired: list[str] | None) -> None:
         """Forget the sources the snapshot expired (writer thread)."""
         self._compacting = None
-        if expired:
-            for source in self.journal.finish_compaction(snapshot, expired):
-                self.high_water.pop(source, None)
+        for source in self.journal.finish_compaction(snapshot, expired):
+            self.high_water.pop(source, None)
         self.metrics.journal_compactions.inc()
 
     def _staged_sizes(self) -> dict[str, int]:
@@ -346,6 +375,12 @@ class _NoRoll:
 
 
 _NO_ROLL = _NoRoll()
+
+
+def _discard(receipts: list[Receipt]) -> None:
+    for receipt in receipts:
+        receipt.sink.discard(receipt)
+    receipts.clear()
 
 
 def _acknowledge(receipts: list[Receipt]) -> None:

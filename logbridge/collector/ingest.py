@@ -16,7 +16,7 @@ import orjson
 
 from .. import envelope
 from ..errors import EnvelopeError
-from ..sinks.base import Partitioner, Sink
+from ..sinks.base import Partitioner, Receipt, Sink
 from ..sinks.config import DestinationBase
 from .body import Invalid
 from .config import Limits
@@ -59,8 +59,13 @@ class Prepared:
     ctx: RequestContext
     received: float
     result: IngestResult = field(default_factory=IngestResult)
-    lines: dict[tuple[int, str], list[bytes]] = field(default_factory=dict)  # (route, partition) → lines
+    # (route, partition) → its lines, joined here rather than on the writer thread ("\n" after each)
+    chunks: dict[tuple[int, str], bytes] = field(default_factory=dict)
     dead: list[bytes] = field(default_factory=list)
+    dead_chunk: bytes = b""
+    # Chunks of a big batch already written to files of their own (`Collector.prestage`): the
+    # writer thread adopts them, or discards them if the request is refused.
+    prestaged: list[Receipt] = field(default_factory=list)
     dead_partition: str = ""
     topic_counts: dict[str, int] = field(default_factory=dict)
     out_counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (destination, topic) → lines
@@ -116,7 +121,7 @@ class Ingest:
         default_topic = self.default_topic
         prepared = Prepared(ctx, received)
         result = prepared.result
-        buffers = prepared.lines
+        buffers: dict[tuple[int, str], list[bytes]] = {}
         dead = prepared.dead
         topic_counts = prepared.topic_counts
         out_counts = prepared.out_counts
@@ -180,8 +185,12 @@ class Ingest:
                 out_counts[out_key] = out_counts.get(out_key, 0) + 1
             topic_counts[u.topic] = topic_counts.get(u.topic, 0) + 1
             result.accepted += 1
+        for key, lines in buffers.items():
+            lines.append(b"")
+            prepared.chunks[key] = b"\n".join(lines)
         if dead:
             prepared.dead_partition = self.dead_letter_paths.render("", None, received)
+            prepared.dead_chunk = b"\n".join([*dead, b""])
         return prepared
 
 

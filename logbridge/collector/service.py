@@ -31,6 +31,7 @@ from .writer import WriterThread
 log = structlog.get_logger("logbridge.collector")
 
 INLINE_BYTES = 16 * 1024  # ~50 events, well under a millisecond of parsing
+PRESTAGE_BODY_BYTES = 1024 * 1024  # a batch this big writes its big chunks itself (`Collector.prestage`)
 INGEST_WORKERS = 2  # a second one so that a mid-size batch does not queue behind a 16 MiB one
 
 
@@ -79,7 +80,10 @@ class CollectorService:
         self, raw: bytes, encoding: str | None, content_type: str | None, ctx: RequestContext, received: float
     ) -> Prepared:
         data = bodies.decode(raw, encoding, self.limits.max_body_bytes)
-        return self.collector.prepare_items(bodies.split(data, content_type), ctx, received)
+        prepared = self.collector.prepare_items(bodies.split(data, content_type), ctx, received)
+        if len(data) >= PRESTAGE_BODY_BYTES:
+            self.collector.prestage(prepared)
+        return prepared
 
     def audit(self, event: dict[str, Any], ctx: RequestContext) -> None:
         """Store one event the collector writes itself, without waiting for it."""
@@ -101,8 +105,12 @@ class CollectorService:
             await asyncio.to_thread(collector.publish_all)
         snapshot = await writer.submit(collector.begin_compaction)
         if snapshot is not None:
-            expired = await asyncio.to_thread(collector.write_snapshot, snapshot)
-            await writer.submit(collector.finish_compaction, snapshot, expired)
+            expired = None
+            try:
+                expired = await asyncio.to_thread(collector.write_snapshot, snapshot)
+            finally:
+                # Always: the journal's state is the snapshot's until then, written or not.
+                await asyncio.shield(writer.submit(collector.finish_compaction, snapshot, expired))
 
     def storage_problem(self) -> str | None:
         return self.collector.storage_problem()

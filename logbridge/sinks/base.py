@@ -4,6 +4,7 @@ A sink owns its state (staging files, connections, what is acknowledged); the co
 routes lines to it and keeps the journal. One batch goes through a sink in this order::
 
     append(partition, data) → Receipt      the lines are in the sink (not yet acknowledged)
+      (or prestage → adopt: a big batch's lines written off the writer thread, then taken in)
       rollback(receipt)                    the batch failed elsewhere: undo exactly this append
     sync()                                 make every append so far durable (durability: fsync)
     acknowledge(receipts)                  the journal holds the batch: the sink may ship it
@@ -13,9 +14,10 @@ routes lines to it and keeps the journal. One batch goes through a sink in this 
 A receipt's ``journal_key`` and ``size`` are what the journal records, so that `recover` can tell
 an acknowledged byte from one of a batch that was never answered.
 
-Threads: `append`, `rollback`, `sync`, `acknowledge`, `roll`, `recover`, `staged_sizes` and `close`
-belong to the collector's writer thread; `publish` runs on a publisher thread; `blocked`,
-`problem` and `staging_bytes` may be read from anywhere (a stale answer is harmless).
+Threads: `append`, `adopt`, `rollback`, `sync`, `acknowledge`, `roll`, `recover`, `staged_sizes`
+and `close` belong to the collector's writer thread; `publish` runs on a publisher thread;
+`prestage` and `discard` on any thread (they touch no shared state); `blocked`, `problem` and
+`staging_bytes` may be read from anywhere (a stale answer is harmless).
 Errors are the `logbridge.errors` tree: a sink maps its backend's errors at this seam.
 
 Destination types are looked up in `SINK_TYPES`, imported only when a destination uses them (as
@@ -60,6 +62,15 @@ class Sink(Protocol):
     def append(self, partition: str, data: bytes) -> Receipt:
         """Append whole lines. Raises `StorageUnavailable` with nothing appended."""
         ...
+
+    def prestage(self, partition: str, data: bytes) -> Receipt:
+        """Any thread: ``data`` in a piece of its own, not part of the sink until `adopt` (writer
+        thread) or gone with `discard`. Raises `StorageUnavailable` with nothing left behind."""
+        ...
+
+    def adopt(self, receipt: Receipt) -> None: ...
+
+    def discard(self, receipt: Receipt) -> None: ...
 
     def rollback(self, receipt: Receipt) -> None: ...
 

@@ -79,6 +79,16 @@ class FilesystemSink:
         staging, before = self.writer.append(partition, data)
         return Receipt(self, f"{self.name}/{staging.relpath}", staging.size, before, staging)
 
+    def prestage(self, partition: str, data: bytes) -> Receipt:
+        staging = self.writer.prestage(partition, data)
+        return Receipt(self, f"{self.name}/{staging.relpath}", staging.size, 0, staging)
+
+    def adopt(self, receipt: Receipt) -> None:
+        self.writer.adopt(receipt.handle)
+
+    def discard(self, receipt: Receipt) -> None:
+        self.writer.discard(receipt.handle)
+
     def rollback(self, receipt: Receipt) -> None:
         self.writer.rollback(receipt.handle, receipt.before)
 

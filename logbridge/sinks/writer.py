@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import itertools
 import os
 import secrets
 import shutil
@@ -39,18 +40,17 @@ from .fs import describe, is_local, map_storage_errors, open_filesystem
 
 log = structlog.get_logger("logbridge.sinks")
 
-_seq_counter = 0
+_seq = itertools.count(1)  # next() is atomic: names are made on the writer thread and the ingest pool
 PUBLISH_CONCURRENCY = 8
 
 
 def unique_file_name(suffix: str = ".ndjson") -> str:
     """``events-20260122T101500Z-host-1234-9f8e7d6c-000001.ndjson``: unique across writers,
     processes and restarts (time + host + pid + random + sequence)."""
-    global _seq_counter
-    _seq_counter += 1
+    seq = next(_seq)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     host = socket.gethostname().split(".")[0][:32] or "host"
-    return f"events-{stamp}-{host}-{os.getpid()}-{secrets.token_hex(4)}-{_seq_counter:06d}{suffix}"
+    return f"events-{stamp}-{host}-{os.getpid()}-{secrets.token_hex(4)}-{seq:06d}{suffix}"
 
 
 @dataclass(eq=False)
@@ -146,6 +146,37 @@ class PartitionedWriter:
         staging = StagingFile(relpath, path, handle, time.monotonic())
         self.open_files[partition] = staging
         return staging
+
+    def prestage(self, partition: str, data: bytes) -> StagingFile:
+        """A new staging file holding only ``data``, not yet part of this writer (any thread: it
+        touches no shared state). `adopt` makes it one, `discard` removes it. A big batch brings
+        its own files this way, written off the writer thread. Raises `StorageUnavailable`."""
+        relpath = f"{partition}/{unique_file_name()}"
+        path = self.staging_dir / relpath
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "ab", buffering=0)  # noqa: SIM115 - lives until it is rolled
+        except OSError as exc:
+            raise StorageUnavailable(
+                f"{self.name}: cannot create staging file {path}: {exc.strerror}"
+            ) from exc
+        staging = StagingFile(relpath, path, handle, time.monotonic())
+        try:
+            write_all(handle.fileno(), data)
+        except OSError as exc:
+            self.discard(staging)
+            raise StorageUnavailable(f"{self.name}: cannot write staging file: {exc.strerror}") from exc
+        staging.size = len(data)
+        return staging
+
+    def adopt(self, staging: StagingFile) -> None:
+        """Take a prestaged file in, sealed: it takes no appends and is published once acknowledged."""
+        self.sealed.append(staging)
+
+    def discard(self, staging: StagingFile) -> None:
+        self._close(staging)
+        with contextlib.suppress(OSError):
+            staging.path.unlink()
 
     def rollback(self, staging: StagingFile, size: int) -> None:
         """Undo a failed batch: cut the file back to ``size`` (its bytes past it were never

@@ -79,8 +79,8 @@ def test_sources_not_seen_for_the_ttl_are_forgotten(tmp_path: Path) -> None:
     journal = Journal(tmp_path)
     journal.load()
     journal.open()
-    journal.append([("old-file", 500, {}), ("live-file", 900, {})])
-    journal.last_seen["old-file"] = time.time() - 3 * 86400  # its last batch was three days ago
+    journal.append([("old-file", 500, {})], now=time.time() - 3 * 86400)  # its last batch: three days ago
+    journal.append([("live-file", 900, {})])
     assert journal.compact({}, ttl=2 * 86400) == ["old-file"]
     journal.close()
     again = Journal(tmp_path)
@@ -115,8 +115,7 @@ def test_a_source_refreshed_during_a_compaction_is_not_forgotten(tmp_path: Path)
     journal = Journal(tmp_path)
     journal.load()
     journal.open()
-    journal.append([("old", 5, {}), ("stale", 9, {})])
-    journal.last_seen["old"] = journal.last_seen["stale"] = time.time() - 3 * 86400
+    journal.append([("old", 5, {}), ("stale", 9, {})], now=time.time() - 3 * 86400)
     snapshot = journal.begin_compaction({})
     journal.append([("old", 6, {})])  # "old" sends again before the snapshot is written
     expired = journal.write_snapshot(snapshot, ttl=86400)
