@@ -67,6 +67,9 @@ class WriterThread:
                     run.append(jobs.get_nowait())
                 except queue.Empty:
                     break
+            # Answers go back once per run (one wake-up of the loop for all of them); under
+            # fsync the requests' answers wait for the run's round.
+            ready: list[tuple[asyncio.AbstractEventLoop, _Done]] = []
             held: list[tuple[asyncio.AbstractEventLoop, _Done]] = []
             stop = False
             for job in run:
@@ -78,21 +81,17 @@ class WriterThread:
                     done: _Done = (future, fn(*args), None)
                 except Exception as exc:  # delivered to the awaiting request, which answers it
                     done = (future, None, exc)
-                if durable and done[2] is None and collector.fsync:
-                    held.append((loop, done))
-                else:
-                    _deliver(loop, [done])
-            if held:
-                if collector.needs_sync:
-                    try:
-                        collector.sync_round()
-                    except StorageUnavailable as exc:
-                        held = [(loop, (future, None, exc)) for loop, (future, _, _) in held]
-                by_loop: dict[asyncio.AbstractEventLoop, list[_Done]] = {}
-                for loop, done in held:
-                    by_loop.setdefault(loop, []).append(done)
-                for loop, dones in by_loop.items():
-                    _deliver(loop, dones)
+                (held if durable and done[2] is None and collector.fsync else ready).append((loop, done))
+            if held and collector.needs_sync:
+                try:
+                    collector.sync_round()
+                except StorageUnavailable as exc:
+                    held = [(loop, (future, None, exc)) for loop, (future, _, _) in held]
+            by_loop: dict[asyncio.AbstractEventLoop, list[_Done]] = {}
+            for loop, done in ready + held:
+                by_loop.setdefault(loop, []).append(done)
+            for loop, dones in by_loop.items():
+                _deliver(loop, dones)
             if stop:
                 return
 
