@@ -32,13 +32,17 @@ class StrictModel(BaseModel):
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
+UNION_TAG = "type="
+"""Prefix of a discriminated union's tags: pydantic puts the tag in an error's location, and a
+key path names what the operator wrote (``destinations[0].url``), so `_key_path` drops it."""
+
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part.startswith("function-") or part in ("tagged-union",):
+        elif part.startswith(("function-", UNION_TAG)) or part in ("tagged-union",):
             continue
         else:
             out += f".{part}" if out else str(part)

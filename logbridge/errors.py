@@ -4,6 +4,7 @@
 
     LogbridgeError
     ├── ConfigError              a config file is missing, unreadable or invalid (exit code 2)
+    │   ├── MissingExtra         a destination needs an optional dependency: names the extra to install
     │   └── StateDirInUse        another live collector holds the state dir (collector.lock)
     │       └── StateDirBusy     another live shipper holds the state dir (lock)
     ├── EnvelopeError            one incoming line is not a readable audit event
@@ -14,6 +15,9 @@
     │       ├── UnsupportedEncoding  a ``Content-Encoding`` we do not speak (HTTP 415)
     │       └── BodyCut          the connection ended before the body did (nothing is stored)
     ├── StorageUnavailable       a destination or the state dir cannot take writes (HTTP 503)
+    │   └── DestinationError     a store refused an operation (fsspec / SDK errors mapped at the sink seam)
+    │       ├── DestinationNotFound  its bucket, container or folder does not exist
+    │       └── DestinationDenied    credentials or permissions were refused
     ├── Stopped                  the shipper was asked to stop while a batch was being retried
     └── Log4jConfigError         a log4j properties file cannot be translated
         └── DateFormatError      a SimpleDateFormat pattern Java rejects (also a ValueError)
@@ -49,6 +53,14 @@ class StateDirInUse(ConfigError):
 class StateDirBusy(StateDirInUse):
     """Another shipper holds this state dir (two shippers would fight over the checkpoints).
     A set-up error like a bad config: one message, exit code 2, as for the collector."""
+
+
+class MissingExtra(ConfigError):
+    """A destination type or URL needs an optional dependency that is not installed."""
+
+    def __init__(self, message: str, *, extra: str, source: str | None = None):
+        self.extra = extra
+        super().__init__(message, source=source)
 
 
 class EnvelopeError(LogbridgeError):
@@ -95,6 +107,18 @@ class StorageUnavailable(LogbridgeError):
 
 class Stopped(LogbridgeError):
     """Shutdown was asked for while a batch was still being retried (it is re-sent next run)."""
+
+
+class DestinationError(StorageUnavailable):
+    """A destination's store refused an operation; the message names the destination."""
+
+
+class DestinationNotFound(DestinationError):
+    """The destination's bucket, container or folder does not exist."""
+
+
+class DestinationDenied(DestinationError):
+    """The destination's store refused the credentials or the permission."""
 
 
 class Log4jConfigError(LogbridgeError):

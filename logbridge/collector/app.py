@@ -15,9 +15,9 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..errors import BodyCut, BodyError, BodyTooLarge, StorageUnavailable
-from . import body as bodies
 from .auth import TokenAuth
-from .core import Collector, RequestContext
+from .ingest import RequestContext
+from .service import CollectorService
 
 log = structlog.get_logger("logbridge.collector")
 
@@ -27,10 +27,11 @@ _AUTHFAIL_EVENTS_PER_SECOND = 50
 
 
 class CollectorApp:
-    def __init__(self, collector: Collector, auth: TokenAuth, *, maintain_interval: float = 0.5):
-        self.collector = collector
+    def __init__(self, service: CollectorService, auth: TokenAuth, *, maintain_interval: float = 0.5):
+        self.service = service
+        self.metrics = service.metrics
         self.auth = auth
-        self.limits = collector.config.limits
+        self.limits = service.limits
         self.maintain_interval = maintain_interval
         self._maintainer: asyncio.Task[None] | None = None
         self._authfail_window = (0, 0)  # (second, events written in it)
@@ -48,16 +49,16 @@ class CollectorApp:
                     return
                 started = time.perf_counter()
                 status = await self.post_events(scope, receive, send)
-                self.collector.metrics.latency.observe(time.perf_counter() - started)
-                self.collector.metrics.requests.labels("/events", str(status)).inc()
+                self.metrics.latency.observe(time.perf_counter() - started)
+                self.metrics.requests.labels("/events", str(status)).inc()
             elif path == "/healthz":
-                problem = self.collector.storage_problem()
+                problem = self.service.storage_problem()
                 if problem:
                     await _respond(send, 503, {"status": "degraded", "reason": problem})
                 else:
                     await _respond(send, 200, {"status": "ok"})
             elif path == "/metrics":
-                payload = generate_latest(self.collector.metrics.registry)
+                payload = generate_latest(self.metrics.registry)
                 await _send(send, 200, payload, CONTENT_TYPE_LATEST.encode())
             else:
                 await _respond(
@@ -71,7 +72,7 @@ class CollectorApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    await asyncio.to_thread(self.collector.start)
+                    await self.service.start()
                 except Exception as exc:  # a start-up failure must stop the server, loudly
                     log.error("collector failed to start", error=str(exc))
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -83,7 +84,7 @@ class CollectorApp:
                     self._maintainer.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await self._maintainer
-                await asyncio.to_thread(self.collector.close)
+                await self.service.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -91,7 +92,7 @@ class CollectorApp:
         while True:
             await asyncio.sleep(self.maintain_interval)
             try:
-                await self.collector.maintain()
+                await self.service.maintain()
             except Exception as exc:  # keep rolling whatever one round hit
                 log.error("maintenance round failed", error=f"{type(exc).__name__}: {exc}")
 
@@ -105,7 +106,7 @@ class CollectorApp:
 
         ok, token_name, reason = self.auth.check(headers.get(b"authorization"))
         if not ok:
-            self.collector.metrics.auth_failures.inc()
+            self.metrics.auth_failures.inc()
             self._audit_auth_failure(reason, orig_address, node)
             await _respond(
                 send,
@@ -135,7 +136,7 @@ class CollectorApp:
             # The sender died or the connection broke before the end of the body: nothing of it
             # is stored and no mark moves, so the sender's retry of this range is new, not a
             # duplicate. Nobody is left to answer.
-            self.collector.metrics.cut_requests.inc()
+            self.metrics.cut_requests.inc()
             log.warning(
                 "request body cut short, discarded",
                 orig_address=orig_address,
@@ -147,18 +148,12 @@ class CollectorApp:
         if raw is None:
             await _respond(send, 413, {"error": f"body is over the limit of {limit} bytes"})
             return 413
-        self.collector.metrics.bytes_in.inc(len(raw))
+        self.metrics.bytes_in.inc(len(raw))
 
         try:
             source, range_start, range_end = parse_range_headers(
                 _text(headers.get(b"x-logbridge-source")), headers.get(b"x-logbridge-range")
             )
-            encoding = _text(headers.get(b"content-encoding"))
-            if len(raw) > 1024 * 1024 and encoding:
-                data = await asyncio.to_thread(bodies.decode, raw, encoding, limit)
-            else:
-                data = bodies.decode(raw, encoding, limit)
-            items = bodies.split(data, _text(headers.get(b"content-type")))
             ctx = RequestContext(
                 orig_address=orig_address,
                 node=node,
@@ -169,30 +164,29 @@ class CollectorApp:
                 range_start=range_start,
                 range_end=range_end,
             )
+            result = await self.service.ingest(
+                raw, _text(headers.get(b"content-encoding")), _text(headers.get(b"content-type")), ctx
+            )
         except BodyTooLarge as exc:
             await _respond(send, 413, {"error": str(exc)})
             return 413
         except BodyError as exc:
             await _respond(send, exc.status, {"error": str(exc)})
             return exc.status
-
-        try:
-            result = self.collector.ingest(items, ctx, time.time())
-            if result.high_water is not None:
-                await _respond(
-                    send,
-                    409,
-                    {
-                        "error": "range overlaps what is stored; resume from high_water",
-                        "high_water": result.high_water,
-                    },
-                )
-                return 409
-            await self.collector.commit()
         except StorageUnavailable as exc:
             log.error("storage unavailable", error=str(exc))
             await _respond(send, 503, {"error": str(exc)}, extra=[(b"retry-after", RETRY_AFTER)])
             return 503
+        if result.high_water is not None:
+            await _respond(
+                send,
+                409,
+                {
+                    "error": "range overlaps what is stored; resume from high_water",
+                    "high_water": result.high_water,
+                },
+            )
+            return 409
         answer: dict[str, Any] = {
             "accepted": result.accepted,
             "invalid": result.invalid,
@@ -221,10 +215,7 @@ class CollectorApp:
             event["node"] = node
         log.warning("authentication failed", reason=reason, orig_address=orig_address, node=node)
         ctx = RequestContext(orig_address=orig_address, node=node, header_topic="authfail")
-        try:
-            self.collector.ingest([event], ctx, time.time())
-        except StorageUnavailable as exc:
-            log.error("cannot store authfail event", error=str(exc))
+        self.service.audit(event, ctx)
 
 
 def _text(value: bytes | None) -> str | None:

@@ -6,10 +6,15 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from ..config import Duration, Size, StrictModel, load_yaml, resolve_secret, validate
 from ..errors import ConfigError
+from ..sinks.config import DestinationConfig, FilesystemDestination, Roll
+
+# The destination models live with the sinks (``logbridge consume`` reads the same ones).
+Destination = FilesystemDestination
+__all__ = ["CollectorServerConfig", "Destination", "DestinationConfig", "Roll", "load"]
 
 
 class Listen(StrictModel):
@@ -43,82 +48,17 @@ class Limits(StrictModel):
     body_timeout: Duration = 30.0  # the longest silence between two pieces of a body
 
 
-class Roll(StrictModel):
-    max_bytes: Size = 64 * 1024 * 1024
-    max_age: Duration = 300.0
-
-
 class TLS(StrictModel):
     cert: str
     key: str
     client_ca: str | None = None
 
 
-Selector = Literal["all"] | list[str]
-
-
-class Destination(StrictModel):
-    name: str = Field(pattern=r"^[A-Za-z0-9.-][A-Za-z0-9_.-]*$")  # a leading '_' is reserved (_dead-letter)
-    type: Literal["filesystem", "nats"] = "filesystem"
-    url: str
-    topics: Selector = "all"
-    routing_keys: Selector = "all"
-    path: str | None = None
-    partitioning: Literal["hour", "day", "month"] | None = None
-    folder_by_topic: bool | None = None
-    folder_by_routing_key: bool | None = None
-    partition_time: Literal["event", "server"] = "event"
-    timezone: str = "UTC"
-    routing_key_placeholder: str = "default"
-    compression: Literal["none", "gzip"] = "none"
-    roll: Roll = Roll()
-    storage_options: dict[str, object] = {}
-    required_token: str | None = None  # a token *name* from auth.tokens that only this destination accepts
-
-    @model_validator(mode="after")
-    def _path_or_layout(self) -> Destination:
-        layout_keys = [
-            k
-            for k in ("partitioning", "folder_by_topic", "folder_by_routing_key")
-            if getattr(self, k) is not None
-        ]
-        if self.path is not None and layout_keys:
-            raise ValueError(
-                f"'path' and {', '.join(layout_keys)} both given: use either a path template or the DSS-style keys"
-            )
-        return self
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {value!r} (expected an IANA name such as UTC or Europe/Paris)"
-            ) from None
-        return value
-
-    def path_template(self) -> str:
-        """The partition path template, from ``path`` or the DSS-style keys."""
-        if self.path is not None:
-            return self.path
-        parts = []
-        if self.folder_by_topic is not False:
-            parts.append("{topic}")
-        if self.folder_by_routing_key is not False:
-            parts.append("{routing_key}")
-        parts.append(
-            {"hour": "%Y/%m/%d/%H", "day": "%Y/%m/%d", "month": "%Y/%m"}[self.partitioning or "hour"]
-        )
-        return "/".join(parts)
-
-    def accepts(self, topic: str, routing_key: str | None) -> bool:
-        if self.topics != "all" and topic not in self.topics:
-            return False
-        return self.routing_keys == "all" or (routing_key or "") in self.routing_keys
+class JournalSettings(StrictModel):
+    # A compaction rewrites the whole state (every source's mark): bounded by size, and hourly so
+    # that expired sources are forgotten on a quiet collector too.
+    compact_bytes: Size = 32 * 1024 * 1024
+    compact_every: Duration = 3600.0
 
 
 class CollectorServerConfig(StrictModel):
@@ -130,13 +70,14 @@ class CollectorServerConfig(StrictModel):
     durability: Literal["flush", "fsync"] = "flush"
     state_dir: str | None = None
     dead_letter: str
-    destinations: list[Destination] = Field(min_length=1)
+    destinations: list[DestinationConfig] = Field(min_length=1)
     default_topic: str | None = None
     limits: Limits = Limits()
     tls: TLS | None = None
     # How long a source's high-water mark is kept after its last batch. A retry older than this
     # would be stored again; shippers keep checkpoints 7 days, so 30 days is well past any retry.
     idempotence_ttl: Duration = 30 * 86400.0
+    journal: JournalSettings = JournalSettings()
 
     @model_validator(mode="after")
     def _unique_names(self) -> CollectorServerConfig:
@@ -178,10 +119,6 @@ REMOVED_KEYS = {
         "Delete the key"
     ),
 }
-
-
-# The old name, still imported by collector/core.py: drop once nothing uses it.
-CollectorConfig = CollectorServerConfig
 
 
 def load(path: str | os.PathLike[str]) -> CollectorServerConfig:
@@ -226,7 +163,7 @@ def local_root(url: str) -> Path | None:
     return Path(os.path.abspath(os.path.expanduser(path)))
 
 
-def check_state_dir_outside_stores(config: CollectorConfig, source: str) -> None:
+def check_state_dir_outside_stores(config: CollectorServerConfig, source: str) -> None:
     """DESIGN.md §5: staging files live under ``state_dir``, never inside the store, which holds
     only published files and their manifests (a staging file there would be read as published,
     and `logbridge verify` would report it). `ConfigError` naming both paths otherwise."""

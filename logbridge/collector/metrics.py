@@ -60,6 +60,11 @@ class Metrics:
         self.fsync_rounds = Counter(
             "logbridge_fsync_rounds", "Group-commit fsync rounds (one serves many requests)", registry=r
         )
+        self.journal_compactions = Counter(
+            "logbridge_journal_compactions",
+            "Journal compactions finished (snapshot written or not)",
+            registry=r,
+        )
         self.latency = Histogram(
             "logbridge_request_seconds",
             "POST /events latency until the batch is durable",

@@ -14,27 +14,38 @@ import os
 from pathlib import Path
 from typing import Any
 
-import fsspec
-
-from ..errors import ConfigError
+from ..errors import ConfigError, MissingExtra
+from ..sinks.base import check_available
+from ..sinks.config import FilesystemDestination
+from ..sinks.fs import is_local, open_filesystem
 from .config import CollectorServerConfig
 
 
 def check_setup(config: CollectorServerConfig, source: str) -> None:
-    """Raise `ConfigError` naming the file, the key and the path that cannot be used."""
+    """Raise `ConfigError` naming the file, the key and the path that cannot be used (a
+    `MissingExtra` naming what to install when a destination needs an optional dependency)."""
     check_local_folder(config.resolved_state_dir(), "state_dir", source)
     check_url(config.dead_letter, {}, "dead_letter", source)
     for i, dest in enumerate(config.destinations):
-        check_url(dest.url, dict(dest.storage_options), f"destinations[{i}].url ({dest.name})", source)
+        key = f"destinations[{i}]"
+        try:
+            check_available(dest, key)
+        except MissingExtra as exc:
+            raise MissingExtra(f"{source}: {exc}", extra=exc.extra, source=source) from None
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}", source=source) from None
+        if isinstance(dest, FilesystemDestination):
+            check_url(dest.url, dict(dest.storage_options), f"{key}.url ({dest.name})", source)
 
 
 def check_url(url: str, storage_options: dict[str, Any], key: str, source: str) -> None:
     try:
-        fs, root = fsspec.core.url_to_fs(url, **storage_options)
-    except (ImportError, ValueError) as exc:
-        raise ConfigError(f"{source}: {key}: cannot use {url!r}: {exc}", source=source) from None
-    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
-    if "file" in protocols:
+        fs, root = open_filesystem(url, storage_options, key)
+    except MissingExtra as exc:
+        raise MissingExtra(f"{source}: {exc}", extra=exc.extra, source=source) from None
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}", source=source) from None
+    if is_local(fs):
         check_local_folder(Path(root), key, source)
 
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import gzip
 import io
+import itertools
 import os
 import secrets
 import shutil
@@ -31,26 +31,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import fsspec
 import structlog
 
-from ..errors import StorageUnavailable
+from ..errors import DestinationError, StorageUnavailable
 from ..fileio import fsync_dir, write_all, write_beside
+from .encoders import Encoder
+from .fs import describe, is_local, map_storage_errors, open_filesystem
 
 log = structlog.get_logger("logbridge.sinks")
 
-_seq_counter = 0
+_seq = itertools.count(1)  # next() is atomic: names are made on the writer thread and the ingest pool
 PUBLISH_CONCURRENCY = 8
 
 
 def unique_file_name(suffix: str = ".ndjson") -> str:
     """``events-20260122T101500Z-host-1234-9f8e7d6c-000001.ndjson``: unique across writers,
     processes and restarts (time + host + pid + random + sequence)."""
-    global _seq_counter
-    _seq_counter += 1
+    seq = next(_seq)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     host = socket.gethostname().split(".")[0][:32] or "host"
-    return f"events-{stamp}-{host}-{os.getpid()}-{secrets.token_hex(4)}-{_seq_counter:06d}{suffix}"
+    return f"events-{stamp}-{host}-{os.getpid()}-{secrets.token_hex(4)}-{seq:06d}{suffix}"
 
 
 @dataclass(eq=False)
@@ -86,16 +86,17 @@ class PartitionedWriter:
         storage_options: dict[str, Any] | None = None,
         max_bytes: int = 64 * 1024 * 1024,
         max_age: float = 300.0,
-        compression: str = "none",
+        encoder: Encoder | None = None,
+        key: str | None = None,
     ):
         self.name = name
         self.url = url.rstrip("/")
         self.staging_dir = staging_dir
         self.max_bytes = max_bytes
         self.max_age = max_age
-        self.compression = compression
-        self.fs, self.root = fsspec.core.url_to_fs(self.url, **(storage_options or {}))
-        self.local = "file" in _protocols(self.fs)
+        self.encoder = encoder  # None: published as staged (NDJSON), by rename or plain upload
+        self.fs, self.root = open_filesystem(self.url, dict(storage_options or {}), key or name)
+        self.local = is_local(self.fs)
         self.open_files: dict[str, StagingFile] = {}  # partition → current staging file
         self.sealed: list[StagingFile] = []  # full: no more appends, published once acknowledged
         self.to_publish: list[StagingFile] = []  # closed, waiting for a (retried) publish
@@ -145,6 +146,37 @@ class PartitionedWriter:
         staging = StagingFile(relpath, path, handle, time.monotonic())
         self.open_files[partition] = staging
         return staging
+
+    def prestage(self, partition: str, data: bytes) -> StagingFile:
+        """A new staging file holding only ``data``, not yet part of this writer (any thread: it
+        touches no shared state). `adopt` makes it one, `discard` removes it. A big batch brings
+        its own files this way, written off the writer thread. Raises `StorageUnavailable`."""
+        relpath = f"{partition}/{unique_file_name()}"
+        path = self.staging_dir / relpath
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "ab", buffering=0)  # noqa: SIM115 - lives until it is rolled
+        except OSError as exc:
+            raise StorageUnavailable(
+                f"{self.name}: cannot create staging file {path}: {exc.strerror}"
+            ) from exc
+        staging = StagingFile(relpath, path, handle, time.monotonic())
+        try:
+            write_all(handle.fileno(), data)
+        except OSError as exc:
+            self.discard(staging)
+            raise StorageUnavailable(f"{self.name}: cannot write staging file: {exc.strerror}") from exc
+        staging.size = len(data)
+        return staging
+
+    def adopt(self, staging: StagingFile) -> None:
+        """Take a prestaged file in, sealed: it takes no appends and is published once acknowledged."""
+        self.sealed.append(staging)
+
+    def discard(self, staging: StagingFile) -> None:
+        self._close(staging)
+        with contextlib.suppress(OSError):
+            staging.path.unlink()
 
     def rollback(self, staging: StagingFile, size: int) -> None:
         """Undo a failed batch: cut the file back to ``size`` (its bytes past it were never
@@ -242,9 +274,12 @@ class PartitionedWriter:
     def _try_publish(self, staging: StagingFile) -> str | None:
         try:
             _cut_to(staging.path, staging.size)
-            self.publish(staging.path, staging.relpath)
-        except Exception as exc:  # any store error (OSError, an SDK's own): keep it queued
-            return f"{type(exc).__name__}: {exc}"
+            with map_storage_errors(self.name, f"cannot publish {staging.relpath}"):
+                self.publish(staging.path, staging.relpath)
+        except DestinationError as exc:  # kept queued, retried at the next round
+            return str(exc)
+        except OSError as exc:  # the staging side (state_dir)
+            return f"{self.name}: cannot read staging file {staging.relpath}: {describe(exc)}"
         return None
 
     @property
@@ -260,22 +295,22 @@ class PartitionedWriter:
     def publish(self, source: Path, relpath: str) -> str:
         """Publish one complete staging file to ``{root}/{relpath}``; idempotent.
 
-        Compression writes to the destination's side, never to the staging disk: a full staging
+        Encoding writes to the destination's side, never to the staging disk: a full staging
         disk must still be able to empty itself by publishing."""
-        compress = self.compression == "gzip"
-        if compress:
-            relpath += ".gz"
+        encoder = self.encoder
+        if encoder is not None:
+            relpath = encoder.published_name(relpath)
         target = f"{self.root}/{relpath}"
         if self.local:
-            size = _publish_local(source, Path(target), compress)
+            size = _publish_local(source, Path(target), encoder)
         else:
             parent = target.rsplit("/", 1)[0]
             with contextlib.suppress(OSError, FileExistsError, NotImplementedError):
                 self.fs.makedirs(parent, exist_ok=True)
-            if compress:
+            if encoder is not None:
                 # In memory (a staging file is at most max_bytes, and audit JSON compresses ~10x),
                 # uploaded whole: an object store never shows a partial object.
-                data = _gzip_bytes(source)
+                data = _encode_bytes(source, encoder)
                 self.fs.pipe_file(target, data)
                 size = len(data)
             else:
@@ -306,14 +341,14 @@ class PartitionedWriter:
         self.sealed.clear()
 
 
-def _publish_local(source: Path, target: Path, compress: bool) -> int:
+def _publish_local(source: Path, target: Path, encoder: Encoder | None) -> int:
     """Rename the staging file into place (same file system, no compression), or write it beside
     the target under a hidden name and rename that, so a reader never sees half a file. The
     hidden name is the target's own (target names are unique): a retry reuses it, and a failed
     copy removes it. Returns the published size."""
     target.parent.mkdir(parents=True, exist_ok=True)
     renamed = False
-    if not compress:
+    if encoder is None:
         try:
             os.replace(source, target)
             renamed = True
@@ -324,9 +359,8 @@ def _publish_local(source: Path, target: Path, compress: bool) -> int:
 
         def fill(dst: BinaryIO) -> None:
             with open(source, "rb") as src:
-                if compress:
-                    with gzip.GzipFile(filename="", mode="wb", fileobj=dst, compresslevel=6, mtime=0) as gz:
-                        shutil.copyfileobj(src, gz, 1024 * 1024)
+                if encoder is not None:
+                    encoder.encode(src, dst)
                 else:
                     shutil.copyfileobj(src, dst, 1024 * 1024)
 
@@ -337,13 +371,10 @@ def _publish_local(source: Path, target: Path, compress: bool) -> int:
     return target.stat().st_size
 
 
-def _gzip_bytes(source: Path) -> bytes:
+def _encode_bytes(source: Path, encoder: Encoder) -> bytes:
     out = io.BytesIO()
-    with (
-        open(source, "rb") as src,
-        gzip.GzipFile(filename="", mode="wb", fileobj=out, compresslevel=6, mtime=0) as gz,
-    ):
-        shutil.copyfileobj(src, gz, 1024 * 1024)
+    with open(source, "rb") as src:
+        encoder.encode(src, out)
     return out.getvalue()
 
 
@@ -352,8 +383,3 @@ def _cut_to(path: Path, size: int) -> None:
     could not be cut off when it failed)."""
     if path.stat().st_size > size:
         os.truncate(path, size)
-
-
-def _protocols(fs: Any) -> tuple[str, ...]:
-    proto = fs.protocol
-    return (proto,) if isinstance(proto, str) else tuple(proto)

@@ -40,7 +40,7 @@ def test_unacknowledged_tail_is_cut_and_the_rest_published(tmp_path: Path) -> No
     ctx = RequestContext("127.0.0.1", source="s", range_start=0, range_end=10)
     assert first.ingest(lines(10), ctx, time.time()).accepted == 10
     # A second batch reaches the staging file but the process dies before its journal record.
-    (staging,) = first.routes[0].writer.open_files.values()
+    (staging,) = first.routes[0].sink.writer.open_files.values()  # type: ignore[attr-defined]
     assert staging.handle is not None
     staging.handle.write(b"\n".join(lines(5, start=10)) + b"\n")
     staging.handle.flush()
@@ -79,11 +79,50 @@ def test_sources_not_seen_for_the_ttl_are_forgotten(tmp_path: Path) -> None:
     journal = Journal(tmp_path)
     journal.load()
     journal.open()
-    journal.append([("old-file", 500, {}), ("live-file", 900, {})])
-    journal.last_seen["old-file"] = time.time() - 3 * 86400  # its last batch was three days ago
+    journal.append([("old-file", 500, {})], now=time.time() - 3 * 86400)  # its last batch: three days ago
+    journal.append([("live-file", 900, {})])
     assert journal.compact({}, ttl=2 * 86400) == ["old-file"]
     journal.close()
     again = Journal(tmp_path)
     again.load()
     assert again.high_water == {"live-file": 900}
     assert again.last_seen["live-file"] > time.time() - 60
+
+
+def test_records_written_while_a_snapshot_is_written_survive_a_crash_at_any_step(tmp_path: Path) -> None:
+    """A compaction switches appends to generation N+1 before its snapshot is on disk: a crash
+    before (or during) the snapshot must still replay N's records and N+1's."""
+    journal = Journal(tmp_path)
+    journal.load()
+    journal.open()
+    journal.append([("a", 100, {})])
+    snapshot = journal.begin_compaction({})
+    journal.append([("b", 7, {"store/x.ndjson": 12})])  # the writer thread goes on meanwhile
+    journal.close()  # SIGKILL before write_snapshot
+    crashed = Journal(tmp_path)
+    crashed.load()
+    assert crashed.high_water == {"a": 100, "b": 7} and crashed.sizes["store/x.ndjson"] == 12
+    assert crashed.generation == snapshot.generation  # appends go on after the newest generation
+
+    journal.write_snapshot(snapshot)  # the snapshot lands: the old generation goes
+    again = Journal(tmp_path)
+    again.load()
+    assert again.high_water == {"a": 100, "b": 7}
+    assert [p.name for p in tmp_path.glob("journal-*.wal")] == [f"journal-{snapshot.generation:08d}.wal"]
+
+
+def test_a_source_refreshed_during_a_compaction_is_not_forgotten(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    journal.load()
+    journal.open()
+    journal.append([("old", 5, {}), ("stale", 9, {})], now=time.time() - 3 * 86400)
+    snapshot = journal.begin_compaction({})
+    journal.append([("old", 6, {})])  # "old" sends again before the snapshot is written
+    expired = journal.write_snapshot(snapshot, ttl=86400)
+    assert sorted(expired) == ["old", "stale"]
+    assert journal.finish_compaction(snapshot, expired) == ["stale"]
+    assert journal.high_water == {"old": 6}
+    journal.close()
+    again = Journal(tmp_path)
+    again.load()
+    assert again.high_water == {"old": 6}

@@ -1,0 +1,126 @@
+"""The collector as the event loop sees it: every call awaits another thread, none blocks.
+
+Who does what:
+
+- the event loop: reads bodies, answers, and parses a body small enough that a thread hop would
+  cost more than parsing it (`INLINE_BYTES`, not compressed);
+- the ingest pool (`INGEST_WORKERS` threads): decodes, splits, parses and routes bigger bodies —
+  pure work on no shared state;
+- the writer thread (`WriterThread`): everything that touches staging files, the journal and the
+  high-water marks, one job at a time;
+- a publisher thread (``asyncio.to_thread``): publishing closed files and writing journal
+  snapshots, which touch only what the writer thread handed over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import structlog
+
+from ..errors import StorageUnavailable
+from . import body as bodies
+from .core import Collector
+from .ingest import IngestResult, Prepared, RequestContext
+from .metrics import Metrics
+from .writer import WriterThread
+
+log = structlog.get_logger("logbridge.collector")
+
+INLINE_BYTES = 16 * 1024  # ~50 events, well under a millisecond of parsing
+PRESTAGE_BODY_BYTES = 1024 * 1024  # a batch this big writes its big chunks itself (`Collector.prestage`)
+INGEST_WORKERS = 2  # a second one so that a mid-size batch does not queue behind a 16 MiB one
+
+
+class CollectorService:
+    def __init__(self, collector: Collector):
+        self.collector = collector
+        self.limits = collector.config.limits
+        self.writer = WriterThread(collector)
+        self._pool = ThreadPoolExecutor(INGEST_WORKERS, thread_name_prefix="logbridge-ingest")
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.collector.metrics
+
+    async def start(self) -> None:
+        """Recover and open the journal, on the writer thread (it owns them from now on)."""
+        self.writer.start()
+        await self.writer.submit(self.collector.start)
+
+    async def close(self) -> None:
+        """Publish everything and stop the threads."""
+        try:
+            await self.writer.submit(self.collector.close)
+        finally:
+            self.writer.stop()
+            self._pool.shutdown(wait=True)
+
+    # ---------------------------------------------------------------------------- ingest
+
+    async def ingest(
+        self, raw: bytes, encoding: str | None, content_type: str | None, ctx: RequestContext
+    ) -> IngestResult:
+        """Decode, parse and store one body; returns once it is durable (per ``durability``).
+
+        Raises `BodyError` (nothing stored) or `StorageUnavailable` (nothing stored, no mark moved)."""
+        received = time.time()
+        if len(raw) <= INLINE_BYTES and not encoding:
+            prepared = self._prepare(raw, encoding, content_type, ctx, received)
+        else:
+            prepared = await asyncio.wrap_future(
+                self._pool.submit(self._prepare, raw, encoding, content_type, ctx, received)
+            )
+        return await self.writer.submit(self.collector.store, prepared, durable=True)
+
+    def _prepare(
+        self, raw: bytes, encoding: str | None, content_type: str | None, ctx: RequestContext, received: float
+    ) -> Prepared:
+        data = bodies.decode(raw, encoding, self.limits.max_body_bytes)
+        prepared = self.collector.prepare_items(bodies.split(data, content_type), ctx, received)
+        if len(data) >= PRESTAGE_BODY_BYTES:
+            self.collector.prestage(prepared)
+        return prepared
+
+    def audit(self, event: dict[str, Any], ctx: RequestContext) -> None:
+        """Store one event the collector writes itself, without waiting for it."""
+        prepared = self.collector.prepare_items([event], ctx, time.time())
+        future = self.writer.submit(self.collector.store, prepared)
+        future.add_done_callback(_log_audit_failure)
+
+    # ----------------------------------------------------------------------- maintenance
+
+    async def maintain(self) -> None:
+        """Roll and publish due files; retry failed publications; compact the journal."""
+        collector, writer = self.collector, self.writer
+        failure = collector.write_failure
+        if failure is not None:
+            passed: bool = await asyncio.to_thread(collector.probe_staging, failure)
+            if passed:
+                await writer.submit(collector.clear_write_failure, failure)
+        if await writer.submit(collector.roll_due):
+            await asyncio.to_thread(collector.publish_all)
+        snapshot = await writer.submit(collector.begin_compaction)
+        if snapshot is not None:
+            expired = None
+            try:
+                expired = await asyncio.to_thread(collector.write_snapshot, snapshot)
+            finally:
+                # Always: the journal's state is the snapshot's until then, written or not.
+                await asyncio.shield(writer.submit(collector.finish_compaction, snapshot, expired))
+
+    def storage_problem(self) -> str | None:
+        return self.collector.storage_problem()
+
+
+def _log_audit_failure(future: asyncio.Future[Any]) -> None:
+    if future.cancelled():
+        return
+    exc = future.exception()
+    if isinstance(exc, StorageUnavailable):
+        log.error("cannot store authfail event", error=str(exc))
+    elif exc is not None:
+        log.error("cannot store authfail event", error=f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,152 @@
+"""The sink seam: what the collector asks of a destination, and the registry of destination types.
+
+A sink owns its state (staging files, connections, what is acknowledged); the collector only
+routes lines to it and keeps the journal. One batch goes through a sink in this order::
+
+    append(partition, data) → Receipt      the lines are in the sink (not yet acknowledged)
+      (or prestage → adopt: a big batch's lines written off the writer thread, then taken in)
+      rollback(receipt)                    the batch failed elsewhere: undo exactly this append
+    sync()                                 make every append so far durable (durability: fsync)
+    acknowledge(receipts)                  the journal holds the batch: the sink may ship it
+    roll(now) … publish()                  ship what is acknowledged and due (publish: any thread)
+    recover(acknowledged)                  at start: keep what a killed process acknowledged, drop the rest
+
+A receipt's ``journal_key`` and ``size`` are what the journal records, so that `recover` can tell
+an acknowledged byte from one of a batch that was never answered.
+
+Threads: `append`, `adopt`, `rollback`, `sync`, `acknowledge`, `roll`, `recover`, `staged_sizes`
+and `close` belong to the collector's writer thread; `publish` runs on a publisher thread;
+`prestage` and `discard` on any thread (they touch no shared state); `blocked`, `problem` and
+`staging_bytes` may be read from anywhere (a stale answer is harmless).
+Errors are the `logbridge.errors` tree: a sink maps its backend's errors at this seam.
+
+Destination types are looked up in `SINK_TYPES`, imported only when a destination uses them (as
+fsspec's registry does), so a missing optional dependency is a `MissingExtra` naming the
+``pip install 'logbridge[…]'`` to run — never an ImportError from deep inside.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from ..errors import ConfigError
+from .config import DestinationBase
+from .fs import require_module
+
+
+@dataclass(slots=True)
+class Receipt:
+    """One append: where it went, and the sink's own handle to undo or acknowledge it."""
+
+    sink: Sink
+    journal_key: str | None  # the name the journal records the acknowledged size under
+    size: int  # the size to record: bytes of the staged file up to and including this append
+    before: int  # the size before this append (rollback cuts back to it)
+    handle: Any  # the sink's own (a staging file, a pending publish)
+
+
+class Partitioner(Protocol):
+    def render(self, topic: str, routing_key: str | None, epoch: float) -> str: ...
+
+
+@runtime_checkable
+class Sink(Protocol):
+    name: str
+    partitions: Partitioner  # (topic, routing key, time) → the partition a line goes to
+    event_time: bool  # partitions use the event's own time (else receive time)
+
+    def append(self, partition: str, data: bytes) -> Receipt:
+        """Append whole lines. Raises `StorageUnavailable` with nothing appended."""
+        ...
+
+    def prestage(self, partition: str, data: bytes) -> Receipt:
+        """Any thread: ``data`` in a piece of its own, not part of the sink until `adopt` (writer
+        thread) or gone with `discard`. Raises `StorageUnavailable` with nothing left behind."""
+        ...
+
+    def adopt(self, receipt: Receipt) -> None: ...
+
+    def discard(self, receipt: Receipt) -> None: ...
+
+    def rollback(self, receipt: Receipt) -> None: ...
+
+    def sync(self) -> None:
+        """Make every append so far durable. Raises `OSError` (the kernel may have dropped data)."""
+        ...
+
+    def acknowledge(self, receipts: Sequence[Receipt]) -> None: ...
+
+    def roll(self, now: float, force: bool = False) -> None:
+        """Close what is due (``force``: everything, cut to what is acknowledged) for `publish`."""
+        ...
+
+    def publish(self) -> int:
+        """Ship what `roll` closed; returns how many went. Failures stay queued and show in `problem`."""
+        ...
+
+    def recover(self, acknowledged: dict[str, int]) -> None:
+        """Keep what the journal says a killed process acknowledged (by journal key), drop the rest."""
+        ...
+
+    def staged_sizes(self) -> dict[str, int]:
+        """Journal key → acknowledged size of everything not shipped yet (survives a compaction)."""
+        ...
+
+    @property
+    def pending(self) -> int:
+        """How many closed pieces wait for `publish`."""
+        ...
+
+    @property
+    def blocked(self) -> bool:
+        """New lines must be refused (503): shipping fails with a backlog waiting."""
+        ...
+
+    def problem(self) -> str | None:
+        """Why it is blocked, or None."""
+        ...
+
+    def staging_bytes(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SinkType:
+    target: str | None  # "module:Class", imported on first use; None: the type is not built yet
+    requires: tuple[str, str] | None = None  # (Python module, logbridge extra that installs it)
+
+
+SINK_TYPES: dict[str, SinkType] = {
+    "filesystem": SinkType("logbridge.sinks.filesystem:FilesystemSink"),
+    "nats": SinkType(None, requires=("nats", "nats")),
+}
+
+
+def check_available(dest: DestinationBase, key: str) -> None:
+    """Raise `ConfigError` (`MissingExtra` for a missing dependency) if ``dest`` cannot be built here."""
+    kind = getattr(dest, "type", "filesystem")
+    spec = SINK_TYPES.get(kind)
+    if spec is None:
+        raise ConfigError(f"{key}.type: {kind!r} is not a destination type (one of {', '.join(SINK_TYPES)})")
+    if spec.requires is not None:
+        require_module(*spec.requires, what=f"{key}: type: {kind}")
+    if spec.target is None:
+        raise ConfigError(
+            f"{key}.type: {kind!r} destinations are not available in this build yet; use type: filesystem"
+        )
+
+
+def build_sink(dest: DestinationBase, staging_dir: Path, key: str) -> Sink:
+    """The sink for one destination, its staging under ``staging_dir``. Raises `ConfigError`."""
+    check_available(dest, key)
+    target = SINK_TYPES[getattr(dest, "type", "filesystem")].target
+    assert target is not None
+    module_name, attr = target.split(":")
+    factory = getattr(importlib.import_module(module_name), attr)
+    sink: Sink = factory.from_config(dest, staging_dir, key=key)
+    return sink

@@ -1,0 +1,156 @@
+"""The filesystem sink: partitioned files in any fsspec store, through local staging files.
+
+The staging and publication mechanics are `PartitionedWriter`'s; this class is the `Sink` face
+of them: receipts the collector journals, acknowledgement (a staging file is published only up
+to the size its journal records cover), fsync, and start-up recovery.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from .base import Partitioner, Receipt
+from .config import FilesystemDestination
+from .encoders import Encoder, encoder_for
+from .partition import PartitionPaths
+from .writer import PartitionedWriter, StagingFile
+
+log = structlog.get_logger("logbridge.sinks")
+
+
+class FilesystemSink:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        staging_dir: Path,
+        *,
+        partitions: Partitioner,
+        event_time: bool = True,
+        storage_options: dict[str, Any] | None = None,
+        max_bytes: int = 64 * 1024 * 1024,
+        max_age: float = 300.0,
+        encoder: Encoder | None = None,
+        key: str | None = None,
+    ):
+        self.name = name
+        self.partitions = partitions
+        self.event_time = event_time
+        self.writer = PartitionedWriter(
+            name,
+            url,
+            staging_dir,
+            storage_options=storage_options,
+            max_bytes=max_bytes,
+            max_age=max_age,
+            encoder=encoder,
+            key=key,
+        )
+
+    @classmethod
+    def from_config(cls, dest: FilesystemDestination, staging_dir: Path, *, key: str) -> FilesystemSink:
+        return cls(
+            dest.name,
+            dest.url,
+            staging_dir / dest.name,
+            partitions=PartitionPaths(
+                dest.path_template(), timezone=dest.timezone, placeholder=dest.routing_key_placeholder
+            ),
+            event_time=dest.partition_time == "event",
+            storage_options=dict(dest.storage_options),
+            max_bytes=dest.roll.max_bytes,
+            max_age=dest.roll.max_age,
+            encoder=encoder_for(dest.compression),
+            key=key,
+        )
+
+    def __repr__(self) -> str:
+        return f"FilesystemSink({self.name!r}, {self.writer.url!r})"
+
+    # ------------------------------------------------------------------- writer thread
+
+    def append(self, partition: str, data: bytes) -> Receipt:
+        staging, before = self.writer.append(partition, data)
+        return Receipt(self, f"{self.name}/{staging.relpath}", staging.size, before, staging)
+
+    def prestage(self, partition: str, data: bytes) -> Receipt:
+        staging = self.writer.prestage(partition, data)
+        return Receipt(self, f"{self.name}/{staging.relpath}", staging.size, 0, staging)
+
+    def adopt(self, receipt: Receipt) -> None:
+        self.writer.adopt(receipt.handle)
+
+    def discard(self, receipt: Receipt) -> None:
+        self.writer.discard(receipt.handle)
+
+    def rollback(self, receipt: Receipt) -> None:
+        self.writer.rollback(receipt.handle, receipt.before)
+
+    def sync(self) -> None:
+        for staging in self.writer.live_files():
+            handle = staging.handle
+            if handle is not None:
+                with contextlib.suppress(ValueError):  # closed by a roll meanwhile: nothing to sync
+                    os.fsync(handle.fileno())
+
+    def acknowledge(self, receipts: Sequence[Receipt]) -> None:
+        for receipt in receipts:
+            staging: StagingFile = receipt.handle
+            if receipt.size > staging.journaled:
+                staging.journaled = receipt.size
+
+    def roll(self, now: float, force: bool = False) -> None:
+        self.writer.due(now, force=force)
+
+    def recover(self, acknowledged: dict[str, int]) -> None:
+        """Cut every staging file a killed process left back to its journaled size (the lines of
+        a batch that was never answered go: its sender sends it again) and queue it."""
+        writer = self.writer
+        for path, relpath in writer.leftover_staging():
+            keep = acknowledged.get(f"{self.name}/{relpath}", 0)
+            size = path.stat().st_size
+            if size > keep:
+                log.info("recovery: cutting unacknowledged tail", file=relpath, bytes=size - keep)
+                with open(path, "r+b") as fh:
+                    fh.truncate(keep)
+            if keep == 0:
+                path.unlink()
+                continue
+            staging = StagingFile(relpath, path, None, 0.0, size=keep, synced=keep, journaled=keep)
+            writer.to_publish.append(staging)
+
+    def staged_sizes(self) -> dict[str, int]:
+        return {f"{self.name}/{s.relpath}": s.journaled for s in self.writer.staged_files()}
+
+    def close(self) -> None:
+        self.writer.close()
+
+    # ------------------------------------------------------------------ publisher thread
+
+    def publish(self) -> int:
+        return self.writer.publish_pending()
+
+    # --------------------------------------------------------------------- any thread
+
+    @property
+    def pending(self) -> int:
+        return len(self.writer.to_publish)
+
+    @property
+    def blocked(self) -> bool:
+        return self.writer.blocked
+
+    def problem(self) -> str | None:
+        if not self.writer.blocked:
+            return None
+        return f"destination {self.name!r} cannot be written: {self.writer.stats.last_error}"
+
+    def staging_bytes(self) -> int:
+        w = self.writer
+        return sum(s.size for s in [*w.live_files(), *w.to_publish])
