@@ -206,6 +206,8 @@ def run_syslog_ng(work: Path, body_file: Path, args: argparse.Namespace) -> Resu
         cpu = lbbench.cpu_seconds(server.pid) - cpu_before
         peak = lbbench.memory_kib(server.pid, "VmHWM") / 1024
         out, _ = sender.communicate(timeout=120)
+        if sender.returncode != 0:
+            raise SystemExit(f"the TCP sender failed (exit code {sender.returncode})")
         report = json.loads(out)
     finally:
         if server.poll() is None:
