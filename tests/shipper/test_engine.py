@@ -773,42 +773,23 @@ def test_copytruncate_while_a_batch_is_out_keeps_the_copy_recognised(
     assert_exactly_once(loopback_collector, 350)
 
 
+@pytest.mark.parametrize("original", ["open", "closed"])
 def test_a_copy_seen_half_written_is_not_shipped_as_a_new_file(
-    tmp_path: Path, make_config: Any, loopback_collector: Any
+    tmp_path: Path, make_config: Any, loopback_collector: Any, original: str
 ) -> None:
     """A scan while ``cp`` is still writing the copy: shorter than the entry's check, so it cannot
-    match it, but every byte equals the tailed file's: a copy in progress, not a new file."""
+    match it, but every byte equals the tailed file's: a copy in progress, not a new file. With
+    the original closed (inactive, read to its end) when ``cp`` starts, it is opened for the
+    comparison."""
     logs = tmp_path / "logs"
-    cfg = make_config(inputs=[{"path": str(logs / "app.log*")}])
-    active = logs / "app.log"
-    write(active, range(0, 100))
-    with running(cfg):
-        wait_for(lambda: len(seqs(loopback_collector)) == 100, what="first lines")
-        data = active.read_bytes()
-        with open(logs / "app.log.1", "wb") as copy:
-            copy.write(data[: len(data) // 2])
-            copy.flush()
-            time.sleep(0.4)  # scans see the copy half written
-            copy.write(data[len(data) // 2 :])
-        os.truncate(active, 0)
-        write(active, range(100, 150))
-        wait_for(lambda: len(seqs(loopback_collector)) >= 150, what="the new lines")
-        time.sleep(0.4)
-    assert_exactly_once(loopback_collector, 150)
-
-
-def test_a_copy_seen_half_written_of_a_closed_file_is_not_shipped_as_a_new_file(
-    tmp_path: Path, make_config: Any, loopback_collector: Any
-) -> None:
-    """The same, with the original closed (inactive, read to its end) when ``cp`` starts: the
-    half-written copy is compared with the original opened for the purpose."""
-    logs = tmp_path / "logs"
-    cfg = make_config(inputs=[{"path": str(logs / "app.log*")}], close_inactive="300ms")
+    keys = {"close_inactive": "300ms"} if original == "closed" else {}
+    cfg = make_config(inputs=[{"path": str(logs / "app.log*")}], **keys)
     active = logs / "app.log"
     write(active, range(0, 100))
     with running(cfg) as shipper:
         wait_for(lambda: len(seqs(loopback_collector)) == 100, what="first lines")
-        wait_for(lambda: not shipper.tails, what="the original closed as inactive")
+        if original == "closed":
+            wait_for(lambda: not shipper.tails, what="the original closed as inactive")
         data = active.read_bytes()
         with open(logs / "app.log.1", "wb") as copy:
             copy.write(data[: len(data) // 2])
