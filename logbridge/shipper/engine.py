@@ -951,12 +951,12 @@ class Shipper:
                 continue
             st = os.fstat(fd)
             key = (st.st_dev, st.st_ino)
-            if key != old and st.st_size >= entry.offset and entry.matches(fd) and self._take_over(key):
+            if key != old and st.st_size >= entry.offset and entry.matches(fd) and self._take_over(key, fd):
                 return path, fd, index
             os.close(fd)
         return None
 
-    def _take_over(self, key: Key) -> bool:
+    def _take_over(self, key: Key, fd: int) -> bool:
         """May the file ``key`` become a copy that continues another entry? Not when an entry
         of its own has shipped from it already (its bytes are on their way under that source);
         an entry of its own that has shipped nothing yet (a scan took the copy for a new file:
@@ -973,6 +973,10 @@ class Shipper:
             del self.tails[key]
         self.waiting.pop(key, None)
         for e in own:
+            if not e.matches(fd):
+                # Not this file's: a deleted file's, whose inode the copy reused (it was waiting
+                # for a descriptor). Its unread bytes went with it.
+                self._lose(e, e.size - e.offset, e.path, "is gone")
             del self.entries[e.source]
             self._unsaved.discard(e.source)
         if own:
