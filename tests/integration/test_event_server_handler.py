@@ -26,9 +26,10 @@ import orjson
 import pytest
 
 from logbridge import audit
+from logbridge.collector.local import free_port
 from logbridge.handlers import EventServerHandler
 
-from .conftest import Collector, collector_config, free_port
+from .collectorproc import Collector, collector_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
