@@ -7,13 +7,14 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from _httpserver import LoopbackHTTPServer
 from _polling import wait_for
 
 from .shipperproc import assert_exactly_once, lines, stored_seqs
@@ -94,18 +95,15 @@ class RefusingProxy:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.server = LoopbackHTTPServer(Handler)
+        self.url = f"http://127.0.0.1:{self.server.port}/events"
 
     def __enter__(self) -> RefusingProxy:
-        self.thread.start()
+        self.server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        self.server.stop()
 
 
 @pytest.fixture
