@@ -1,5 +1,6 @@
 """Shared by every test folder: a small HTTP collector on loopback (`LoopbackCollector`) and
-moto's S3 server (`S3Server`), each stopped in teardown.
+moto's S3 server (`S3Server`), each stopped in teardown; and a check that fails every test that
+leaves a thread running or the logging configuration changed (`pytest_runtest_teardown`).
 
 The loopback collector speaks the part of DESIGN.md §4 that senders rely on (gzip NDJSON bodies,
 ``X-Logbridge-Source``/``X-Logbridge-Range`` with 200-duplicate and 409-high-water answers, each
@@ -12,15 +13,18 @@ from __future__ import annotations
 
 import gzip
 import logging
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from _httpserver import LoopbackHTTPServer
 from _storefiles import is_manifest, read_data_file
 
 from logbridge.collector.local import free_port
@@ -120,15 +124,11 @@ def loopback_collector() -> Iterator[LoopbackCollector]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    collector.url = f"http://127.0.0.1:{server.server_address[1]}/events"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
+    server = LoopbackHTTPServer(Handler)
+    collector.url = f"http://127.0.0.1:{server.port}/events"
+    server.start()
     yield collector
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    server.stop()
 
 
 S3_KEY = "testing"
@@ -199,7 +199,9 @@ def s3_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
     boto3 = pytest.importorskip("boto3")
     moto_server = pytest.importorskip("moto.server")
     # moto's werkzeug logs every request; that drowns the collector's own log in a failure report.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    werkzeug = logging.getLogger("werkzeug")
+    werkzeug_level = werkzeug.level
+    werkzeug.setLevel(logging.WARNING)
     port = free_port()
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -221,3 +223,176 @@ def s3_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
         yield s3
     finally:
         s3.server.stop()
+        werkzeug.setLevel(werkzeug_level)
+
+
+# ------------------------------------------------------------------------------------ leak check
+#
+# A thread a test leaves running keeps working while the next tests run (writing files, sending
+# requests, logging), and a handler or level it leaves on a logger changes what later tests see:
+# both make failures that depend on test order. So every test is checked once its fixtures are
+# torn down. The snapshot is taken by the outermost wrapper of the setup phase (before any
+# fixture starts) and compared by the outermost wrapper of the teardown phase (after every
+# fixture has stopped), so a fixture's own threads and handlers count as the test's.
+
+
+# Threads that outlive the test that started them on purpose. Nothing a test or a fixture of this
+# suite starts belongs here: a watchdog observer, a shipper, a collector's writer thread, a
+# loopback server left running is a leak.
+def _long_lived_threads() -> set[threading.Thread]:
+    """fsspec runs every async filesystem (s3fs) on one event loop per process, in a thread it
+    starts the first time one is used and never stops (``fsspec.asyn.get_loop``); that loop's
+    default executor resolves host names in worker threads that idle as long as the loop."""
+    asyn = sys.modules.get("fsspec.asyn")
+    if asyn is None:
+        return set()
+    threads = {t for t in asyn.iothread if t is not None}
+    executor = getattr(asyn.loop[0], "_default_executor", None)
+    threads.update(getattr(executor, "_threads", ()))
+    return threads
+
+
+# Loggers that libraries configure themselves on import, each with why; a test that imports one
+# first is not changing the logging configuration.
+LIBRARY_LOGGERS: dict[str, str] = {
+    "flask_cors": "sets its own level on import (moto's server imports it)",
+}
+
+THREAD_GRACE_SECONDS = 3.0  # for threads told to stop in teardown that are still winding down
+
+
+@dataclass(frozen=True)
+class LoggerState:
+    handlers: tuple[logging.Handler, ...]
+    level: int
+    propagate: bool
+    disabled: bool
+
+    def describe(self) -> str:
+        names = ", ".join(type(h).__name__ for h in self.handlers) or "none"
+        flags = "" if self.propagate else ", propagate off"
+        flags += ", disabled" if self.disabled else ""
+        return f"level {logging.getLevelName(self.level)}, handlers [{names}]{flags}"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    threads: frozenset[threading.Thread]
+    loggers: dict[str, LoggerState]  # "" is the root logger
+    disable: int  # logging.disable()
+
+
+def _own_handler(handler: logging.Handler) -> bool:
+    """A handler pytest's logging plugin adds around each phase (caplog, live logging, log file)."""
+    return type(handler).__module__ == "_pytest.logging"
+
+
+def _logger_state(logger: logging.Logger) -> LoggerState:
+    handlers = tuple(
+        h
+        for h in logger.handlers
+        if not _own_handler(h)
+        # A library's NullHandler on its own logger, added on import (boto3, botocore): what the
+        # logging HOWTO tells libraries to do, not a configuration.
+        and not (type(h) is logging.NullHandler and logger is not logging.root)
+    )
+    return LoggerState(handlers, logger.level, logger.propagate, logger.disabled)
+
+
+def _logging_state() -> dict[str, LoggerState]:
+    """The root logger, and every logger configured in any way (a new logger with nothing set
+    is not a change: getLogger creates those on import)."""
+    default = LoggerState((), logging.NOTSET, True, False)
+    states = {"": _logger_state(logging.root)}
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and name not in LIBRARY_LOGGERS:
+            state = _logger_state(logger)
+            if state != default:
+                states[name] = state
+    return states
+
+
+def _snapshot() -> Snapshot:
+    return Snapshot(frozenset(threading.enumerate()), _logging_state(), logging.root.manager.disable)
+
+
+def _new_threads(before: Snapshot) -> list[threading.Thread]:
+    allowed = before.threads | _long_lived_threads()
+    return [t for t in threading.enumerate() if t not in allowed and t.is_alive()]
+
+
+def _leaked_threads(before: Snapshot) -> list[threading.Thread]:
+    """Threads started during the test still running after a bounded grace period."""
+    deadline = time.monotonic() + THREAD_GRACE_SECONDS
+    for thread in _new_threads(before):
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    return _new_threads(before)
+
+
+def _logging_changes(before: Snapshot) -> list[str]:
+    after = _logging_state()
+    default = LoggerState((), logging.NOTSET, True, False)
+    changes = []
+    for name in sorted(before.loggers.keys() | after.keys()):
+        was, now = before.loggers.get(name, default), after.get(name, default)
+        if was != now:
+            changes.append(f"logger {name or '(root)'!r}: {was.describe()} -> {now.describe()}")
+    if logging.root.manager.disable != before.disable:
+        changes.append(f"logging.disable: {before.disable} -> {logging.root.manager.disable}")
+    return changes
+
+
+def _restore_logging(before: Snapshot) -> None:
+    """Put the logging configuration back, so that the next test is not blamed for this one."""
+    after = _logging_state()
+    default = LoggerState((), logging.NOTSET, True, False)
+    for name in before.loggers.keys() | after.keys():
+        state = before.loggers.get(name, default)
+        logger = logging.getLogger(name) if name else logging.root
+        own = [h for h in logger.handlers if _own_handler(h)]
+        logger.handlers = [*state.handlers, *own]
+        logger.setLevel(state.level)
+        logger.propagate = state.propagate
+        logger.disabled = state.disabled
+    logging.disable(before.disable)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """For a test that configures logging (dictConfig, ``logbridge.configure``, handlers on a
+    logger): the configuration is put back as it was afterwards and every handler added closed."""
+    before = _snapshot()
+    yield
+    kept = {h for state in before.loggers.values() for h in state.handlers}
+    added = {h for state in _logging_state().values() for h in state.handlers} - kept
+    _restore_logging(before)
+    for handler in added:
+        handler.close()
+
+
+_BEFORE = pytest.StashKey[Snapshot]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> Any:
+    item.stash[_BEFORE] = _snapshot()
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    result = yield
+    before = item.stash.get(_BEFORE, None)
+    if before is None:
+        return result
+    problems = [
+        f"thread left running: {t.name!r} ({t!r}, target {getattr(t, '_target', None)!r})"
+        for t in _leaked_threads(before)
+    ]
+    changes = _logging_changes(before)
+    if changes:
+        _restore_logging(before)
+        problems += [f"logging configuration changed: {c}" for c in changes]
+    if problems:
+        pytest.fail(f"{item.nodeid} leaked:\n  " + "\n  ".join(problems), pytrace=False)
+    return result

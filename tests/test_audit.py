@@ -171,7 +171,7 @@ def test_a_blank_or_odd_topic_is_refused(topic: Any) -> None:
         audit.emit(topic, "x")
 
 
-def test_the_mdc_survives_a_hand_over_to_another_thread(tmp_path: Path) -> None:
+def test_the_mdc_survives_a_hand_over_to_another_thread(tmp_path: Path, restore_logging: None) -> None:
     """AsyncAppender-style: the record is formatted on a listener thread, not the caller's."""
 
     class KeepRecord(logging.handlers.QueueHandler):
@@ -200,7 +200,7 @@ def test_the_mdc_survives_a_hand_over_to_another_thread(tmp_path: Path) -> None:
     assert isinstance(line["callTime"], int)
 
 
-def test_end_to_end_to_a_rolling_json_audit_file(tmp_path: Path) -> None:
+def test_end_to_end_to_a_rolling_json_audit_file(tmp_path: Path, restore_logging: None) -> None:
     path = tmp_path / "generic.log"
     handler = RotatingFileHandler(path, maxBytes=100 * 1024 * 1024, backupCount=20)
     handler.setFormatter(JSONAuditFormatter(line_end=""))
@@ -223,7 +223,7 @@ def test_end_to_end_to_a_rolling_json_audit_file(tmp_path: Path) -> None:
     )
 
 
-def test_through_the_log4j_translation_of_a_dss_audit_config(tmp_path: Path) -> None:
+def test_through_the_log4j_translation_of_a_dss_audit_config(tmp_path: Path, restore_logging: None) -> None:
     """``logbridge.configure`` on DSS's audit appender: RollingFileAppender + JSONAuditLayout."""
     props = tmp_path / "log4j.properties"
     props.write_text(
@@ -237,23 +237,12 @@ def test_through_the_log4j_translation_of_a_dss_audit_config(tmp_path: Path) -> 
         "log4j.appender.translated.MaxBackupIndex=20\n"
         "log4j.appender.translated.layout=com.dataiku.dip.logging.JSONAuditLayout\n"
     )
-    logger = logging.getLogger("dku.audit.translated")
-    root = logging.getLogger()
-    saved_root = (root.level, root.handlers[:])
-    try:
-        logbridge.configure(props, **{"audit.dir": str(tmp_path / "audit")})
-        with audit.request("/api/x", user="admin"):
-            audit.emit("translated", "login", authUser="admin")
-            audit.emit("translated", "logout", authUser="admin")
-    finally:
-        for handler in logger.handlers[:]:
-            logger.removeHandler(handler)
-            handler.close()
-        for handler in root.handlers[:]:
-            if handler not in saved_root[1]:
-                root.removeHandler(handler)
-                handler.close()
-        root.setLevel(saved_root[0])
+    logbridge.configure(props, **{"audit.dir": str(tmp_path / "audit")})
+    with audit.request("/api/x", user="admin"):
+        audit.emit("translated", "login", authUser="admin")
+        audit.emit("translated", "logout", authUser="admin")
+    for handler in logging.getLogger("dku.audit.translated").handlers:
+        handler.flush()
     lines = (tmp_path / "audit" / "translated.log").read_bytes().splitlines()
     assert [orjson.loads(line)["message"]["msgType"] for line in lines] == ["login", "logout"]
     assert orjson.loads(lines[0])["mdc"] == {"apiCall": "/api/x", "user": "admin"}

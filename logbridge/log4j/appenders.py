@@ -316,6 +316,20 @@ def _try(fn: Callable[..., Any], *args: str) -> bool:
         return False
 
 
+class _DrainingListener(logging.handlers.QueueListener):
+    """A `QueueListener` whose stop waits for room in a bounded queue: the stdlib's puts its stop
+    marker with ``put_nowait``, so closing while the queue is full (events enqueued faster than
+    the thread had run) raised ``queue.Full`` and left the thread running."""
+
+    def __init__(self, bounded: queue.Queue[Any], *handlers: logging.Handler) -> None:
+        super().__init__(bounded, *handlers, respect_handler_level=True)
+        self._bounded = bounded
+
+    def enqueue_sentinel(self) -> None:
+        # Blocks only until the listener thread, which is emptying the queue, makes room.
+        self._bounded.put(getattr(self, "_sentinel", None))
+
+
 class AsyncAppenderHandler(logging.handlers.QueueHandler):
     """``org.apache.log4j.AsyncAppender``: a bounded queue and a listener thread feeding the
     named handlers (resolved by name on first use, since dictConfig builds them in any order).
@@ -341,7 +355,7 @@ class AsyncAppenderHandler(logging.handlers.QueueHandler):
             if self._listener is not None:
                 return
             targets = [logging._handlers[n] for n in self.appender_names if n in logging._handlers]  # type: ignore[attr-defined]
-            self._listener = logging.handlers.QueueListener(self.queue, *targets, respect_handler_level=True)
+            self._listener = _DrainingListener(self._q, *targets)
             self._listener.start()
 
     def enqueue(self, record: logging.LogRecord) -> None:

@@ -10,13 +10,14 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from _httpserver import LoopbackHTTPServer
 
 from logbridge.client import CollectorClient, CollectorTarget, Stopped
 from logbridge.errors import ConfigError
@@ -366,16 +367,14 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, Path], list[str]
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = LoopbackHTTPServer(Handler)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(certs["ca"]))
     ctx.load_cert_chain(certs["server_cert"], certs["server_key"])
     ctx.verify_mode = ssl.CERT_REQUIRED
     server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"https://127.0.0.1:{server.server_address[1]}/events", certs, peers
-    server.shutdown()
-    server.server_close()
+    server.start()
+    yield f"https://127.0.0.1:{server.port}/events", certs, peers
+    server.stop()
 
 
 def test_tls_with_private_ca_and_client_certificate(tls_server: Any) -> None:

@@ -1,4 +1,5 @@
-"""Fixtures that start real servers: the collector as a subprocess, moto's S3 server.
+"""Fixtures that start real servers: the collector and the shipper as subprocesses (the process
+harnesses are collectorproc.py and shipperproc.py), moto's S3 server.
 
 Everything listens on loopback on a free port and is stopped in teardown; nothing here mocks
 the parts under test.
@@ -7,154 +8,27 @@ the parts under test.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import yaml
+from _polling import wait_for
 from _storefiles import is_manifest, read_data_file
 
-from logbridge.collector.local import free_port, local_config
+from logbridge.collector.local import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = ROOT / "samples"
-
-
-def _wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}")
-        time.sleep(interval)
+from .collectorproc import Collector, collector_config
+from .shipperproc import ShipperProc, shipper_config
 
 
 @pytest.fixture(name="wait_for")
 def wait_for_fixture() -> Callable[..., Any]:
     """``wait_for(condition, timeout, what)``: poll until truthy, fail naming ``what`` on timeout."""
-    return _wait_for
+    return wait_for
 
 
 # ------------------------------------------------------------------------------------- collector
-
-
-@dataclass
-class Collector:
-    """One collector configuration, (re)startable as a real ``logbridge collect`` process.
-
-    The config, state dir, store and dead letter live in ``home``, so a restart after `kill`
-    finds everything the killed process left behind.
-    """
-
-    home: Path
-    config: dict[str, Any]
-    env: dict[str, str]
-    process: subprocess.Popen[bytes] | None = None
-    starts: int = 0
-    logs: list[Path] = field(default_factory=list)
-
-    @property
-    def port(self) -> int:
-        return int(self.config["listen"]["port"])
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def events_url(self) -> str:
-        return f"{self.base_url}/events"
-
-    @property
-    def config_path(self) -> Path:
-        return self.home / "collector.yaml"
-
-    @property
-    def store(self) -> Path:
-        """The local root of the first destination (``file://`` destinations only)."""
-        url = self.config["destinations"][0]["url"]
-        assert url.startswith("file://"), url
-        return Path(url[len("file://") :])
-
-    @property
-    def dead_letter(self) -> Path:
-        return Path(self.config["dead_letter"][len("file://") :])
-
-    def start(self, timeout: float = 20.0, *, require_healthy: bool = True) -> None:
-        """Start the process and wait until ``GET /healthz`` answers 200 (any answer, when a
-        test starts it with a destination that is known to fail: ``require_healthy=False``)."""
-        assert self.process is None or self.process.poll() is not None, "collector already running"
-        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
-        self.starts += 1
-        log_path = self.home / f"collector-{self.starts}.log"
-        self.logs.append(log_path)
-        with log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "logbridge", "collect", "--config", str(self.config_path)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                cwd=self.home,
-            )
-        deadline = time.monotonic() + timeout
-        while True:
-            code = self.process.poll()
-            if code is not None:
-                raise AssertionError(f"collector exited with {code} at start:\n{self.log_tail()}")
-            try:
-                status = httpx.get(f"{self.base_url}/healthz", timeout=1.0).status_code
-                if status == 200 or not require_healthy:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"collector not healthy after {timeout}s:\n{self.log_tail()}")
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown code runs, staging files and journals stay as they are."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM and wait: a clean shutdown publishes everything staged. Returns the exit code.
-
-        0 or -SIGTERM both count as clean: uvicorn re-raises the signal it caught once its graceful
-        shutdown is done (as systemd expects); anything else fails with the collector's log.
-        """
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else 0
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            raise AssertionError(f"collector ignored SIGTERM for {timeout}s:\n{self.log_tail()}") from None
-        assert code in (0, -signal.SIGTERM), f"collector exited with {code} on SIGTERM:\n{self.log_tail()}"
-        return 0
-
-    def log_tail(self, lines: int = 40) -> str:
-        if not self.logs:
-            return "(no log)"
-        text = self.logs[-1].read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
-
-
-def collector_config(home: Path, port: int, **overrides: Any) -> dict[str, Any]:
-    """The minimal config of DESIGN.md §6 rooted in ``home``; top-level keys can be overridden."""
-    return local_config(home, port, **overrides)
 
 
 @pytest.fixture
@@ -185,6 +59,28 @@ def stop_all(collectors: list[Collector]) -> None:
     for c in collectors:
         if c.process is not None and c.process.poll() is None:
             c.stop()
+
+
+# --------------------------------------------------------------------------------------- shipper
+
+
+@pytest.fixture(name="shipper")
+def shipper_fixture(tmp_path: Path) -> Iterator[Callable[..., ShipperProc]]:
+    """``shipper(url, inputs, **overrides)`` → a `ShipperProc` (not started); stopped in teardown."""
+    made: list[ShipperProc] = []
+
+    def make(url: str, inputs: list[dict[str, Any]], **overrides: Any) -> ShipperProc:
+        home = tmp_path / f"shipper-{len(made)}"
+        home.mkdir()
+        proc = ShipperProc(home, shipper_config(home, url, inputs, **overrides))
+        made.append(proc)
+        return proc
+
+    yield make
+    for proc in made:
+        if proc.process is not None and proc.process.poll() is None:
+            proc.process.kill()
+            proc.process.wait(timeout=10)
 
 
 # ----------------------------------------------------------------------------------------- store

@@ -26,7 +26,7 @@ import yaml
 
 from logbridge.collector.local import free_port
 
-from .conftest import collector_config
+from .collectorproc import collector_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

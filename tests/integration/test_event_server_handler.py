@@ -26,9 +26,10 @@ import orjson
 import pytest
 
 from logbridge import audit
+from logbridge.collector.local import free_port
 from logbridge.handlers import EventServerHandler
 
-from .conftest import Collector, collector_config, free_port
+from .collectorproc import Collector, collector_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -449,7 +450,7 @@ def test_right_token_is_accepted(
 
 
 def test_a_full_spool_counts_and_logs_what_it_dropped(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, restore_logging: None
 ) -> None:
     nobody = f"http://127.0.0.1:{free_port()}/events"
     handler = EventServerHandler(nobody, spool_dir=tmp_path / "spool", spool_max_bytes=20_000, **FAST)
@@ -472,7 +473,9 @@ def test_a_full_spool_counts_and_logs_what_it_dropped(
     assert "audit events dropped" in caplog.text
 
 
-def test_close_with_the_collector_down_returns_within_its_timeout(tmp_path: Path) -> None:
+def test_close_with_the_collector_down_returns_within_its_timeout(
+    tmp_path: Path, restore_logging: None
+) -> None:
     nobody = f"http://127.0.0.1:{free_port()}/events"
     handler = EventServerHandler(nobody, close_timeout="1s", backoff_initial="50ms")
     logger = logging.getLogger("dku.audit.closing")
@@ -548,7 +551,7 @@ def test_bare_events_with_the_topic_in_a_header(
 
 
 def test_configured_from_dict_config(
-    collector: Any, tmp_path: Path, read_local_store: Any, wait_for: Any
+    collector: Any, tmp_path: Path, read_local_store: Any, wait_for: Any, restore_logging: None
 ) -> None:
     c = start_collector(collector, tmp_path)
     logging.config.dictConfig(

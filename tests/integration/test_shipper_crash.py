@@ -15,14 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _polling import wait_for
 
-from .test_shipper_e2e import (  # the shipper fixture and helpers
-    assert_exactly_once,
-    lines,
-    shipper_fixture,  # noqa: F401
-    stored_seqs,
-    wait_until,
-)
+from .shipperproc import assert_exactly_once, lines, stored_seqs
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
 
@@ -77,7 +72,7 @@ def test_sigkill_ten_times_while_200k_lines_are_written(
     assert written == TOTAL and rotations == TOTAL // ROTATE_EVERY - 1
     # At least one kill must land on unacknowledged data (most do; how many depends on the machine).
     assert behind_at_kill >= 1, "kills must land while there is unacknowledged data"
-    wait_until(lambda: s.lag() == 0, 60, "the shipper to catch up")
+    wait_for(lambda: s.lag() == 0, 60, "the shipper to catch up")
     s.stop()
     c.stop()
     assert_exactly_once(stored_seqs(read_local_store, c.store), range(TOTAL))

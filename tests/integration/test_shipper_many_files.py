@@ -18,17 +18,11 @@ from typing import Any
 
 import httpx
 import pytest
+from _polling import wait_for
 
 from logbridge.shipper.checkpoint import CheckpointStore
 
-from .test_shipper_e2e import (  # the shipper fixture and helpers
-    assert_exactly_once,
-    audit_line,
-    lines,
-    shipper_fixture,  # noqa: F401
-    stored_seqs,
-    wait_until,
-)
+from .shipperproc import assert_exactly_once, audit_line, lines, stored_seqs
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
 
@@ -90,7 +84,7 @@ def test_two_thousand_files_under_a_1024_descriptor_limit(
         peak = max(peak, open_descriptors(pid))
         return stored_lines(c) >= FILES * ROUNDS
 
-    wait_until(all_stored, 60, f"{FILES * ROUNDS:,} lines stored within 60 s of the last write")
+    wait_for(all_stored, 60, f"{FILES * ROUNDS:,} lines stored within 60 s of the last write")
     took = time.monotonic() - last_write
     s.stop()
     c.stop()
@@ -134,9 +128,9 @@ def test_sigkill_between_checkpoint_writes_stores_every_line_once(
             write_round()
             time.sleep(0.03)
         if cycle == 1:  # killed while the last lines are still on their way
-            wait_until(lambda: stored_lines(c) - covered_by_checkpoint(s.state_dir) >= 200, 20, "progress")
+            wait_for(lambda: stored_lines(c) - covered_by_checkpoint(s.state_dir) >= 200, 20, "progress")
         else:
-            wait_until(lambda: stored_lines(c) >= seq, 20, "every line written so far stored")
+            wait_for(lambda: stored_lines(c) >= seq, 20, "every line written so far stored")
         s.kill()
         behind = stored_lines(c) - covered_by_checkpoint(s.state_dir)
         # Far more than one batch per file: the checkpoint was not written per batch.
@@ -144,7 +138,7 @@ def test_sigkill_between_checkpoint_writes_stores_every_line_once(
         write_round()  # while the shipper is down
     s.start()
     write_round()
-    wait_until(lambda: stored_lines(c) >= seq, 30, "every line stored")
+    wait_for(lambda: stored_lines(c) >= seq, 30, "every line stored")
     resent = metric(c, "logbridge_duplicate_batches_total") + metric(
         c, "logbridge_requests_total", 'status="409"'
     )

@@ -7,21 +7,17 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from _httpserver import LoopbackHTTPServer
+from _polling import wait_for
 
-from .test_shipper_e2e import (  # the shipper fixture and helpers
-    assert_exactly_once,
-    lines,
-    shipper_fixture,  # noqa: F401
-    stored_seqs,
-    wait_until,
-)
+from .shipperproc import assert_exactly_once, lines, stored_seqs
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -57,7 +53,7 @@ def test_collector_down_for_ten_seconds_mid_stream(
     if c.process is None or c.process.poll() is not None:
         time.sleep(max(0.0, down_for - (time.monotonic() - killed_at)))
         c.start()
-    wait_until(lambda: s.lag() == 0, 60, "the shipper to catch up")
+    wait_for(lambda: s.lag() == 0, 60, "the shipper to catch up")
     s.stop()
     c.stop()
     assert "retry" in "".join(p.read_text() for p in s.logs)
@@ -99,18 +95,15 @@ class RefusingProxy:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.server = LoopbackHTTPServer(Handler)
+        self.url = f"http://127.0.0.1:{self.server.port}/events"
 
     def __enter__(self) -> RefusingProxy:
-        self.thread.start()
+        self.server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        self.server.stop()
 
 
 @pytest.fixture
@@ -171,19 +164,19 @@ def test_a_file_born_and_deleted_during_a_long_backoff_is_shipped(
     s = shipper(c.events_url, [{"path": str(logs / "*.log")}])
     s.config["collector"]["retry"] = {"initial": "8s", "max": "8s"}
     s.start()
-    wait_until(lambda: s.lag() == 0, 30, "the first lines shipped")
+    wait_for(lambda: s.lag() == 0, 30, "the first lines shipped")
     c.kill()
     with main.open("ab") as fh:
         fh.write(lines(range(100, 200)))
-    wait_until(lambda: "retry 1 of range" in "".join(p.read_text() for p in s.logs), 20, "a failed send")
+    wait_for(lambda: "retry 1 of range" in "".join(p.read_text() for p in s.logs), 20, "a failed send")
     job = logs / "job-1.log"
     job.write_bytes(lines(range(200, 700)))
     assert s.process is not None
     # Well inside the 8 s backoff: the shipper opens the new file while it waits.
-    wait_until(lambda: str(job) in _open_paths(s.process.pid), 4, "the shipper to open the job log")
+    wait_for(lambda: str(job) in _open_paths(s.process.pid), 4, "the shipper to open the job log")
     job.unlink()
     c.start()
-    wait_until(lambda: s.lag() == 0, 60, "the shipper to catch up")
+    wait_for(lambda: s.lag() == 0, 60, "the shipper to catch up")
     s.stop()
     c.stop()
     assert_exactly_once(stored_seqs(read_local_store, c.store), range(700))

@@ -11,14 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _polling import wait_for
 
-from .test_shipper_e2e import (  # the shipper fixture and helpers
-    assert_exactly_once,
-    lines,
-    shipper_fixture,  # noqa: F401
-    stored_seqs,
-    wait_until,
-)
+from .shipperproc import assert_exactly_once, lines, stored_seqs
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -70,7 +65,7 @@ def test_once_exits_1_and_status_reports_bytes_deleted_before_they_were_read(
     doomed.write_bytes(lines(range(0, 50)))
     s = shipper(c.events_url, [{"path": str(logs / "*.log")}])
     s.start()
-    wait_until(lambda: "retry 2 of range" in s.logs[-1].read_text(), 20, "the shipper retrying")
+    wait_for(lambda: "retry 2 of range" in s.logs[-1].read_text(), 20, "the shipper retrying")
     s.stop()  # its checkpoint now knows the file's size, none of it acknowledged
     (logs / "kept.log").write_bytes(lines(range(50, 60)))  # first: it cannot reuse doomed's inode
     doomed.unlink()
@@ -130,7 +125,7 @@ def test_daemon_warns_at_start_and_reads_the_directory_once_it_exists(
     assert warnings_naming(log, "input 0", str(later / "*.log"), "does not exist"), log
     later.mkdir()
     (later / "audit.log").write_bytes(lines(range(0, 10)))
-    wait_until(lambda: s.lag() == 0, 20, "the new directory's file shipped")
+    wait_for(lambda: s.lag() == 0, 20, "the new directory's file shipped")
     s.stop()
     c.stop()
     assert_exactly_once(stored_seqs(read_local_store, c.store), range(0, 10))

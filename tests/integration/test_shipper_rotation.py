@@ -12,12 +12,7 @@ from typing import Any
 
 import pytest
 
-from .test_shipper_e2e import (  # the shipper fixture and helpers
-    assert_exactly_once,
-    lines,
-    shipper_fixture,  # noqa: F401
-    stored_seqs,
-)
+from .shipperproc import assert_exactly_once, lines, stored_seqs
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -409,3 +410,35 @@ def test_async_handler_feeds_named_handlers_in_order(tmp_path: Path) -> None:
     async_handler.close()  # stops the listener after it drained the queue
     lines = (tmp_path / "async.log").read_text().splitlines()
     assert lines == [f"INFO event {i}" for i in range(500)]
+
+
+def test_async_handler_closes_with_a_full_queue() -> None:
+    """Closed while its bounded queue is full, the handler waits for room to stop its listener
+    thread (the stdlib's stop raised queue.Full there and left the thread running)."""
+    from logbridge.log4j.appenders import AsyncAppenderHandler
+
+    release, taken = threading.Event(), threading.Event()
+
+    class Slow(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            taken.set()
+            release.wait(10)
+
+    slow = Slow(level=logging.INFO)
+    slow.set_name("SLOW")  # dictConfig names handlers; the async handler finds its targets by name
+    handler = AsyncAppenderHandler(appenders=["SLOW"], buffer_size=1)
+    try:
+        record = logging.LogRecord("a", logging.INFO, __file__, 1, "event", None, None)
+        handler.handle(record)
+        assert taken.wait(10)  # the listener holds the first event
+        handler.handle(record)  # the queue is full
+        closing = threading.Thread(target=handler.close)
+        closing.start()
+        release.set()
+        closing.join(10)
+        assert not closing.is_alive()
+        assert not [t for t in threading.enumerate() if "_monitor" in t.name]
+    finally:
+        release.set()
+        handler.close()
+        slow.close()

@@ -12,65 +12,22 @@ import shutil
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from _polling import wait_for
 
 from logbridge.shipper.checkpoint import CheckpointStore
 from logbridge.shipper.engine import Shipper, StateDirBusy
 from logbridge.shipper.tail import OVERSIZED_MSG_TYPE, text_events
 
+from .seqlines import assert_exactly_once, line, seqs, write
+
 pytestmark = pytest.mark.timeout(60)
-
-
-def line(seq: int, pad: int = 40) -> bytes:
-    return (
-        orjson.dumps(
-            {
-                "severity": "INFO",
-                "logger": "dku.audit.generic",
-                "message": {"msgType": "dataset-read-data", "seq": seq, "pad": "x" * pad},
-                "timestamp": "2020-02-19T16:05:02.441+0100",
-            }
-        )
-        + b"\n"
-    )
-
-
-def write(path: Path, seqs: range, mode: str = "ab", pad: int = 40) -> None:
-    with open(path, mode) as fh:
-        fh.write(b"".join(line(s, pad) for s in seqs))
-
-
-def seqs(fake: Any) -> Counter[int]:
-    return Counter(e["message"]["seq"] for e in fake.events() if "message" in e and "seq" in e["message"])
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def exactly_once(fake: Any, n: int) -> bool:
-    got = seqs(fake)
-    return len(got) == n and set(got) == set(range(n)) and max(got.values()) == 1
-
-
-def assert_exactly_once(fake: Any, n: int) -> None:
-    got = seqs(fake)
-    missing = set(range(n)) - set(got)
-    twice = {s: c for s, c in got.items() if c > 1}
-    assert not missing and not twice, (
-        f"missing {sorted(missing)[:10]} ({len(missing)}), twice {list(twice)[:10]}"
-    )
-    assert len(got) == n
 
 
 @contextmanager

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _polling import wait_for
 
 from logbridge.shipper.checkpoint import CheckpointStore
 from logbridge.shipper.engine import Shipper
 
-from .test_engine import assert_exactly_once, exactly_once, line, seqs, wait_for, write
+from .seqlines import assert_exactly_once, exactly_once, line, seqs, write
 
 pytestmark = pytest.mark.timeout(60)
 

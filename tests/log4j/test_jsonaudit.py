@@ -159,7 +159,9 @@ def test_the_line_end_is_the_layouts_as_in_log4j() -> None:
     assert JSONAuditFormatter(line_end="\r\n").format(make_record({"msgType": "x"})).endswith("}\r\n")
 
 
-def test_plugs_into_dict_config_and_the_collector_reads_its_lines(tmp_path: Path) -> None:
+def test_plugs_into_dict_config_and_the_collector_reads_its_lines(
+    tmp_path: Path, restore_logging: None
+) -> None:
     path = tmp_path / "audit.log"
     logging.config.dictConfig(
         {
@@ -174,14 +176,8 @@ def test_plugs_into_dict_config_and_the_collector_reads_its_lines(tmp_path: Path
             },
         }
     )
-    logger = logging.getLogger("dku.audit.test-jsonaudit")
-    try:
-        with audit.request("/api/x", user="admin"):
-            audit.emit("test-jsonaudit", "login", routing_key="svc", authUser="admin")
-    finally:
-        for handler in logger.handlers[:]:
-            logger.removeHandler(handler)
-            handler.close()
+    with audit.request("/api/x", user="admin"):
+        audit.emit("test-jsonaudit", "login", routing_key="svc", authUser="admin")
     (line,) = path.read_bytes().splitlines()
     unwrapped = envelope.unwrap(envelope.parse_line(line))
     assert unwrapped.topic == "test-jsonaudit"

@@ -1,0 +1,126 @@
+"""The collector as a real ``logbridge collect`` process, for the ``collector`` fixture of
+conftest.py and the tests that build a `Collector` themselves (a config they start by hand)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from logbridge.collector.local import local_config
+
+
+@dataclass
+class Collector:
+    """One collector configuration, (re)startable as a real ``logbridge collect`` process.
+
+    The config, state dir, store and dead letter live in ``home``, so a restart after `kill`
+    finds everything the killed process left behind.
+    """
+
+    home: Path
+    config: dict[str, Any]
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    logs: list[Path] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        return int(self.config["listen"]["port"])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def events_url(self) -> str:
+        return f"{self.base_url}/events"
+
+    @property
+    def config_path(self) -> Path:
+        return self.home / "collector.yaml"
+
+    @property
+    def store(self) -> Path:
+        """The local root of the first destination (``file://`` destinations only)."""
+        url = self.config["destinations"][0]["url"]
+        assert url.startswith("file://"), url
+        return Path(url[len("file://") :])
+
+    @property
+    def dead_letter(self) -> Path:
+        return Path(self.config["dead_letter"][len("file://") :])
+
+    def start(self, timeout: float = 20.0, *, require_healthy: bool = True) -> None:
+        """Start the process and wait until ``GET /healthz`` answers 200 (any answer, when a
+        test starts it with a destination that is known to fail: ``require_healthy=False``)."""
+        assert self.process is None or self.process.poll() is not None, "collector already running"
+        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        self.starts += 1
+        log_path = self.home / f"collector-{self.starts}.log"
+        self.logs.append(log_path)
+        with log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "logbridge", "collect", "--config", str(self.config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.home,
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            code = self.process.poll()
+            if code is not None:
+                raise AssertionError(f"collector exited with {code} at start:\n{self.log_tail()}")
+            try:
+                status = httpx.get(f"{self.base_url}/healthz", timeout=1.0).status_code
+                if status == 200 or not require_healthy:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"collector not healthy after {timeout}s:\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, staging files and journals stay as they are."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait: a clean shutdown publishes everything staged. Returns the exit code.
+
+        0 or -SIGTERM both count as clean: uvicorn re-raises the signal it caught once its graceful
+        shutdown is done (as systemd expects); anything else fails with the collector's log.
+        """
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            raise AssertionError(f"collector ignored SIGTERM for {timeout}s:\n{self.log_tail()}") from None
+        assert code in (0, -signal.SIGTERM), f"collector exited with {code} on SIGTERM:\n{self.log_tail()}"
+        return 0
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.logs:
+            return "(no log)"
+        text = self.logs[-1].read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+def collector_config(home: Path, port: int, **overrides: Any) -> dict[str, Any]:
+    """The minimal config of DESIGN.md §6 rooted in ``home``; top-level keys can be overridden."""
+    return local_config(home, port, **overrides)
