@@ -122,11 +122,12 @@ class Ingest:
         `_Batch.general`, the general path, which gives the same stored lines and partitions
         for the common shape too (``tests/collector/test_fast_path.py`` holds them equal).
 
-        The lookup key is (logger, routing key, time up to the minute's ``:``, offset), for
-        a time of exactly log4j's form ``2020-02-19T16:05:02.441+0100`` whose seconds (below
-        60) and milliseconds are checked here: for such times the partition depends on the key
-        only (`Partitioner` renders by whole minutes), so the first event of a key computes it
-        for the rest of the batch with the general functions."""
+        The lookup key is (logger, routing key, time up to the minute's ``:``, what follows the
+        milliseconds), for a time with log4j's seconds and milliseconds in place
+        (``2020-02-19T16:05:02.441+0100``: ``02.441`` in ASCII digits, seconds below 60, checked
+        here). Whether such a time reads, and its minute, depend on the key alone, and
+        `Partitioner` renders by whole minutes: so the first event of a key computes the
+        partitions with the general functions, for the rest of the batch."""
         batch = _Batch(self, ctx, received)
         general = batch.general
         groups = batch.groups
@@ -238,7 +239,7 @@ class _Batch:
                 when = epoch
             else:
                 when = received
-            key_ = (route.index, sink.partitions.render(topic, routing_key, when))
+            key_ = (route.index, _render(sink, topic, routing_key, when, received))
             buf = self.buffers.get(key_)
             if buf is None:
                 self.buffers[key_] = buf = []
@@ -318,7 +319,7 @@ class _Batch:
                 when = epoch
             else:
                 when = received
-            key = (route.index, sink.partitions.render(u.topic, u.routing_key, when))
+            key = (route.index, _render(sink, u.topic, u.routing_key, when, received))
             buf = buffers.get(key)
             if buf is None:
                 buffers[key] = buf = []
@@ -349,6 +350,15 @@ class _Batch:
             prepared.dead_partition = self.ingest.dead_letter_paths.render("", None, self.received)
             prepared.dead_chunk = b"\n".join([*prepared.dead, b""])
         return prepared
+
+
+def _render(sink: Sink, topic: str, routing_key: str | None, when: float, received: float) -> str:
+    """The partition; at the receive time for an event time no calendar can show (year 10000
+    in the destination's zone), as for an unreadable one."""
+    try:
+        return sink.partitions.render(topic, routing_key, when)
+    except (ValueError, OverflowError, OSError):
+        return sink.partitions.render(topic, routing_key, received)
 
 
 def _clean(value: Any) -> str | None:
