@@ -138,28 +138,33 @@ class Ingest:
         seconds = _SECONDS
         millis = _MILLIS
         for item in items:
+            # The same bounds as the general path, checked first: too big, or maybe too deep
+            # (more brackets than the depth limit), goes there to be judged.
+            if (
+                type(item) is not bytes
+                or len(item) > max_bytes
+                or item.count(b"{") + item.count(b"[") > max_depth
+            ):
+                general(item)
+                continue
             try:
-                # The same bounds as the general path, checked first: too big, or maybe too
-                # deep (more brackets than the depth limit), goes there to be judged.
-                if (
-                    type(item) is not bytes
-                    or len(item) > max_bytes
-                    or item.count(b"{") + item.count(b"[") > max_depth
-                ):
-                    raise _Unusual
                 obj = loads(item)
-                if "clientEvent" in obj or "loggerName" in obj:
-                    raise _Unusual
                 message = obj["message"]
                 stamp = obj["timestamp"]
-                if stamp[17:19] not in seconds or stamp[19:23] not in millis:
-                    raise _Unusual
                 key = (obj["logger"], message.get("routingKey"), stamp[:17], stamp[23:])
                 group = groups.get(key)
-            except (_Unusual, ValueError, KeyError, TypeError, AttributeError):
+                usual = (
+                    stamp[17:19] in seconds
+                    and stamp[19:23] in millis
+                    and "clientEvent" not in obj
+                    and "loggerName" not in obj
+                )
+            except (ValueError, KeyError, TypeError, AttributeError):
                 # ValueError: orjson.JSONDecodeError. Key/Type/AttributeError: not an object,
                 # a field missing or of another type (a message that is no object, a routing
                 # key that cannot be a key…).
+                usual = False
+            if not usual:
                 general(item)
                 continue
             if group is None:
@@ -181,10 +186,6 @@ class Ingest:
         for item in items:
             batch.general(item)
         return batch.finish()
-
-
-class _Unusual(Exception):
-    """An item the fast path leaves to the general one."""
 
 
 # Log4j's seconds and milliseconds, in ASCII digits: a leap second (60) is left to the general
