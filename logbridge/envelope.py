@@ -257,7 +257,8 @@ def parse_iso(text: str) -> float | None:
         base = _minute_cache.get((text[:16], text[23:]))
         if base is not None:
             sec, ms = text[17:19], text[20:23]
-            if sec.isdigit() and ms.isdigit() and text[16] == ":" and int(sec) <= 60:
+            # isdecimal, not isdigit: "²" is a digit that int() refuses (and the regex's \d too)
+            if sec.isdecimal() and ms.isdecimal() and text[16] == ":" and int(sec) <= 60:
                 return base + int(sec) + int(ms) / 1000.0
     m = _ISO.fullmatch(text)
     if m is None:

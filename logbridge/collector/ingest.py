@@ -116,82 +116,262 @@ class Ingest:
         return routes
 
     def __call__(self, items: list[Any], ctx: RequestContext, received: float) -> Prepared:
-        limits = self.limits
-        server_ts = envelope.format_timestamp(received)
-        default_topic = self.default_topic
-        prepared = Prepared(ctx, received)
+        """The fast path: log4j 1 envelopes (DESIGN.md §2, envelope 1) of the common shape are
+        unwrapped, timed and routed here with one cache lookup per event; every other item —
+        another envelope, an odd field, a malformed line, anything over a limit — goes to
+        `_Batch.general`, the general path, which gives the same stored lines and partitions
+        for the common shape too (``tests/collector/test_fast_path.py`` holds them equal).
+
+        The lookup key is (logger, routing key, time up to the minute's ``:``, what follows the
+        milliseconds), for a time with log4j's seconds and milliseconds in place
+        (``2020-02-19T16:05:02.441+0100``: ``02.441`` in ASCII digits, seconds below 60, checked
+        here). Whether such a time reads, and its minute, depend on the key alone, and
+        `Partitioner` renders by whole minutes: so the first event of a key computes the
+        partitions with the general functions, for the rest of the batch."""
+        batch = _Batch(self, ctx, received)
+        general = batch.general
+        groups = batch.groups
+        loads = orjson.loads
+        dumps = orjson.dumps
+        max_bytes = self.limits.max_event_bytes
+        max_depth = self.limits.max_depth
+        seconds = _SECONDS
+        millis = _MILLIS
+        for item in items:
+            # The same bounds as the general path, checked first: too big, or maybe too deep
+            # (more brackets than the depth limit), goes there to be judged.
+            if (
+                type(item) is not bytes
+                or len(item) > max_bytes
+                or item.count(b"{") + item.count(b"[") > max_depth
+            ):
+                general(item)
+                continue
+            try:
+                obj = loads(item)
+                message = obj["message"]
+                stamp = obj["timestamp"]
+                key = (obj["logger"], message.get("routingKey"), stamp[:17], stamp[23:])
+                group = groups.get(key)
+                usual = (
+                    stamp[17:19] in seconds
+                    and stamp[19:23] in millis
+                    and "clientEvent" not in obj
+                    and "loggerName" not in obj
+                )
+            except (ValueError, KeyError, TypeError, AttributeError):
+                # ValueError: orjson.JSONDecodeError. Key/Type/AttributeError: not an object,
+                # a field missing or of another type (a message that is no object, a routing
+                # key that cannot be a key…).
+                usual = False
+            if not usual:
+                general(item)
+                continue
+            if group is None:
+                group = groups[key] = batch.group(key, stamp)
+            if group is _GENERAL:  # no topic from the logger, or no destination takes it
+                general(item)
+                continue
+            group[0] += 1
+            del obj["message"]  # what is left is the stored line's ``envelope``
+            line = group[2].copy()  # the stored line with this group's constants, in order
+            line["clientEvent"] = message
+            line["envelope"] = obj
+            group[1](dumps(line))
+        return batch.finish()
+
+    def general(self, items: list[Any], ctx: RequestContext, received: float) -> Prepared:
+        """The general path for every item (the reference the fast path is tested against)."""
+        batch = _Batch(self, ctx, received)
+        for item in items:
+            batch.general(item)
+        return batch.finish()
+
+
+# Log4j's seconds and milliseconds, in ASCII digits: a leap second (60) is left to the general
+# path, since it may move the time into the next minute.
+_SECONDS = frozenset(f"{s:02d}" for s in range(60))
+_MILLIS = frozenset(f".{ms:03d}" for ms in range(1000))
+_GENERAL: list[Any] = []  # a group whose events take the general path
+
+
+class _Batch:
+    """One request's state while `Ingest` runs through its items."""
+
+    def __init__(self, ingest: Ingest, ctx: RequestContext, received: float):
+        self.ingest = ingest
+        self.ctx = ctx
+        self.received = received
+        self.server_ts = envelope.format_timestamp(received)
+        self.prepared = Prepared(ctx, received)
+        self.buffers: dict[tuple[int, str], list[bytes]] = {}
+        # fast-path key → [events, append the stored line, stored-line template, topic, routes]
+        self.groups: dict[tuple[Any, Any, str, str], list[Any]] = {}
+
+    def group(self, key: tuple[Any, Any, str, str], stamp: str) -> list[Any]:
+        """What the fast path needs for the events of one key, or `_GENERAL`.
+
+        Everything here is as `envelope.unwrap`, `stored_line` and the general path's routing
+        do it for a log4j 1 envelope whose ``message`` is an object."""
+        logger, event_routing_key, _, _ = key
+        if type(logger) is not str or not logger.startswith(envelope.AUDIT_LOGGER_PREFIX):
+            return _GENERAL
+        topic = logger[len(envelope.AUDIT_LOGGER_PREFIX) :]
+        if not topic.strip():
+            return _GENERAL
+        ctx = self.ctx
+        if type(event_routing_key) is str and event_routing_key.strip():
+            routing_key: str | None = event_routing_key
+        else:
+            routing_key = _clean(ctx.header_routing_key)
+        routes = self.ingest.routes_for(topic, routing_key, ctx.token_name)
+        if not routes:
+            return _GENERAL  # unrouted: dead-lettered there, with the stored line
+        received = self.received
+        epoch = None
+        appends = []
+        for route in routes:
+            sink = route.sink
+            if sink.event_time:
+                if epoch is None:
+                    epoch = envelope.event_epoch(stamp)
+                    if epoch is None:
+                        epoch = received
+                when = epoch
+            else:
+                when = received
+            key_ = (route.index, _render(sink, topic, routing_key, when, received))
+            buf = self.buffers.get(key_)
+            if buf is None:
+                self.buffers[key_] = buf = []
+            appends.append(buf.append)
+        template: dict[str, Any] = {
+            "clientEvent": None,
+            "origAddress": ctx.orig_address,
+            "serverTimestamp": self.server_ts,
+            "topic": topic,
+        }
+        if routing_key is not None:
+            template["routingKey"] = routing_key
+        if ctx.node is not None:
+            template["node"] = ctx.node
+        template["envelope"] = None
+        append = appends[0] if len(appends) == 1 else _append_to_all(appends)
+        return [0, append, template, topic, routes]
+
+    def general(self, item: Any) -> None:
+        """One item through the general path: `envelope.parse_line`, `unwrap`, `stored_line`."""
+        ingest = self.ingest
+        limits = ingest.limits
+        ctx = self.ctx
+        prepared = self.prepared
         result = prepared.result
-        buffers: dict[tuple[int, str], list[bytes]] = {}
-        dead = prepared.dead
+        server_ts = self.server_ts
+        try:
+            if isinstance(item, bytes):
+                if len(item) > limits.max_event_bytes:
+                    raise EnvelopeError("too-large", f"{len(item)} bytes, limit {limits.max_event_bytes}")
+                if not item or item.isspace():
+                    return
+                obj = envelope.parse_line(item, limits.max_depth)
+            elif isinstance(item, Invalid):
+                raise EnvelopeError("not-an-object", f"array element is {type(item.value).__name__}")
+            else:
+                obj = item
+                if envelope.json_depth(obj) > limits.max_depth:
+                    raise EnvelopeError("too-deep", f"nested deeper than {limits.max_depth}")
+            u = envelope.unwrap(
+                obj,
+                header_topic=ctx.header_topic,
+                header_routing_key=ctx.header_routing_key,
+                default_topic=ingest.default_topic,
+            )
+        except EnvelopeError as exc:
+            result.invalid += 1
+            result.reasons[exc.reason] = result.reasons.get(exc.reason, 0) + 1
+            prepared.dead.append(dead_line(item, exc.reason, exc.detail, ctx, server_ts))
+            return
+        routes = ingest.routes_for(u.topic, u.routing_key, ctx.token_name)
+        line = envelope.stored_line(u, ctx.orig_address, server_ts, ctx.node)
+        if not routes:
+            prepared.unrouted += 1
+            prepared.dead.append(
+                dead_line(
+                    line,
+                    "unrouted",
+                    f"no destination takes topic {u.topic!r} with routing key {u.routing_key!r}",
+                    ctx,
+                    server_ts,
+                    stored=True,
+                )
+            )
+            return
+        received = self.received
+        buffers = self.buffers
+        out_counts = prepared.out_counts
+        epoch = None
+        for route in routes:
+            sink = route.sink
+            if sink.event_time:
+                if epoch is None:
+                    epoch = envelope.event_epoch(u.event_time) if u.event_time is not None else None
+                    if epoch is None:
+                        epoch = received
+                when = epoch
+            else:
+                when = received
+            key = (route.index, _render(sink, u.topic, u.routing_key, when, received))
+            buf = buffers.get(key)
+            if buf is None:
+                buffers[key] = buf = []
+            buf.append(line)
+            out_key = (route.dest.name, u.topic)
+            out_counts[out_key] = out_counts.get(out_key, 0) + 1
+        prepared.topic_counts[u.topic] = prepared.topic_counts.get(u.topic, 0) + 1
+        result.accepted += 1
+
+    def finish(self) -> Prepared:
+        """The counts of the fast path's groups added in; each partition's lines joined."""
+        prepared = self.prepared
         topic_counts = prepared.topic_counts
         out_counts = prepared.out_counts
-        for item in items:
-            try:
-                if isinstance(item, bytes):
-                    if len(item) > limits.max_event_bytes:
-                        raise EnvelopeError("too-large", f"{len(item)} bytes, limit {limits.max_event_bytes}")
-                    if not item or item.isspace():
-                        continue
-                    obj = envelope.parse_line(item, limits.max_depth)
-                elif isinstance(item, Invalid):
-                    raise EnvelopeError("not-an-object", f"array element is {type(item.value).__name__}")
-                else:
-                    obj = item
-                    if envelope.json_depth(obj) > limits.max_depth:
-                        raise EnvelopeError("too-deep", f"nested deeper than {limits.max_depth}")
-                u = envelope.unwrap(
-                    obj,
-                    header_topic=ctx.header_topic,
-                    header_routing_key=ctx.header_routing_key,
-                    default_topic=default_topic,
-                )
-            except EnvelopeError as exc:
-                result.invalid += 1
-                result.reasons[exc.reason] = result.reasons.get(exc.reason, 0) + 1
-                dead.append(dead_line(item, exc.reason, exc.detail, ctx, server_ts))
+        for group in self.groups.values():
+            if group is _GENERAL:
                 continue
-            routes = self.routes_for(u.topic, u.routing_key, ctx.token_name)
-            line = envelope.stored_line(u, ctx.orig_address, server_ts, ctx.node)
-            if not routes:
-                prepared.unrouted += 1
-                dead.append(
-                    dead_line(
-                        line,
-                        "unrouted",
-                        f"no destination takes topic {u.topic!r} with routing key {u.routing_key!r}",
-                        ctx,
-                        server_ts,
-                        stored=True,
-                    )
-                )
-                continue
-            epoch = None
+            n, _, _, topic, routes = group
+            prepared.result.accepted += n
+            topic_counts[topic] = topic_counts.get(topic, 0) + n
             for route in routes:
-                sink = route.sink
-                if sink.event_time:
-                    if epoch is None:
-                        epoch = envelope.event_epoch(u.event_time) if u.event_time is not None else None
-                        if epoch is None:
-                            epoch = received
-                    when = epoch
-                else:
-                    when = received
-                key = (route.index, sink.partitions.render(u.topic, u.routing_key, when))
-                buf = buffers.get(key)
-                if buf is None:
-                    buffers[key] = buf = []
-                buf.append(line)
-                out_key = (route.dest.name, u.topic)
-                out_counts[out_key] = out_counts.get(out_key, 0) + 1
-            topic_counts[u.topic] = topic_counts.get(u.topic, 0) + 1
-            result.accepted += 1
-        for key, lines in buffers.items():
+                out_key = (route.dest.name, topic)
+                out_counts[out_key] = out_counts.get(out_key, 0) + n
+        for key, lines in self.buffers.items():
             lines.append(b"")
             prepared.chunks[key] = b"\n".join(lines)
-        if dead:
-            prepared.dead_partition = self.dead_letter_paths.render("", None, received)
-            prepared.dead_chunk = b"\n".join([*dead, b""])
+        if prepared.dead:
+            prepared.dead_partition = self.ingest.dead_letter_paths.render("", None, self.received)
+            prepared.dead_chunk = b"\n".join([*prepared.dead, b""])
         return prepared
+
+
+def _render(sink: Sink, topic: str, routing_key: str | None, when: float, received: float) -> str:
+    """The partition; at the receive time for an event time no calendar can show (year 10000
+    in the destination's zone), as for an unreadable one."""
+    try:
+        return sink.partitions.render(topic, routing_key, when)
+    except (ValueError, OverflowError, OSError):
+        return sink.partitions.render(topic, routing_key, received)
+
+
+def _clean(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _append_to_all(appends: list[Any]) -> Any:
+    def append(line: bytes) -> None:
+        for add in appends:
+            add(line)
+
+    return append
 
 
 def dead_line(

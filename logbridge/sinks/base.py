@@ -50,6 +50,9 @@ class Receipt:
 
 
 class Partitioner(Protocol):
+    """Renders partitions from the time's whole minute at most (the collector's ingest renders
+    once per topic, routing key and minute of a batch)."""
+
     def render(self, topic: str, routing_key: str | None, epoch: float) -> str: ...
 
 

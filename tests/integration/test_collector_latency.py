@@ -143,10 +143,13 @@ def test_single_events_stay_fast_during_a_16mib_batch_and_a_compaction(
         print(run.summary())
         assert run.batches and all(status == 200 for status in run.statuses), run.statuses
         assert len(run.during) >= REQUESTS // 2, f"only {len(run.during)} requests overlapped a batch"
-        assert run.compactions >= 1, "no journal compaction happened during the measurement"
+    # A compaction (begun ≥ 1 s after the last, its snapshot written on another thread) may span
+    # a window's edges and be counted in neither; the bound is judged on windows that had one.
+    with_compaction = [run for run in runs if run.compactions >= 1]
+    assert with_compaction, "no journal compaction happened during the measurement"
     # A noisy neighbour on a shared 2-core box can spoil one window; a loop blocked by the
     # batch (the old code: the whole parse, ~0.5 s) spoils them all.
-    best = min(run.p99 for run in runs)
+    best = min(run.p99 for run in with_compaction)
     assert best < bound, (
         f"p99 {best:.1f} ms (best of {WINDOWS} windows) during a 16 MiB batch and compactions"
     )

@@ -1,0 +1,429 @@
+"""The ingest fast path (log4j 1 envelopes) gives what the general path gives, byte for byte.
+
+`Ingest.__call__` takes the common log4j envelope without `envelope.unwrap`; `Ingest.general`
+runs every item through `parse_line` → `unwrap` → `stored_line`. For any batch both must give
+the same chunks (partition → lines, in the same order), the same dead letters and the same
+counts. The generated envelopes lean on what the fast path decides by itself: the logger, the
+routing key, the timestamp's exact form, the limits (size, nesting near the bound), and fields
+that make another envelope of a log4j one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from logbridge import envelope
+from logbridge.collector import ingest as ingest_mod
+from logbridge.collector.body import Invalid
+from logbridge.collector.config import Limits
+from logbridge.collector.ingest import Ingest, Prepared, RequestContext, Route
+from logbridge.sinks.config import FilesystemDestination
+from logbridge.sinks.partition import PartitionPaths
+
+MAX_DEPTH = 8
+MAX_EVENT_BYTES = 900
+RECEIVED = 1_764_590_000.25  # 2025-12-01T11:53:20.250Z
+
+
+class _Sink:
+    """What `Ingest` reads of a sink: its partitions and which time they use."""
+
+    def __init__(self, name: str, partitions: PartitionPaths, event_time: bool):
+        self.name = name
+        self.partitions = partitions
+        self.event_time = event_time
+
+
+def _route(index: int, event_time: bool = True, timezone: str = "UTC", **dest: Any) -> Route:
+    destination = FilesystemDestination(name=f"d{index}", url="memory://x", **dest)
+    template = dest.get("path") or "{topic}/{routing_key}/%Y/%m/%d/%H"
+    sink = _Sink(destination.name, PartitionPaths(template, timezone=timezone), event_time)
+    return Route(index, destination, sink)  # type: ignore[arg-type]
+
+
+def make_ingest(default_topic: str | None = None, limits: Limits | None = None) -> Ingest:
+    routes = [
+        _route(0),
+        # a second destination for some topics, in another time zone, by receive time
+        _route(
+            1, event_time=False, timezone="Asia/Kolkata", topics=["generic", "other"], path="%Y/%m/%d/%H/%M"
+        ),
+        # one by event time in a half-hour zone, for some routing keys only
+        _route(2, timezone="America/St_Johns", routing_keys=["svc_1", ""], path="{routing_key}/%Y%m%d%H%M"),
+        _route(3, required_token="tok"),  # only for requests with the token "tok"
+    ]
+    limits = limits or Limits(max_event_bytes=MAX_EVENT_BYTES, max_depth=MAX_DEPTH)
+    return Ingest(routes, limits, default_topic, PartitionPaths("%Y/%m/%d/%H"))
+
+
+def outcome(prepared: Prepared) -> dict[str, Any]:
+    return {
+        "chunks": list(prepared.chunks.items()),  # order included: it is the append order
+        "dead": prepared.dead,
+        "dead_chunk": prepared.dead_chunk,
+        "dead_partition": prepared.dead_partition,
+        "accepted": prepared.result.accepted,
+        "invalid": prepared.result.invalid,
+        "reasons": list(prepared.result.reasons.items()),
+        "topic_counts": prepared.topic_counts,
+        "out_counts": prepared.out_counts,
+        "unrouted": prepared.unrouted,
+    }
+
+
+def both(items: list[Any], ctx: RequestContext, default_topic: str | None = None) -> tuple[dict, dict]:
+    fast = make_ingest(default_topic)(list(items), ctx, RECEIVED)
+    general = make_ingest(default_topic).general(list(items), ctx, RECEIVED)
+    return outcome(fast), outcome(general)
+
+
+# ------------------------------------------------------------------------------ strategies
+
+ascii_digits = st.integers(0, 9).map(str)
+odd_char = st.sampled_from(["٣", "²", "a", " ", "-", "0", ":", "."])  # unicode digits, letters, blanks
+
+
+def weighted(*pairs: tuple[int, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
+    return st.sampled_from([s for n, s in pairs for _ in range(n)]).flatmap(lambda s: s)
+
+
+# A few minutes and offsets, so that the events of one batch share fast-path keys; near the
+# edges: a quarter hour's last minute (a leap second moves it to the next partition), an
+# impossible date, a half-hour and a 45-minute zone, an offset past 23 hours, a minute of 60.
+PREFIXES = [
+    "2020-02-19T16:05:",
+    "2020-02-19T16:14:",
+    "2020-02-19T16:59:",
+    "2020-02-19 23:44:",
+    "1970-01-01T00:00:",
+    "9999-12-31T23:59:",
+    "2020-02-30T16:05:",
+    "2020-13-19T16:05:",
+    "2020-02-19T16:60:",
+    "2020-02-19T16:05-",
+]
+OFFSETS = [
+    "+0100",
+    "+0100",
+    "+0000",
+    "-0530",
+    "+0545",
+    "+2400",
+    "+0199",
+    "Z",
+    "+01:00",
+    "12345",
+    " +01",
+    "+1",
+]
+
+
+@st.composite
+def log4j_stamps(draw: st.DrawFn) -> str:
+    prefix = draw(st.sampled_from(PREFIXES))
+    sec = draw(st.sampled_from(["00", "05", "30", "59"] * 3 + ["60", "61", "99"]))
+    ms = "".join(draw(st.lists(ascii_digits, min_size=3, max_size=3)))
+    text = f"{prefix}{sec}.{ms}{draw(st.sampled_from(OFFSETS))}"
+    if draw(st.integers(0, 15)) == 0:
+        at = draw(st.integers(0, len(text) - 1))
+        text = text[:at] + draw(odd_char) + text[at + 1 :]
+    return text
+
+
+stamps = weighted(
+    (12, log4j_stamps()),
+    (
+        1,
+        st.sampled_from(
+            [
+                "2020-02-19T16:05:02,441+0100",
+                "2020-02-19T16:05:02+0100",
+                "2020-02-19T16:05:2.441+0100",
+                "2020-02-19T16:05",
+                "",
+                "yesterday",
+            ]
+        ),
+    ),
+    (1, st.one_of(st.integers(-(10**13), 10**13), st.floats(allow_nan=False, allow_infinity=False))),
+    (1, st.sampled_from([None, [], {}, {"epochSecond": 1}, True, ["2020-02-19T16:05:02.441+0100"]])),
+)
+
+
+def nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for i in range(depth):
+        value = {"k": value} if i % 2 else [value]
+    return value
+
+
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.text(max_size=8))
+
+loggers = weighted(
+    (
+        12,
+        st.sampled_from(
+            ["dku.audit.generic", "dku.audit.other", "dku.audit.apinode-query", "dku.audit.ü/../é"]
+        ),
+    ),
+    (
+        2,
+        st.sampled_from(
+            [
+                "dku.audit.",
+                "dku.audit.  ",
+                "dku.audit.%2F%Y",
+                "dku.auditgeneric",
+                "DKU.audit.generic",
+                "com.example",
+            ]
+        ),
+    ),
+    (1, st.text(max_size=12).map(lambda t: "dku.audit." + t)),
+    (1, st.one_of(json_scalars, st.just(["dku.audit.generic"]))),
+)
+routing_keys = weighted(
+    (8, st.sampled_from(["svc_1", "svc_2", "a/b", ".."])),
+    (2, st.sampled_from(["", "  ", "\t"])),
+    (1, st.text(max_size=6)),
+    (1, st.sampled_from([0, 1, 2, 1.0, True, False, None, [1], {"k": 1}])),
+)
+
+
+@st.composite
+def events(draw: st.DrawFn) -> dict[str, Any]:
+    event: dict[str, Any] = {"msgType": draw(st.sampled_from(["login", "prediction-query", "é"]))}
+    if draw(st.booleans()):
+        event["routingKey"] = draw(routing_keys)
+    if draw(st.integers(0, 4)) == 0:
+        event["topic"] = draw(st.sampled_from(["generic", "event-topic", "", " "]))
+    if draw(st.integers(0, 4)) == 0:
+        event["timestamp"] = draw(stamps)
+    if draw(st.integers(0, 3)) == 0:
+        event["deep"] = nested(draw(st.integers(MAX_DEPTH - 4, MAX_DEPTH)))
+    if draw(st.integers(0, 3)) == 0:
+        event["text"] = draw(st.text(max_size=40))
+    if draw(st.integers(0, 10)) == 0:
+        event["big"] = "x" * draw(st.integers(500, 900))
+    return event
+
+
+messages = weighted(
+    (12, events()),
+    (1, st.just('{"msgType":"as-string"}')),
+    (1, st.one_of(json_scalars, st.just([1]))),
+)
+
+
+@st.composite
+def envelopes(draw: st.DrawFn) -> Any:
+    """A log4j 1 envelope, sometimes with a field missing, of another type, or one too many."""
+    env: dict[str, Any] = {}
+    fields = [
+        ("severity", st.just("INFO")),
+        ("logger", loggers),
+        ("message", messages),
+        ("mdc", st.just({"user": "admin", "apiCall": "/api"})),
+        ("callTime", st.integers(0, 5000)),
+        ("timestamp", stamps),
+    ]
+    order = draw(st.permutations(fields)) if draw(st.integers(0, 5)) == 0 else fields
+    for name, strategy in order:
+        if draw(st.integers(0, 30)) == 0:
+            continue  # missing
+        env[name] = draw(strategy)
+    extra = draw(st.integers(0, 15))
+    if extra == 0:
+        env["clientEvent"] = draw(st.one_of(events(), json_scalars))
+    elif extra == 1:
+        env["loggerName"] = "dku.audit.log4j2"
+    elif extra == 2:
+        env["unicode-é"] = "☃"
+    if draw(st.integers(0, 30)) == 0:
+        return draw(st.one_of(json_scalars, st.just([env])))
+    return env
+
+
+@st.composite
+def lines(draw: st.DrawFn) -> Any:
+    """A raw NDJSON line (mostly), or a parsed item as a JSON-array body gives them."""
+    value = draw(envelopes())
+    kind = draw(
+        st.sampled_from(["line"] * 24 + ["spaced", "bad-utf8", "cut", "empty", "blank", "dict", "invalid"])
+    )
+    raw = orjson.dumps(value)
+    if kind == "spaced":
+        return b" \t" + raw + b" "
+    if kind == "bad-utf8":
+        at = draw(st.integers(0, len(raw)))
+        return raw[:at] + b"\xff\xfe" + raw[at:]
+    if kind == "cut":
+        return raw[: draw(st.integers(0, max(0, len(raw) - 1)))]
+    if kind == "empty":
+        return b""
+    if kind == "blank":
+        return b"  "
+    if kind == "dict":
+        return value if isinstance(value, dict) else Invalid(value)
+    if kind == "invalid":
+        return Invalid(value)
+    return raw
+
+
+contexts = st.builds(
+    RequestContext,
+    orig_address=st.sampled_from(["10.0.0.7", "::1"]),
+    node=st.sampled_from([None, "node-1", "é"]),
+    header_topic=st.sampled_from([None, "header-topic", " "]),
+    header_routing_key=st.sampled_from([None, "svc_1", "", " ", "hdr"]),
+    token_name=st.sampled_from([None, "tok"]),
+)
+
+
+# ---------------------------------------------------------------------------------- tests
+
+
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+@given(st.lists(lines(), max_size=25), contexts, st.sampled_from([None, "fallback"]))
+def test_fast_path_equals_general_path(
+    items: list[Any], ctx: RequestContext, default_topic: str | None
+) -> None:
+    fast, general = both(items, ctx, default_topic)
+    assert fast == general
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["generic", "other", "apinode-query"]),
+            st.sampled_from([None, "svc_1", "svc_2"]),
+            st.sampled_from(["16:14", "16:15", "16:59", "17:00"]),
+            st.integers(0, 61),
+            st.sampled_from(["+0100", "-0530", "+0000"]),
+        ),
+        max_size=60,
+    ),
+    contexts,
+)
+def test_many_events_of_few_groups(specs: list[tuple], ctx: RequestContext) -> None:
+    """Common envelopes only, few keys: the groups are reused, and lines keep their order
+    within each partition when minutes of one partition interleave."""
+    items = []
+    for i, (topic, key, minute, sec, offset) in enumerate(specs):
+        message: dict[str, Any] = {"msgType": "m", "i": i}
+        if key is not None:
+            message["routingKey"] = key
+        items.append(
+            orjson.dumps(
+                {
+                    "severity": "INFO",
+                    "logger": f"dku.audit.{topic}",
+                    "message": message,
+                    "mdc": {},
+                    "callTime": i,
+                    "timestamp": f"2020-02-19T{minute}:{sec:02d}.{i % 1000:03d}{offset}",
+                }
+            )
+        )
+    fast, general = both(items, ctx)
+    assert fast == general
+
+
+def _log4j_line(message: Any, stamp: str = "2020-02-19T16:05:02.441+0100") -> bytes:
+    return orjson.dumps(
+        {"severity": "INFO", "logger": "dku.audit.generic", "message": message, "timestamp": stamp}
+    )
+
+
+def test_the_common_envelope_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    path = Path(__file__).resolve().parents[2] / "bench" / "collector.py"
+    spec = importlib.util.spec_from_file_location("bench_collector", path)
+    assert spec is not None and spec.loader is not None
+    bench_collector = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_collector", bench_collector)  # for its dataclasses
+    spec.loader.exec_module(bench_collector)  # the benchmark's body
+    items = bench_collector.dss_events(300).strip().split(b"\n")
+    general = make_ingest().general(list(items), RequestContext("10.0.0.7"), RECEIVED)
+    calls = []
+    original = ingest_mod._Batch.general
+    monkeypatch.setattr(
+        ingest_mod._Batch, "general", lambda self, item: calls.append(item) or original(self, item)
+    )
+    fast = make_ingest()(list(items), RequestContext("10.0.0.7"), RECEIVED)
+    assert calls == []
+    assert outcome(fast) == outcome(general)
+    assert fast.result.accepted == 300
+
+
+def test_nesting_bound_and_size_bound_hold_on_the_fast_path() -> None:
+    at_bound = _log4j_line({"msgType": "m", "deep": nested(MAX_DEPTH - 2)})  # envelope + message + 6
+    too_deep = _log4j_line({"msgType": "m", "deep": nested(MAX_DEPTH - 1)})
+    too_big = _log4j_line({"msgType": "m", "pad": "x" * MAX_EVENT_BYTES})
+    prepared = make_ingest()([at_bound, too_deep, too_big], RequestContext("10.0.0.7"), RECEIVED)
+    assert prepared.result.accepted == 1
+    assert [orjson.loads(line)["reason"] for line in prepared.dead] == ["too-deep", "too-large"]
+
+
+def test_hostile_nesting_is_refused_on_the_fast_path() -> None:
+    head = b'{"logger":"dku.audit.generic","timestamp":"2020-02-19T16:05:02.441+0100","message":'
+    hostile = [head + b"[" * n + b"]" * n + b"}" for n in (63, 64, 2000, 100_000)]
+    prepared = make_ingest(limits=Limits())(hostile, RequestContext("10.0.0.7"), RECEIVED)
+    assert (prepared.result.accepted, prepared.result.invalid) == (1, 3)
+    # (orjson refuses past its own depth of 1024 with a message `parse_line` reads as invalid JSON)
+    assert [orjson.loads(line)["reason"] for line in prepared.dead] == [
+        "too-deep",
+        "invalid-json",
+        "invalid-json",
+    ]
+    assert outcome(prepared) == outcome(
+        make_ingest(limits=Limits()).general(hostile, RequestContext("10.0.0.7"), RECEIVED)
+    )
+
+
+def test_a_leap_second_and_odd_stamps_take_the_general_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    original = ingest_mod._Batch.general
+    monkeypatch.setattr(
+        ingest_mod._Batch, "general", lambda self, item: calls.append(item) or original(self, item)
+    )
+    odd = [
+        _log4j_line({"m": 1}, "2020-02-19T16:14:60.500+0000"),  # leap second: the next partition
+        _log4j_line({"m": 1}, "2020-02-19T16:05:٠٢.441+0100"),  # unicode digits
+        _log4j_line({"m": 1}, "2020-02-19T16:05:02,441+0100"),
+        _log4j_line({"m": 1}, "2020-02-19T16:05:2.441+0100"),
+    ]
+    make_ingest()(odd, RequestContext("10.0.0.7"), RECEIVED)
+    assert calls == odd
+    fast, general = both(odd, RequestContext("10.0.0.7"))
+    assert fast == general
+
+
+def test_a_superscript_digit_in_the_seconds_is_an_unreadable_time() -> None:
+    """Found by the property test: "²" passes ``str.isdigit`` but not ``int``; the general path
+    took the whole batch down when the minute was cached."""
+    assert envelope.parse_iso("2020-02-19T16:05:02.441+0100") is not None  # caches the minute
+    assert envelope.parse_iso("2020-02-19T16:05:²1.441+0100") is None
+    items = [_log4j_line({"m": 1}), _log4j_line({"m": 2}, "2020-02-19T16:05:²1.441+0100")]
+    fast, general = both(items, RequestContext("10.0.0.7"))
+    assert fast == general
+    assert fast["accepted"] == 2
+
+
+def test_a_time_past_year_9999_in_the_zone_goes_to_the_receive_time() -> None:
+    """Found by the property test: year 10000 in a destination's zone cannot be rendered."""
+    item = _log4j_line({"m": 1}, "9999-12-31T23:59:00.000-0530")
+    fast, general = both([item], RequestContext("10.0.0.7"))
+    assert fast == general
+    assert fast["accepted"] == 1
+    assert [key for key, _ in fast["chunks"]][0] == (0, "generic/default/2025/12/01/11")
