@@ -176,13 +176,15 @@ class Sender:
         if result.kind == "high_water":
             self._resume(lines, start, result)
             return
-        spool.ack(end, len(lines))
+        # Counted before the ack: `wait_delivered` returns once the spool is acknowledged, and a
+        # caller reading the stats then must find this batch in them.
         with h._count_lock:
             if result.kind == "duplicate":
                 h.stats.duplicate_batches += 1
             elif result.kind == "stored":
                 h.stats.sent_events += len(lines) - refused
                 h.stats.sent_batches += 1
+        spool.ack(end, len(lines))
 
     def _resume(self, lines: list[bytes], start: int, result: Result) -> None:
         """A 409: the collector holds the stream up to ``result.high_water``."""

@@ -962,8 +962,9 @@ class Shipper:
         an entry of its own that has shipped nothing yet (a scan took the copy for a new file:
         its first line differed, the original's was shipped before its newline) is dropped."""
         self._index()
-        own = self._by_key.get(key, [])
-        if any(e.offset > 0 or e.inflight is not None for e in own):
+        own = list(self._by_key.get(key, ()))
+        # Entries of a deleted file whose inode the copy reused hold other bytes: not its own.
+        if any((e.offset > 0 or e.inflight is not None) and e.matches(fd) for e in own):
             return False
         tail = self.tails.get(key)
         if tail is not None:
