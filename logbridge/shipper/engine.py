@@ -128,6 +128,7 @@ class Shipper:
         # Unfinished last lines of files closed to make room: (size, partial_since, last_growth),
         # given back when the file is reopened unchanged (close_inactive still ships them).
         self._parked: dict[Key, tuple[int, float | None, float]] = {}
+        self._vanished_at_open: dict[Key, tuple[str, int]] = {}  # stat'd, then ENOENT at open
         self._sending: Tail | None = None
         self._by_key: dict[Key, list[Entry]] = {}  # entries by inode (see _index)
         self._by_head: dict[tuple[int, str], list[Entry]] = {}  # and by first-line hash
@@ -321,6 +322,10 @@ class Shipper:
         for path in list(self.pending):
             if path not in found:
                 del self.pending[path]
+        for key, (path, size) in list(self._vanished_at_open.items()):
+            del self._vanished_at_open[key]
+            if key not in seen:
+                self._deleted_unread(path, key, size)
         for key in [k for k in self.waiting if k not in seen]:
             del self.waiting[key]  # gone before it could be opened (counted below if unread)
         for key in [k for k in self._parked if k not in seen]:
@@ -360,7 +365,14 @@ class Shipper:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            self._deleted_unread(path, key, size)
+            # Deleted, or renamed since the scan's stat (logrotate shifts .1 → .2 → … one rename
+            # at a time, so a path is missing for a moment while its file lives on): the next
+            # scan tells which, and only then is it reported lost.
+            if self._once:  # no later scan to tell
+                self._deleted_unread(path, key, size)
+            else:
+                self._vanished_at_open[key] = (path, size)
+                self.rescan.set()
             return
         except OSError as exc:
             if out_of_descriptors(exc):

@@ -37,7 +37,9 @@ The rules, and the races with writers, ``cp``/copytruncate and scans they settle
 6. A file is identified only once it is open, and a rotated file lives a few rotations: the
    scans run between the batches of a round, not once per round (a round sends a batch per
    file, and behind on many files it outlasted a backup's life: a file created and deleted
-   within it was never seen, lost without a word).
+   within it was never seen, lost without a word). A path the scan saw that is missing when
+   opened is not taken for a deleted file until the next scan: logrotate renames backups one at
+   a time, so for a moment a name is missing while its file lives on under the next one.
 7. What a scan found is in the checkpoint before anything else happens (saved at the end of the
    scan, and in any case before an entry's first batch): the source id holds the inode, so a
    restarted shipper without the entry would ship a copy of the file again under a new id, and
