@@ -65,6 +65,9 @@ class Entry:
     # The head is a first line shipped without its newline (``partial_line_timeout``): a copy
     # taken once the newline came has a longer first line, found by this head as its prefix.
     head_partial: bool = False
+    # [end, hash of the first ``end`` bytes] at the last line ends of the shipped prefix (up to
+    # `identity.CHECK_BYTES`): a copy shorter than the check is known by these (`shipped_copy`).
+    line_ends: list[list[int | str]] = field(default_factory=list)
 
     def matches(self, fd: int) -> bool:
         """Is the open file ``fd`` the one this entry describes (first line and prefix)?"""
@@ -94,6 +97,22 @@ class Entry:
         for c_dev, c_ino, length, digest in self.copies:
             if (c_dev, c_ino) == (dev, ino):
                 return prefix_hash(fd, int(length)) == digest and os.fstat(fd).st_size >= int(length)
+        return False
+
+    def shipped_copy(self, fd: int, size: int) -> bool:
+        """Does the open file ``fd`` (``size`` bytes, shorter than the check) hold only bytes
+        shipped from this entry: its first bytes up to one of `line_ends`, then at most the
+        start of the next line (a copy taken while a line was being written)?"""
+        from .identity import line_end_hash
+
+        if size > self.offset or size > self.check_len:
+            return False
+        for end, digest in reversed(self.line_ends):
+            end = int(end)
+            if end > size:
+                continue
+            data = os.pread(fd, size, 0)
+            return len(data) == size and b"\n" not in data[end:] and line_end_hash(data[:end]) == digest
         return False
 
     def lag(self) -> int:

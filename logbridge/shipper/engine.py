@@ -48,7 +48,15 @@ from ..fileio import LockFile
 from .checkpoint import CheckpointStore, Entry
 from .config import ShipperConfig
 from .discover import Watcher, match
-from .identity import CHECK_BYTES, Fingerprint, fingerprint, hash_bytes, head_matches
+from .identity import (
+    CHECK_BYTES,
+    LINE_ENDS_KEPT,
+    Fingerprint,
+    fingerprint,
+    hash_bytes,
+    head_matches,
+    line_end_hashes,
+)
 from .losses import Loss, LossLog
 from .metrics import Metrics
 from .tail import Batch, Tail
@@ -592,15 +600,24 @@ class Shipper:
                     log.info("%s is being copied from %s: looked at again at the next scan", path, entry.path)
                     self._set_aside(entry, key, fd, size)
                     return None
-                if size <= entry.offset and entry.known_copy(fp.dev, fp.ino, fd):
+                if size <= entry.offset and (
+                    entry.known_copy(fp.dev, fp.ino, fd) or entry.shipped_copy(fd, size)
+                ):
                     # A copy made before the file grew further (copytruncate's .1, then more
                     # lines shipped from the original, then the truncation): shorter than the
                     # check, so not comparable with it, but every byte of it was shipped.
                     if self.copies.get(key) != entry.source:
                         log.info("%s is an older copy of %s: everything in it was shipped", path, entry.path)
-                    self.copies[key] = entry.source
+                    self._set_aside(entry, key, fd, size)
                     return None
                 continue
+            if size < entry.offset:
+                # The same bytes as far as the check goes, and shorter than what was shipped: a
+                # copy made before the original was shipped further (and then truncated).
+                if self.copies.get(key) != entry.source:
+                    log.info("%s is an older copy of %s: everything in it was shipped", path, entry.path)
+                self._set_aside(entry, key, fd, size)
+                return None
             if self._original_alive(entry):
                 if self.copies.get(key) != entry.source:
                     log.info(
@@ -909,6 +926,8 @@ class Shipper:
             # the batch was out; a check taken from those would not recognise the copy.
             length = min(end, len(prefix))
             if length > entry.check_len and _begins_as(prefix, entry):
+                new_ends = line_end_hashes(prefix[:length], entry.check_len)
+                entry.line_ends = [*entry.line_ends, *new_ends][-LINE_ENDS_KEPT:]
                 entry.check_len, entry.check_hash = length, hash_bytes(prefix[:length])
         if entry.inflight is not None and entry.inflight <= end:
             entry.inflight = None

@@ -54,6 +54,13 @@ The rules, and the races with writers, ``cp``/copytruncate and scans they settle
    taken over by the original's entry if nothing was shipped from it yet; otherwise its bytes
    are already going out under its own source, and the original's unread rest is counted lost.
 
+10. A copy can also be made, and the original shipped past its end and truncated, all between
+   two scans: no scan saw the copy while the original held its bytes, and it is shorter than
+   the check. So each entry also remembers the hash of its shipped prefix at its last few line
+   ends (`LINE_ENDS_KEPT`, in the checkpoint): a copy that ends at one of them (or within the
+   line after it) with the same bytes is shipped bytes, not a new file. A copy at least as long
+   as the check but shorter than what was shipped is known by the check the same way.
+
 These rules were found and are checked by driving the engine as a model:
 tests/shipper/test_engine_model.py.
 """
@@ -112,6 +119,40 @@ def fingerprint(fd: int, *, force: bool = False) -> Fingerprint | None:
         return None
     st = os.fstat(fd)
     return Fingerprint(st.st_dev, st.st_ino, len(head), _hash(head))
+
+
+LINE_ENDS_KEPT = 16  # line ends of the shipped prefix remembered per entry (see `line_end_hashes`)
+
+
+def line_end_hash(data: bytes) -> str:
+    """The short hash of a prefix ending at a line end (`line_end_hashes`)."""
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+def line_end_hashes(prefix: bytes, start: int, keep: int = LINE_ENDS_KEPT) -> list[list[int | str]]:
+    """[end, hash of ``prefix[:end]``] for the last ``keep`` line ends of ``prefix`` after
+    ``start``: how a copy shorter than the check is known for shipped bytes (rule 10).
+
+    Hashed incrementally, so a batch costs one pass over the prefix whatever its lines."""
+    ends: list[int] = []
+    pos = len(prefix)
+    while len(ends) < keep:
+        newline = prefix.rfind(b"\n", start, pos)
+        if newline < 0:
+            break
+        ends.append(newline + 1)
+        pos = newline
+    ends.reverse()
+    if not ends:
+        return []
+    hasher = hashlib.blake2b(digest_size=8)
+    done = 0
+    out: list[list[int | str]] = []
+    for end in ends:
+        hasher.update(prefix[done:end])
+        done = end
+        out.append([end, hasher.copy().hexdigest()])
+    return out
 
 
 def prefix_hash(fd: int, length: int) -> str:

@@ -393,3 +393,43 @@ ShipperModel.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 test_shipper_engine_model = ShipperModel.TestCase
+
+
+def _replay(*steps: tuple[str, dict[str, Any]]) -> None:
+    """Run ``steps`` (rule name, arguments) on a fresh model, checking as hypothesis does."""
+    model = ShipperModel()
+    try:
+        for name, arguments in steps:
+            getattr(model, name)(**arguments)
+            model.nothing_stored_twice()
+    except BaseException:
+        model.shipper.close()
+        shutil.rmtree(model.root, ignore_errors=True)
+        raise
+    model.teardown()
+
+
+def test_copy_made_then_shipped_past_and_truncated_between_two_scans() -> None:
+    """Found by the exploration: copytruncate-slow copies job.log (150 bytes); while the copy is
+    out the writer appends and the engine ships past the copy's end (202 bytes); the truncation
+    follows, and no scan saw the copy while the original held its bytes. The copy, shorter than
+    the check and never set aside, was shipped as a new file: 3 lines stored twice."""
+    app_write = ("while_a_batch_is_out", {"stream": "app", "action": "write"})
+    _replay(
+        app_write,
+        app_write,
+        app_write,
+        ("fault_on_next_request", {"fault": "kill_after"}),
+        ("write", {"stream": "job", "count": 4, "partial": False}),
+        ("rotate", {"stream": "job", "action": "copytruncate-slow"}),
+        ("write", {"stream": "job", "count": 9, "partial": False}),
+        ("clean_restart", {}),
+        ("clean_restart", {}),
+        ("rotate", {"stream": "job", "action": "copytruncate-slow"}),
+        ("tick", {"seconds": 1.2}),
+        ("clean_restart", {}),
+        ("write", {"stream": "app", "count": 4, "partial": False}),
+        ("write", {"stream": "job", "count": 3, "partial": False}),
+        ("while_a_batch_is_out", {"stream": "job", "action": "write"}),
+        ("rotate", {"stream": "job", "action": "copytruncate-slow"}),
+    )

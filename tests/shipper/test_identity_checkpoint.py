@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from logbridge.shipper.checkpoint import CheckpointStore, Entry
-from logbridge.shipper.identity import HEAD_BYTES, fingerprint, head_matches
+from logbridge.shipper.identity import (
+    HEAD_BYTES,
+    LINE_ENDS_KEPT,
+    fingerprint,
+    head_matches,
+    line_end_hash,
+    line_end_hashes,
+)
 
 
 def _fp(path: Path, force: bool = False):  # type: ignore[no-untyped-def]
@@ -95,3 +105,50 @@ def test_a_crash_during_save_leaves_the_old_checkpoint(
         store.save({"node/2": _entry(2)})
     monkeypatch.undo()
     assert list(store.load()) == ["node/1"]
+
+
+_lines = st.lists(
+    st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"") + b"\n"), min_size=1, max_size=40
+)
+
+
+@given(lines=_lines, cut=st.integers(0, 600), start=st.integers(0, 600))
+def test_line_end_hashes_are_the_last_line_ends_after_start(lines: list[bytes], cut: int, start: int) -> None:
+    prefix = b"".join(lines)[: cut or None]
+    got = line_end_hashes(prefix, start)
+    ends = [i + 1 for i, byte in enumerate(prefix) if byte == ord("\n") and i >= start]
+    assert [end for end, _ in got] == ends[-LINE_ENDS_KEPT:]
+    assert all(digest == line_end_hash(prefix[: int(end)]) for end, digest in got)
+
+
+@given(lines=_lines, shipped_batches=st.lists(st.integers(1, 80), min_size=1, max_size=8), data=st.data())
+def test_a_shorter_copy_is_known_for_shipped_bytes_only(
+    lines: list[bytes], shipped_batches: list[int], data: st.DataObject
+) -> None:
+    """The check grows batch by batch as `engine._advance` grows it; a copy of any length up to
+    what was shipped (within the last line ends kept) is known, a copy with another byte is not."""
+    content = b"".join(lines)
+    entry = Entry("s", "p", 0, 0, 1, "")
+    for step in shipped_batches:
+        end = min(len(content), entry.check_len + step)
+        entry.line_ends = [*entry.line_ends, *line_end_hashes(content[:end], entry.check_len)][
+            -LINE_ENDS_KEPT:
+        ]
+        entry.check_len = entry.offset = end
+    size = data.draw(st.integers(0, entry.check_len))
+    oldest = int(entry.line_ends[0][0]) if entry.line_ends else entry.check_len + 1
+    with tempfile.TemporaryFile() as copy:
+        copy.write(content[:size])
+        copy.flush()
+        known = entry.shipped_copy(copy.fileno(), size)
+        assert known == (size >= oldest), (size, oldest)
+        last_end = max((int(end) for end, _ in entry.line_ends if int(end) <= size), default=0)
+        if last_end:
+            # Any other byte before the last line end kept: another file, shipped as one.
+            flip = data.draw(st.integers(0, last_end - 1))
+            changed = bytearray(content[:size])
+            changed[flip] ^= data.draw(st.integers(1, 255))
+            copy.seek(0)
+            copy.write(bytes(changed))
+            copy.flush()
+            assert not entry.shipped_copy(copy.fileno(), size)

@@ -18,7 +18,9 @@ def _entry(path: Path, offset: int) -> Entry:
     finally:
         os.close(fd)
     assert fp is not None
-    return Entry("node/x", str(path), fp.dev, fp.ino, fp.head_len, fp.head_hash, offset, size=path.stat().st_size)
+    return Entry(
+        "node/x", str(path), fp.dev, fp.ino, fp.head_len, fp.head_hash, offset, size=path.stat().st_size
+    )
 
 
 def test_a_renamed_file_keeps_its_lag(tmp_path: Path, make_config: Any) -> None:
