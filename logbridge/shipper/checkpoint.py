@@ -65,9 +65,11 @@ class Entry:
     # The head is a first line shipped without its newline (``partial_line_timeout``): a copy
     # taken once the newline came has a longer first line, found by this head as its prefix.
     head_partial: bool = False
-    # [end, hash of the first ``end`` bytes] at the last line ends of the shipped prefix (up to
-    # `identity.CHECK_BYTES`): a copy shorter than the check is known by these (`shipped_copy`).
-    line_ends: list[list[int | str]] = field(default_factory=list)
+    # "end:hash end:hash …": the hash of the first ``end`` bytes at the last line ends of the
+    # shipped prefix (up to `identity.CHECK_BYTES`), by which a copy shorter than the check is
+    # known (`shipped_copy`). One string: a list of pairs made the checkpoint of 3,000 small
+    # files 3.2x larger, this 1.7x.
+    line_ends: str = ""
 
     def matches(self, fd: int) -> bool:
         """Is the open file ``fd`` the one this entry describes (first line and prefix)?"""
@@ -99,6 +101,14 @@ class Entry:
                 return prefix_hash(fd, int(length)) == digest and os.fstat(fd).st_size >= int(length)
         return False
 
+    def remember_line_ends(self, pairs: list[tuple[int, str]]) -> None:
+        """Add (end, hash) pairs from `identity.line_end_hashes`, keeping the last few."""
+        from .identity import LINE_ENDS_KEPT
+
+        if pairs:
+            kept = [*self.line_ends.split(), *(f"{end}:{digest}" for end, digest in pairs)]
+            self.line_ends = " ".join(kept[-LINE_ENDS_KEPT:])
+
     def shipped_copy(self, fd: int, size: int) -> bool:
         """Does the open file ``fd`` (``size`` bytes, shorter than the check) hold only bytes
         shipped from this entry: its first bytes up to one of `line_ends`, then at most the
@@ -107,8 +117,9 @@ class Entry:
 
         if size > self.offset or size > self.check_len:
             return False
-        for end, digest in reversed(self.line_ends):
-            end = int(end)
+        for pair in reversed(self.line_ends.split()):
+            text, _, digest = pair.partition(":")
+            end = int(text)
             if end > size:
                 continue
             data = os.pread(fd, size, 0)

@@ -50,7 +50,6 @@ from .config import ShipperConfig
 from .discover import Watcher, match
 from .identity import (
     CHECK_BYTES,
-    LINE_ENDS_KEPT,
     Fingerprint,
     fingerprint,
     hash_bytes,
@@ -926,8 +925,7 @@ class Shipper:
             # the batch was out; a check taken from those would not recognise the copy.
             length = min(end, len(prefix))
             if length > entry.check_len and _begins_as(prefix, entry):
-                new_ends = line_end_hashes(prefix[:length], entry.check_len)
-                entry.line_ends = [*entry.line_ends, *new_ends][-LINE_ENDS_KEPT:]
+                entry.remember_line_ends(line_end_hashes(prefix[:length], entry.check_len))
                 entry.check_len, entry.check_hash = length, hash_bytes(prefix[:length])
         if entry.inflight is not None and entry.inflight <= end:
             entry.inflight = None

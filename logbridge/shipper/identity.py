@@ -129,8 +129,8 @@ def line_end_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=8).hexdigest()
 
 
-def line_end_hashes(prefix: bytes, start: int, keep: int = LINE_ENDS_KEPT) -> list[list[int | str]]:
-    """[end, hash of ``prefix[:end]``] for the last ``keep`` line ends of ``prefix`` after
+def line_end_hashes(prefix: bytes, start: int, keep: int = LINE_ENDS_KEPT) -> list[tuple[int, str]]:
+    """(end, hash of ``prefix[:end]``) for the last ``keep`` line ends of ``prefix`` after
     ``start``: how a copy shorter than the check is known for shipped bytes (rule 10).
 
     Hashed incrementally, so a batch costs one pass over the prefix whatever its lines."""
@@ -143,15 +143,13 @@ def line_end_hashes(prefix: bytes, start: int, keep: int = LINE_ENDS_KEPT) -> li
         ends.append(newline + 1)
         pos = newline
     ends.reverse()
-    if not ends:
-        return []
     hasher = hashlib.blake2b(digest_size=8)
     done = 0
-    out: list[list[int | str]] = []
+    out: list[tuple[int, str]] = []
     for end in ends:
         hasher.update(prefix[done:end])
         done = end
-        out.append([end, hasher.copy().hexdigest()])
+        out.append((end, hasher.copy().hexdigest()))
     return out
 
 
