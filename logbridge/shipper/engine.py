@@ -291,7 +291,8 @@ class Shipper:
             if waiting is not None:  # keeps its place; identified again when opened
                 waiting.path, waiting.index, waiting.size = path, index, st.st_size
                 if waiting.entry is not None:
-                    waiting.entry.path, waiting.entry.seen = path, wall
+                    self._follow_rename(waiting.entry, path, key)
+                    waiting.entry.seen = wall
                 continue
             same = self._by_key.get(key)
             known = same[-1] if same else None
@@ -314,7 +315,8 @@ class Shipper:
             if known is not None and (self.waiting or len(self.tails) >= self.max_open or self._fd_short):
                 # A file seen before, with bytes to read and no free slot: it waits its turn
                 # without being opened (its identity is checked when it is).
-                known.path, known.seen = path, wall
+                self._follow_rename(known, path, key)
+                known.seen = wall
                 self.waiting[key] = Waiting(path, index, known, st.st_size, initial)
                 continue
             self._open(path, index, key, now, wall, initial, st.st_size)
@@ -351,6 +353,24 @@ class Shipper:
         self.metrics.lag.set(self.backlog())
         if not initial and self.watcher is not None:
             self.watcher.refresh()
+
+    def _follow_rename(self, entry: Entry, path: str, key: Key) -> None:
+        """``path`` is the inode of ``entry``, which is not open: the entry takes the new name
+        only if the file still begins with its head. The inode may be another file's now (the
+        entry's deleted while it waited for a descriptor): its loss is then reported under the
+        name it had, not the new file's. (Out of descriptors, the name is left as it was.)"""
+        if entry.path == path:
+            return
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) == key and head_matches(fd, entry.head_len, entry.head_hash):
+                entry.path = path
+        finally:
+            os.close(fd)
 
     def _open(
         self,

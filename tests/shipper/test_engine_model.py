@@ -484,3 +484,41 @@ def test_a_checkpoint_saved_while_a_stored_batch_awaits_its_answer_does_not_conf
         ("kill", {}),
         ("fault_on_next_request", {"fault": "kill_after"}),
     )
+
+
+def test_a_file_deleted_while_waiting_for_a_descriptor_is_reported_under_its_own_name() -> None:
+    """Found by the exploration: job.log.2 waits for a descriptor (three files held open, the
+    collector down), logrotate deletes it, and a new app.log gets its inode. The scan gave the
+    waiting entry the new file's name, so its loss was reported as app.log's: job-1…5 were
+    lost under no name of theirs."""
+    _replay(
+        ("write", {"count": 5, "partial": False, "stream": "job"}),
+        ("rotate", {"action": "rename", "stream": "job"}),
+        ("collector_down", {"requests": 2}),
+        ("collector_down", {"requests": 1}),
+        ("collector_down", {"requests": 5}),
+        ("write", {"count": 7, "partial": False, "stream": "job"}),
+        ("collector_down", {"requests": 1}),
+        ("collector_down", {"requests": 4}),
+        ("write", {"count": 1, "partial": False, "stream": "app"}),
+        ("write", {"count": 9, "partial": True, "stream": "app"}),
+        ("rotate", {"action": "rename", "stream": "job"}),
+        ("write", {"count": 8, "partial": False, "stream": "job"}),
+        ("rotate", {"action": "rename", "stream": "job"}),
+        ("write", {"count": 3, "partial": False, "stream": "job"}),
+        ("rotate", {"action": "rename", "stream": "app"}),
+        ("write", {"count": 8, "partial": False, "stream": "app"}),
+        ("collector_down", {"requests": 1}),
+        ("collector_down", {"requests": 1}),
+        ("rotate", {"action": "rename", "stream": "job"}),
+        ("rotate", {"action": "copytruncate-slow", "stream": "app"}),
+        ("collector_down", {"requests": 1}),
+        ("rotate", {"action": "rename", "stream": "job"}),
+        ("rotate", {"action": "copytruncate", "stream": "job"}),
+        ("while_a_batch_is_out", {"action": "rename", "stream": "job"}),
+        ("while_a_batch_is_out", {"action": "rename", "stream": "job"}),
+        ("while_a_batch_is_out", {"action": "rename", "stream": "job"}),
+        ("collector_down", {"requests": 2}),
+        ("rotate", {"action": "rename", "stream": "app"}),
+        ("write", {"count": 7, "partial": False, "stream": "app"}),
+    )
