@@ -60,6 +60,9 @@ The rules, and the races with writers, ``cp``/copytruncate and scans they settle
    ends (`LINE_ENDS_KEPT`, in the checkpoint): a copy that ends at one of them (or within the
    line after it) with the same bytes is shipped bytes, not a new file. A copy at least as long
    as the check but shorter than what was shipped is known by the check the same way.
+11. A file waiting for a descriptor is not open, so its inode can be freed and reused: a scan
+   gives its entry a new name only if the file there still begins with the entry's head, and
+   a loss is reported under the name the lost bytes had.
 
 These rules were found and are checked by driving the engine as a model:
 tests/shipper/test_engine_model.py.
