@@ -655,6 +655,7 @@ class Shipper:
             self._by_key[(entry.dev, entry.ino)].remove(entry)
             self._by_key.setdefault(key, []).append(entry)
             entry.dev, entry.ino, entry.path, entry.seen, entry.size = fp.dev, fp.ino, path, wall, size
+            self._moved(entry)
             return entry
         self.copies.pop(key, None)
         # 3. A new file.
@@ -978,7 +979,7 @@ class Shipper:
             path, fd, index = copy
             st = os.fstat(fd)
             entry.dev, entry.ino, entry.path = st.st_dev, st.st_ino, path
-            self._index_stale = True
+            self._moved(entry)
             copy_tail = Tail(fd, path, entry, self.cfg.inputs[index], self.clock())
             copy_tail.first_path = ""  # a rotated file: finished, then closed
             self.tails[(st.st_dev, st.st_ino)] = copy_tail
@@ -991,6 +992,15 @@ class Shipper:
         self.rescan.set()
         self.wake.set()
         self._next_scan = 0.0
+
+    def _moved(self, entry: Entry) -> None:
+        """``entry`` continues in another inode (its copy): saved at the end of this scan or
+        before its next batch, like a new file (rule 7). A SIGKILL before that left the
+        checkpoint on the truncated original, whose unread rest then vanished without a loss
+        report when the copy was deleted."""
+        self._index_stale = True
+        self._dirty = True
+        self._unsaved.add(entry.source)
 
     def _find_copy(self, entry: Entry, old: Key) -> tuple[str, int, int] | None:
         for path, index in match(list(self.cfg.inputs)).items():
