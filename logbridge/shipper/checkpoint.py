@@ -102,7 +102,7 @@ class Entry:
         return False
 
     def remember_line_ends(self, pairs: list[tuple[int, str]]) -> None:
-        """Add (end, hash) pairs from `identity.line_end_hashes`, keeping the last few."""
+        """Add (end, hash) pairs from `identity.check_and_line_end_hashes`, keeping the last few."""
         from .identity import LINE_ENDS_KEPT
 
         if pairs:

@@ -51,10 +51,10 @@ from .discover import Watcher, match
 from .identity import (
     CHECK_BYTES,
     Fingerprint,
+    check_and_line_end_hashes,
     fingerprint,
     hash_bytes,
     head_matches,
-    line_end_hashes,
 )
 from .losses import Loss, LossLog
 from .metrics import Metrics
@@ -946,8 +946,9 @@ class Shipper:
             # the batch was out; a check taken from those would not recognise the copy.
             length = min(end, len(prefix))
             if length > entry.check_len and _begins_as(prefix, entry):
-                entry.remember_line_ends(line_end_hashes(prefix[:length], entry.check_len))
-                entry.check_len, entry.check_hash = length, hash_bytes(prefix[:length])
+                check_hash, line_ends = check_and_line_end_hashes(prefix[:length], entry.check_len)
+                entry.remember_line_ends(line_ends)
+                entry.check_len, entry.check_hash = length, check_hash
         if entry.inflight is not None and entry.inflight <= end:
             entry.inflight = None
         self._dirty = True

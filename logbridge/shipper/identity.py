@@ -124,19 +124,21 @@ def fingerprint(fd: int, *, force: bool = False) -> Fingerprint | None:
     return Fingerprint(st.st_dev, st.st_ino, len(head), _hash(head))
 
 
-LINE_ENDS_KEPT = 16  # line ends of the shipped prefix remembered per entry (see `line_end_hashes`)
+LINE_ENDS_KEPT = 16  # line ends of the shipped prefix remembered per entry (see `check_and_line_end_hashes`)
 
 
 def line_end_hash(data: bytes) -> str:
-    """The short hash of a prefix ending at a line end (`line_end_hashes`)."""
-    return hashlib.blake2b(data, digest_size=8).hexdigest()
+    """The short hash of a prefix ending at a line end (`check_and_line_end_hashes`): the
+    first half of its `hash_bytes`, so that one pass gives both."""
+    return hash_bytes(data)[:16]
 
 
-def line_end_hashes(prefix: bytes, start: int, keep: int = LINE_ENDS_KEPT) -> list[tuple[int, str]]:
-    """(end, hash of ``prefix[:end]``) for the last ``keep`` line ends of ``prefix`` after
-    ``start``: how a copy shorter than the check is known for shipped bytes (rule 10).
-
-    Hashed incrementally, so a batch costs one pass over the prefix whatever its lines."""
+def check_and_line_end_hashes(
+    prefix: bytes, start: int, keep: int = LINE_ENDS_KEPT
+) -> tuple[str, list[tuple[int, str]]]:
+    """`hash_bytes` of the whole ``prefix`` (the entry's new check), and (end, `line_end_hash`
+    of ``prefix[:end]``) for its last ``keep`` line ends after ``start``: how a copy shorter
+    than the check is known for shipped bytes (rule 10). One pass over the prefix for both."""
     ends: list[int] = []
     pos = len(prefix)
     while len(ends) < keep:
@@ -146,14 +148,15 @@ def line_end_hashes(prefix: bytes, start: int, keep: int = LINE_ENDS_KEPT) -> li
         ends.append(newline + 1)
         pos = newline
     ends.reverse()
-    hasher = hashlib.blake2b(digest_size=8)
+    hasher = hashlib.blake2b(digest_size=16)
     done = 0
-    out: list[tuple[int, str]] = []
+    pairs: list[tuple[int, str]] = []
     for end in ends:
         hasher.update(prefix[done:end])
         done = end
-        out.append((end, hasher.copy().hexdigest()))
-    return out
+        pairs.append((end, hasher.copy().hexdigest()[:16]))
+    hasher.update(prefix[done:])
+    return hasher.hexdigest(), pairs
 
 
 def prefix_hash(fd: int, length: int) -> str:

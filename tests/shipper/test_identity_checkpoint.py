@@ -14,10 +14,11 @@ from logbridge.shipper.checkpoint import CheckpointStore, Entry
 from logbridge.shipper.identity import (
     HEAD_BYTES,
     LINE_ENDS_KEPT,
+    check_and_line_end_hashes,
     fingerprint,
+    hash_bytes,
     head_matches,
     line_end_hash,
-    line_end_hashes,
 )
 
 
@@ -115,7 +116,8 @@ _lines = st.lists(
 @given(lines=_lines, cut=st.integers(0, 600), start=st.integers(0, 600))
 def test_line_end_hashes_are_the_last_line_ends_after_start(lines: list[bytes], cut: int, start: int) -> None:
     prefix = b"".join(lines)[: cut or None]
-    got = line_end_hashes(prefix, start)
+    check, got = check_and_line_end_hashes(prefix, start)
+    assert check == hash_bytes(prefix)
     ends = [i + 1 for i, byte in enumerate(prefix) if byte == ord("\n") and i >= start]
     assert [end for end, _ in got] == ends[-LINE_ENDS_KEPT:]
     assert all(digest == line_end_hash(prefix[:end]) for end, digest in got)
@@ -131,7 +133,7 @@ def test_a_shorter_copy_is_known_for_shipped_bytes_only(
     entry = Entry("s", "p", 0, 0, 1, "")
     for step in shipped_batches:
         end = min(len(content), entry.check_len + step)
-        entry.remember_line_ends(line_end_hashes(content[:end], entry.check_len))
+        entry.remember_line_ends(check_and_line_end_hashes(content[:end], entry.check_len)[1])
         entry.check_len = entry.offset = end
     size = data.draw(st.integers(0, entry.check_len))
     kept = [int(pair.split(":")[0]) for pair in entry.line_ends.split()]
