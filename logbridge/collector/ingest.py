@@ -9,7 +9,9 @@ journals and claims (`Collector.store`).
 from __future__ import annotations
 
 import base64
+import functools
 import io
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,22 +156,22 @@ class Ingest:
                 continue
             try:
                 obj = loads(item)
-                message = obj["message"]
+                message = obj.pop("message")  # what is left is the stored line's ``envelope``
                 stamp = obj["timestamp"]
                 key = (obj["logger"], message.get("routingKey"), stamp[:17], stamp[23:])
                 group = groups.get(key)
-                usual = (
-                    stamp[17:19] in seconds
-                    and stamp[19:23] in millis
-                    and "clientEvent" not in obj
-                    and "loggerName" not in obj
-                )
+                if (
+                    stamp[17:19] not in seconds
+                    or stamp[19:23] not in millis
+                    or "clientEvent" in obj
+                    or "loggerName" in obj
+                ):
+                    general(item)
+                    continue
             except (ValueError, KeyError, TypeError, AttributeError):
                 # ValueError: orjson.JSONDecodeError. Key/Type/AttributeError: not an object,
                 # a field missing or of another type (a message that is no object, a routing
                 # key that cannot be a key…).
-                usual = False
-            if not usual:
                 general(item)
                 continue
             if group is None:
@@ -178,7 +180,6 @@ class Ingest:
                 general(item)
                 continue
             group[0] += 1
-            del obj["message"]  # what is left is the stored line's ``envelope``
             # The group's stored line, its constants in place: assigning its two other keys
             # keeps their order, so one dict serves every event of the group.
             line = group[2]
@@ -205,13 +206,25 @@ _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"{[\n")
 
 def _within_bounds(items: list[Any], max_bytes: int, max_depth: int) -> bool:
     """True if every item is bytes, at most ``max_bytes`` long, and holds at most ``max_depth``
-    opening brackets (so cannot nest deeper): the batch's lines are joined and stripped of
-    everything but brackets and newlines in one pass, and each line's brackets are what is
-    left of it. False when any item is not, or holds a newline (the lines would not line up)."""
-    if not items or set(map(type, items)) != {bytes} or max(map(len, items)) > max_bytes:
+    opening brackets (so cannot nest deeper). The batch's lines are joined and stripped of
+    everything but brackets and newlines in one pass; what is left of a line is its brackets.
+    False when an item is no bytes (items are `body.split`'s: bytes, or the parsed objects of
+    a JSON array), or holds a newline itself (the lines would not line up), or one is over."""
+    try:
+        joined = b"\n".join(items)
+    except TypeError:
         return False
-    brackets = b"\n".join(items).translate(None, _NOT_BRACKETS).split(b"\n")
-    return len(brackets) == len(items) and max(map(len, brackets)) <= max_depth
+    if len(joined) > max_bytes and max(map(len, items)) > max_bytes:
+        return False
+    brackets = joined.translate(None, _NOT_BRACKETS)
+    return brackets.count(b"\n") == len(items) - 1 and _too_deep(max_depth).search(brackets) is None
+
+
+@functools.lru_cache(maxsize=8)
+def _too_deep(max_depth: int) -> re.Pattern[bytes]:
+    """A line of more than ``max_depth`` brackets. Anchored at line starts: tried from every
+    position, a run just under the bound would be read again from each of its characters."""
+    return re.compile(rb"(?m)^[^\n]{%d}" % (max_depth + 1))
 
 
 class _Batch:
