@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import itertools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,10 +128,22 @@ class Ingest:
 
         The lookup key is (logger, routing key, time up to the minute's ``:``, what follows the
         milliseconds), for a time with log4j's seconds and milliseconds in place
-        (``2020-02-19T16:05:02.441+0100``: ``02.441`` in ASCII digits, seconds below 60, checked
-        here). Whether such a time reads, and its minute, depend on the key alone, and
-        `Partitioner` renders by whole minutes: so the first event of a key computes the
-        partitions with the general functions, for the rest of the batch."""
+        (``2020-02-19T16:05:02.441+0100``: ``02.441`` in ASCII digits, seconds below 60).
+        Whether such a time reads, and its minute, depend on the key alone, and `Partitioner`
+        renders by whole minutes: so the first event of a key computes the partitions with the
+        general functions, for the rest of the batch.
+
+        The seconds and milliseconds are checked once per key for the whole batch, not per
+        event (`_Batch.usual_times`): should one be odd, the batch is run again checking each
+        event, and those odd ones take the general path."""
+        prepared = self._fast(items, ctx, received, checked=False)
+        if prepared is None:
+            prepared = self._fast(items, ctx, received, checked=True)
+            assert prepared is not None
+        return prepared
+
+    def _fast(self, items: list[Any], ctx: RequestContext, received: float, checked: bool) -> Prepared | None:
+        """`__call__`'s loop; None if not ``checked`` and a time of the batch is not usual."""
         batch = _Batch(self, ctx, received)
         general = batch.general
         groups = batch.groups
@@ -161,10 +174,9 @@ class Ingest:
                 key = (obj["logger"], message.get("routingKey"), stamp[:17], stamp[23:])
                 group = groups.get(key)
                 if (
-                    stamp[17:19] not in seconds
-                    or stamp[19:23] not in millis
-                    or "clientEvent" in obj
+                    "clientEvent" in obj
                     or "loggerName" in obj
+                    or (checked and (stamp[17:19] not in seconds or stamp[19:23] not in millis))
                 ):
                     general(item)
                     continue
@@ -179,13 +191,15 @@ class Ingest:
             if group is _GENERAL:  # no topic from the logger, or no destination takes it
                 general(item)
                 continue
-            group[0] += 1
+            group[0](stamp)  # its times, checked at the end; their number is the group's count
             # The group's stored line, its constants in place: assigning its two other keys
             # keeps their order, so one dict serves every event of the group.
             line = group[2]
             line["clientEvent"] = message
             line["envelope"] = obj
             group[1](dumps(line, None, newline))  # (positional: no keyword parsing per event)
+        if not checked and not batch.usual_times():
+            return None
         return batch.finish()
 
     def general(self, items: list[Any], ctx: RequestContext, received: float) -> Prepared:
@@ -242,7 +256,8 @@ class _Batch:
         # serialised line copied into the buffer and freed at once stays in cache. A BytesIO,
         # not a bytearray: its ``getvalue()`` hands its bytes over without a copy.
         self.buffers: dict[tuple[int, str], io.BytesIO] = {}
-        # fast-path key → [events, add the stored line, stored-line template, topic, routes]
+        # fast-path key → [add a time, add the stored line, stored-line template, topic, routes,
+        # the times of its events]
         self.groups: dict[tuple[Any, Any, str, str], list[Any]] = {}
 
     def group(self, key: tuple[Any, Any, str, str], stamp: str) -> list[Any]:
@@ -294,7 +309,34 @@ class _Batch:
             template["node"] = ctx.node
         template["envelope"] = None
         append = appends[0] if len(appends) == 1 else _append_to_all(appends)
-        return [0, append, template, topic, routes]
+        stamps: list[str] = []
+        return [stamps.append, append, template, topic, routes, stamps]
+
+    def usual_times(self) -> bool:
+        """Whether the times of every fast-path event have log4j's seconds and milliseconds in
+        place: ``SS.mmm`` after the key's 17 characters (the minute), in ASCII digits, seconds
+        below 60. The events of one key share their first 17 characters and what follows the
+        23rd, so their times are all 23 + len(that suffix) long; joined, each column of
+        ``SS.mmm`` is a slice with that step. A few C calls per length, not per event."""
+        by_size: dict[int, list[list[str]]] = {}
+        for (_, _, _, suffix), group in self.groups.items():
+            if group is not _GENERAL:
+                by_size.setdefault(23 + len(suffix), []).append(group[5])
+        for size, lists in by_size.items():
+            times = "".join(itertools.chain.from_iterable(lists))
+            n = sum(map(len, lists))
+            # Not ASCII: maybe, maybe not, but not judged here (a non-ASCII digit is a digit to
+            # `parse_iso`, and the columns would not line up in bytes).
+            if not times.isascii() or len(times) != size * n:  # or a time under 23 characters
+                return False
+            raw = times.encode("ascii")  # bytes: their columns and checks are cheaper than str's
+            tens = raw[17::size]
+            digits = tens + raw[18::size] + raw[20::size] + raw[21::size] + raw[22::size]
+            if not digits.isdigit() or raw[19::size].count(b".") != n:
+                return False
+            if b"6" in tens or b"7" in tens or b"8" in tens or b"9" in tens:
+                return False
+        return True
 
     def general(self, item: Any) -> None:
         """One item through the general path: `envelope.parse_line`, `unwrap`, `stored_line`."""
@@ -376,7 +418,8 @@ class _Batch:
         for group in self.groups.values():
             if group is _GENERAL:
                 continue
-            n, _, _, topic, routes = group
+            _, _, _, topic, routes, stamps = group
+            n = len(stamps)
             prepared.result.accepted += n
             topic_counts[topic] = topic_counts.get(topic, 0) + n
             for route in routes:
