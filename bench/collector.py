@@ -24,6 +24,8 @@ With ``--old``, only the collector runs (``collector-flush`` unless ``--only`` s
 alternately from the old tree and from this one (each a fresh server with ``PYTHONPATH`` set to
 its tree; the order flips every pair), and each pair's CPU µs per event is printed with its
 ratio: on a noisy machine only such pairs, taken in one invocation, compare two versions.
+``--together`` runs both servers at once instead, on the same core, each under its own wrk:
+whatever else runs on the machine then weighs on both alike.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import signal  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 import urllib.error  # noqa: E402
 import urllib.request  # noqa: E402
@@ -580,6 +583,76 @@ def compare_trees(args: argparse.Namespace, work: Path, bodies: dict[str, tuple[
         print(f"{name}: median new/old CPU µs/event {median:.2f} over {len(ratios)} pairs")
 
 
+def compare_together(args: argparse.Namespace, work: Path, bodies: dict[str, tuple[Path, int]]) -> None:
+    """Old tree and this one at the same time, both servers on the server core, each under its own
+    wrk (half the connections each) on the wrk core: whatever else loads the machine loads both
+    alike. ``--pairs`` rounds after a warm-up; each round's CPU µs per event of both."""
+    name = (args.only or ["collector-flush"])[0]
+    if name not in ("collector-flush", "collector-fsync"):
+        raise SystemExit(f"--together compares batch configurations only, not {name}")
+    body, events = bodies[name]
+    trees = {"old": args.old.resolve(), "new": BENCH.parent}
+    print(f"old tree: {trees['old']}; new tree: {trees['new']}; both at once", file=sys.stderr)
+    servers = {
+        which: collector_server(name.split("-")[1], work, args.server, tree) for which, tree in trees.items()
+    }
+    lua = work / "post.lua"
+    half = max(1, args.connections // 2)
+    ratios = []
+    print("| configuration | round | old CPU µs/event | new CPU µs/event | new/old | events/s old → new |")
+    print("|---|---:|---:|---:|---:|---|")
+    try:
+        for which, server in servers.items():
+            server.name = f"{name}-{which}"
+            server.start(args.server_core, work)
+        for round_ in range(args.pairs + 1):
+            got: dict[str, WrkResult] = {}
+            before = {which: cpu_seconds(s.process.pid) for which, s in servers.items() if s.process}
+            seconds = args.warmup if round_ == 0 else args.duration
+            threads = [
+                threading.Thread(
+                    target=_load, args=(got, which, server, body, lua, seconds, half, args.wrk_core)
+                )
+                for which, server in servers.items()
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            if round_ == 0:
+                continue  # warm-up
+            us = {}
+            for which, server in servers.items():
+                assert server.process is not None
+                cpu = cpu_seconds(server.process.pid) - before[which]
+                us[which] = cpu / (got[which].requests * events) * 1e6
+            ratios.append(us["new"] / us["old"])
+            print(
+                f"| {name} | {round_} | {us['old']:.2f} | {us['new']:.2f} | {ratios[-1]:.2f} "
+                f"| {got['old'].rate * events:,.0f} → {got['new'].rate * events:,.0f} |",
+                flush=True,
+            )
+    finally:
+        for server in servers.values():
+            server.stop()
+    print(
+        f"{name}, both at once: median new/old CPU µs/event {statistics.median(ratios):.2f} over {len(ratios)} rounds"
+    )
+
+
+def _load(
+    got: dict[str, WrkResult],
+    which: str,
+    server: Server,
+    body: Path,
+    lua: Path,
+    seconds: float,
+    conns: int,
+    core: int,
+) -> None:
+    got[which] = run_wrk(f"http://127.0.0.1:{server.port}/events", body, lua, seconds, conns, core)
+
+
 def count_lines(root: Path) -> int:
     """Lines in every ``*.ndjson`` file under ``root`` (0 if it does not exist)."""
     total = 0
@@ -654,6 +727,11 @@ def main() -> None:
         help="compare the collector of this source tree (a checkout of an older commit) with this one",
     )
     parser.add_argument("--pairs", type=int, default=4, help="old/new pairs per configuration with --old")
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="with --old: run both servers at once (same core, a wrk each) instead of alternating",
+    )
     parser.add_argument("--serve-granian", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_granian:
@@ -685,7 +763,7 @@ def main() -> None:
             "collector-single": (single_body, 1),
         }
         try:
-            compare_trees(args, work, bodies)
+            (compare_together if args.together else compare_trees)(args, work, bodies)
         finally:
             if not args.keep:
                 shutil.rmtree(work, ignore_errors=True)
