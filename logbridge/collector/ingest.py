@@ -9,6 +9,7 @@ journals and claims (`Collector.store`).
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import io
 import itertools
@@ -103,6 +104,9 @@ class Ingest:
         self.default_topic = default_topic
         self.dead_letter_paths = dead_letter_paths
         self._route_cache: dict[tuple[str, str | None, str | None], list[Route]] = {}
+        # The fast path's plans, across batches: (logger, routing key, minute, what follows the
+        # milliseconds, header routing key, token name) → `plan`'s answer.
+        self.plans: dict[tuple[Any, ...], Any] = {}
 
     def routes_for(self, topic: str, routing_key: str | None, token_name: str | None) -> list[Route]:
         key = (topic, routing_key, token_name)
@@ -118,6 +122,38 @@ class Ingest:
                 self._route_cache.clear()
             self._route_cache[key] = routes
         return routes
+
+    def plan(self, key: tuple[Any, Any, str, str], ctx: RequestContext) -> Any:
+        """(topic, routing key, routes, each route's partition or None for one by receive time)
+        for the fast path's events of ``key`` in requests like ``ctx``, or `_GENERAL`.
+
+        Everything here is as `envelope.unwrap`, `stored_line` and the general path's routing
+        do it for a log4j 1 envelope whose ``message`` is an object. It depends on the key
+        alone: the time is the key's minute with seconds ``00.000``, which reads exactly when
+        any usual ``SS.mmm`` does, in the same partition (`Partitioner` renders whole minutes)."""
+        logger, event_routing_key, minute, suffix = key
+        if type(logger) is not str or not logger.startswith(envelope.AUDIT_LOGGER_PREFIX):
+            return _GENERAL
+        topic = logger[len(envelope.AUDIT_LOGGER_PREFIX) :]
+        if not topic.strip():
+            return _GENERAL
+        if type(event_routing_key) is str and event_routing_key.strip():
+            routing_key: str | None = event_routing_key
+        else:
+            routing_key = _clean(ctx.header_routing_key)
+        routes = self.routes_for(topic, routing_key, ctx.token_name)
+        if not routes:
+            return _GENERAL  # unrouted: dead-lettered there, with the stored line
+        epoch = envelope.event_epoch(f"{minute}00.000{suffix}")
+        partitions: list[str | None] = []
+        for route in routes:
+            partition = None
+            if route.sink.event_time and epoch is not None:
+                # A time no calendar of the zone can show (year 10000) goes to the receive time.
+                with contextlib.suppress(ValueError, OverflowError, OSError):
+                    partition = route.sink.partitions.render(topic, routing_key, epoch)
+            partitions.append(partition)
+        return (topic, routing_key, routes, partitions)
 
     def __call__(self, items: list[Any], ctx: RequestContext, received: float) -> Prepared:
         """The fast path: log4j 1 envelopes (DESIGN.md §2, envelope 1) of the common shape are
@@ -187,7 +223,7 @@ class Ingest:
                 general(item)
                 continue
             if group is None:
-                group = groups[key] = batch.group(key, stamp)
+                group = groups[key] = batch.group(key)
             if group is _GENERAL:  # no topic from the logger, or no destination takes it
                 general(item)
                 continue
@@ -260,39 +296,27 @@ class _Batch:
         # the times of its events]
         self.groups: dict[tuple[Any, Any, str, str], list[Any]] = {}
 
-    def group(self, key: tuple[Any, Any, str, str], stamp: str) -> list[Any]:
-        """What the fast path needs for the events of one key, or `_GENERAL`.
-
-        Everything here is as `envelope.unwrap`, `stored_line` and the general path's routing
-        do it for a log4j 1 envelope whose ``message`` is an object."""
-        logger, event_routing_key, _, _ = key
-        if type(logger) is not str or not logger.startswith(envelope.AUDIT_LOGGER_PREFIX):
-            return _GENERAL
-        topic = logger[len(envelope.AUDIT_LOGGER_PREFIX) :]
-        if not topic.strip():
-            return _GENERAL
+    def group(self, key: tuple[Any, Any, str, str]) -> list[Any]:
+        """What the fast path needs for the events of one key in this batch (its `Ingest.plan`,
+        the buffers of its partitions and its stored-line template), or `_GENERAL`."""
         ctx = self.ctx
-        if type(event_routing_key) is str and event_routing_key.strip():
-            routing_key: str | None = event_routing_key
-        else:
-            routing_key = _clean(ctx.header_routing_key)
-        routes = self.ingest.routes_for(topic, routing_key, ctx.token_name)
-        if not routes:
-            return _GENERAL  # unrouted: dead-lettered there, with the stored line
+        plans = self.ingest.plans
+        plan_key = (*key, ctx.header_routing_key, ctx.token_name)
+        plan = plans.get(plan_key)
+        if plan is None:
+            plan = self.ingest.plan(key, ctx)
+            if len(plans) > 100_000:
+                plans.clear()
+            plans[plan_key] = plan
+        if plan is _GENERAL:
+            return _GENERAL
+        topic, routing_key, routes, partitions = plan
         received = self.received
-        epoch = None
         appends = []
-        for route in routes:
-            sink = route.sink
-            if sink.event_time:
-                if epoch is None:
-                    epoch = envelope.event_epoch(stamp)
-                    if epoch is None:
-                        epoch = received
-                when = epoch
-            else:
-                when = received
-            key_ = (route.index, _render(sink, topic, routing_key, when, received))
+        for route, partition in zip(routes, partitions, strict=True):
+            if partition is None:  # by receive time
+                partition = _render(route.sink, topic, routing_key, received, received)
+            key_ = (route.index, partition)
             buf = self.buffers.get(key_)
             if buf is None:
                 self.buffers[key_] = buf = io.BytesIO()

@@ -520,3 +520,44 @@ def test_stored_lines_are_the_general_functions_lines() -> None:
         for item in items
     )
     assert prepared.chunks[(0, "generic/default/2020/02/19/15")] == expected
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(st.lists(lines(), max_size=12), contexts, st.sampled_from([0.0, 3600.0, 86_400.5])),
+        min_size=2,
+        max_size=4,
+    )
+)
+def test_plans_kept_across_batches_fit_each_request(
+    batches: list[tuple[list[Any], RequestContext, float]],
+) -> None:
+    """One `Ingest` keeps its plans from batch to batch (keyed by what the request can change:
+    header routing key, token); each batch still gets what the general path gives it, with its
+    own receive time and context."""
+    ingest = make_ingest()
+    for items, ctx, later in batches:
+        fast = ingest(list(items), ctx, RECEIVED + later)
+        general = make_ingest().general(list(items), ctx, RECEIVED + later)
+        assert outcome(fast) == outcome(general)
+
+
+def test_a_plan_is_kept_per_header_routing_key_and_token() -> None:
+    """The same events in requests that differ only by what routes them (the routing-key header
+    for events without their own, the token a destination requires) or by receive time."""
+    items = [
+        _log4j_line({"msgType": "m"}),
+        _log4j_line({"msgType": "m", "routingKey": "svc_1"}),
+        _log4j_line({"msgType": "m", "routingKey": " "}),
+    ]
+    ingest = make_ingest()
+    for ctx, later in [
+        (RequestContext("10.0.0.7"), 0.0),
+        (RequestContext("10.0.0.7", header_routing_key="svc_1"), 0.0),
+        (RequestContext("10.0.0.7", token_name="tok"), 0.0),
+        (RequestContext("10.0.0.7", header_routing_key="hdr", token_name="tok"), 7200.0),
+        (RequestContext("10.0.0.7"), 7200.0),
+    ]:
+        fast = ingest(list(items), ctx, RECEIVED + later)
+        assert outcome(fast) == outcome(make_ingest().general(list(items), ctx, RECEIVED + later))
