@@ -18,6 +18,14 @@ timed run); peak RSS is the tree's ``VmHWM``.
     python bench/collector.py                      # uvicorn, 3 x 10 s per configuration
     python bench/collector.py --server granian     # the collector's ASGI app under granian
     python bench/collector.py --duration 5 --runs 1 --only collector-flush
+    python bench/collector.py --old /path/to/old/tree --pairs 4   # old vs this tree, alternating
+
+With ``--old``, only the collector runs (``collector-flush`` unless ``--only`` says otherwise),
+alternately from the old tree and from this one (each a fresh server with ``PYTHONPATH`` set to
+its tree; the order flips every pair), and each pair's CPU µs per event is printed with its
+ratio: on a noisy machine only such pairs, taken in one invocation, compare two versions.
+``--together`` runs both servers at once instead, on the same core, each under its own wrk:
+whatever else runs on the machine then weighs on both alike.
 """
 
 from __future__ import annotations
@@ -35,8 +43,10 @@ import random  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
+import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 import urllib.error  # noqa: E402
 import urllib.request  # noqa: E402
@@ -231,8 +241,10 @@ class Server:
             self.process.wait()
 
 
-def collector_server(durability: str, work: Path, server: str) -> Server:
-    """The collector on a temporary store; under uvicorn via ``logbridge collect``, or under granian."""
+def collector_server(durability: str, work: Path, server: str, tree: Path | None = None) -> Server:
+    """The collector on a temporary store; under uvicorn via ``logbridge collect``, or under granian.
+
+    ``tree``: run the ``logbridge`` package of that source tree (``PYTHONPATH``), not the installed one."""
     port = free_port()
     home = work / f"collector-{durability}-{port}"
     home.mkdir()
@@ -240,6 +252,8 @@ def collector_server(durability: str, work: Path, server: str) -> Server:
     config_path = home / "collector.yaml"
     config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
     env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     if server == "uvicorn":
         argv = [
             sys.executable,
@@ -514,6 +528,131 @@ def profile(name: str, pid: int, url: str, body: Path, args: argparse.Namespace,
     return requests
 
 
+def compare_trees(args: argparse.Namespace, work: Path, bodies: dict[str, tuple[Path, int]]) -> None:
+    """Old tree vs this one, alternating, ``--pairs`` times per configuration; prints the pairs."""
+    new_tree = BENCH.parent
+    old_tree = args.old.resolve()
+    names = args.only or ["collector-flush"]
+    durability = {"collector-flush": "flush", "collector-fsync": "fsync", "collector-single": "flush"}
+    for name in names:
+        if name not in durability:
+            raise SystemExit(f"--old compares collector configurations only, not {name}")
+    print(f"old tree: {old_tree}; new tree: {new_tree}", file=sys.stderr)
+    rows = []
+    for name in names:
+        body, events = bodies[name]
+        for pair in range(1, args.pairs + 1):
+            order = [("old", old_tree), ("new", new_tree)]
+            if pair % 2 == 0:
+                order.reverse()
+            got: dict[str, Measurement] = {}
+            for which, tree in order:
+                server = collector_server(durability[name], work, args.server, tree)
+                got[which] = measure(f"{name} {which}", server, body, events, args, work)
+                m = got[which]
+                sent = m.requests_total * events
+                slack = args.connections * events * m.wrk_calls
+                if m.stored is None or not sent <= m.stored <= sent + slack or m.staged:
+                    print(
+                        f"  ! {name} {which}: stored {m.stored}, answered {sent}: MISMATCH", file=sys.stderr
+                    )
+            cells = []
+            for which in ("old", "new"):
+                wrk, cpu = got[which].median()
+                cells.append((cpu / (wrk.requests * events) * 1e6, got[which].events_per_s))
+            (old_us, old_rate), (new_us, new_rate) = cells
+            rows.append((name, pair, order[0][0], old_us, new_us, old_rate, new_rate))
+            print(
+                f"  pair {pair} ({order[0][0]} first): old {old_us:.2f} µs/event, new {new_us:.2f}: "
+                f"{new_us / old_us:.2f}",
+                file=sys.stderr,
+                flush=True,
+            )
+    print(
+        "| configuration | pair | first | old CPU µs/event | new CPU µs/event | new/old | events/s old → new |"
+    )
+    print("|---|---:|---|---:|---:|---:|---|")
+    for name, pair, first, old_us, new_us, old_rate, new_rate in rows:
+        print(
+            f"| {name} | {pair} | {first} | {old_us:.2f} | {new_us:.2f} | {new_us / old_us:.2f} "
+            f"| {old_rate:,.0f} → {new_rate:,.0f} |"
+        )
+    for name in names:
+        ratios = [r[4] / r[3] for r in rows if r[0] == name]
+        median = statistics.median(ratios)
+        print(f"{name}: median new/old CPU µs/event {median:.2f} over {len(ratios)} pairs")
+
+
+def compare_together(args: argparse.Namespace, work: Path, bodies: dict[str, tuple[Path, int]]) -> None:
+    """Old tree and this one at the same time, both servers on the server core, each under its own
+    wrk (half the connections each) on the wrk core: whatever else loads the machine loads both
+    alike. ``--pairs`` rounds after a warm-up; each round's CPU µs per event of both."""
+    name = (args.only or ["collector-flush"])[0]
+    if name not in ("collector-flush", "collector-fsync"):
+        raise SystemExit(f"--together compares batch configurations only, not {name}")
+    body, events = bodies[name]
+    trees = {"old": args.old.resolve(), "new": BENCH.parent}
+    print(f"old tree: {trees['old']}; new tree: {trees['new']}; both at once", file=sys.stderr)
+    servers = {
+        which: collector_server(name.split("-")[1], work, args.server, tree) for which, tree in trees.items()
+    }
+    lua = work / "post.lua"
+    half = max(1, args.connections // 2)
+    ratios = []
+    print("| configuration | round | old CPU µs/event | new CPU µs/event | new/old | events/s old → new |")
+    print("|---|---:|---:|---:|---:|---|")
+    try:
+        for which, server in servers.items():
+            server.name = f"{name}-{which}"
+            server.start(args.server_core, work)
+        for round_ in range(args.pairs + 1):
+            got: dict[str, WrkResult] = {}
+            before = {which: cpu_seconds(s.process.pid) for which, s in servers.items() if s.process}
+            seconds = args.warmup if round_ == 0 else args.duration
+            threads = [
+                threading.Thread(
+                    target=_load, args=(got, which, server, body, lua, seconds, half, args.wrk_core)
+                )
+                for which, server in servers.items()
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            if round_ == 0:
+                continue  # warm-up
+            us = {}
+            for which, server in servers.items():
+                assert server.process is not None
+                cpu = cpu_seconds(server.process.pid) - before[which]
+                us[which] = cpu / (got[which].requests * events) * 1e6
+            ratios.append(us["new"] / us["old"])
+            print(
+                f"| {name} | {round_} | {us['old']:.2f} | {us['new']:.2f} | {ratios[-1]:.2f} "
+                f"| {got['old'].rate * events:,.0f} → {got['new'].rate * events:,.0f} |",
+                flush=True,
+            )
+    finally:
+        for server in servers.values():
+            server.stop()
+    print(
+        f"{name}, both at once: median new/old CPU µs/event {statistics.median(ratios):.2f} over {len(ratios)} rounds"
+    )
+
+
+def _load(
+    got: dict[str, WrkResult],
+    which: str,
+    server: Server,
+    body: Path,
+    lua: Path,
+    seconds: float,
+    conns: int,
+    core: int,
+) -> None:
+    got[which] = run_wrk(f"http://127.0.0.1:{server.port}/events", body, lua, seconds, conns, core)
+
+
 def count_lines(root: Path) -> int:
     """Lines in every ``*.ndjson`` file under ``root`` (0 if it does not exist)."""
     total = 0
@@ -581,6 +720,18 @@ def main() -> None:
         help="after the timed runs, one more run under py-spy; stacks go to DIR (not for numbers)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, configs)")
+    parser.add_argument(
+        "--old",
+        type=Path,
+        metavar="TREE",
+        help="compare the collector of this source tree (a checkout of an older commit) with this one",
+    )
+    parser.add_argument("--pairs", type=int, default=4, help="old/new pairs per configuration with --old")
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="with --old: run both servers at once (same core, a wrk each) instead of alternating",
+    )
     parser.add_argument("--serve-granian", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_granian:
@@ -604,6 +755,19 @@ def main() -> None:
         f"{os.cpu_count()} cores",
         file=sys.stderr,
     )
+
+    if args.old is not None:
+        bodies = {
+            "collector-flush": (batch_body, args.batch),
+            "collector-fsync": (batch_body, args.batch),
+            "collector-single": (single_body, 1),
+        }
+        try:
+            (compare_together if args.together else compare_trees)(args, work, bodies)
+        finally:
+            if not args.keep:
+                shutil.rmtree(work, ignore_errors=True)
+        return
 
     plan = [
         ("collector-flush", lambda: collector_server("flush", work, args.server), batch_body, args.batch),

@@ -99,6 +99,12 @@ def split(body: bytes, content_type: str | None) -> list[Any]:
             if isinstance(parsed, dict):
                 return [parsed]
     if end - start <= _SPLIT_CHUNK:
+        if start == 0 and body[end:] == b"\n":
+            # The usual NDJSON body, a newline after its last line: split it as it is and drop
+            # the empty piece after that newline, rather than copy the body without it.
+            pieces = body.split(b"\n")
+            pieces.pop()
+            return pieces
         return (body if start == 0 and end == len(body) else body[start:end]).split(b"\n")
     lines: list[bytes] = []
     while start < end:

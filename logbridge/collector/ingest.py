@@ -9,6 +9,11 @@ journals and claims (`Collector.store`).
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
+import io
+import itertools
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +104,9 @@ class Ingest:
         self.default_topic = default_topic
         self.dead_letter_paths = dead_letter_paths
         self._route_cache: dict[tuple[str, str | None, str | None], list[Route]] = {}
+        # The fast path's plans, across batches: (logger, routing key, minute, what follows the
+        # milliseconds, header routing key, token name) → `plan`'s answer.
+        self.plans: dict[tuple[Any, ...], Any] = {}
 
     def routes_for(self, topic: str, routing_key: str | None, token_name: str | None) -> list[Route]:
         key = (topic, routing_key, token_name)
@@ -115,6 +123,38 @@ class Ingest:
             self._route_cache[key] = routes
         return routes
 
+    def plan(self, key: tuple[Any, Any, str, str], ctx: RequestContext) -> Any:
+        """(topic, routing key, routes, each route's partition or None for one by receive time)
+        for the fast path's events of ``key`` in requests like ``ctx``, or `_GENERAL`.
+
+        Everything here is as `envelope.unwrap`, `stored_line` and the general path's routing
+        do it for a log4j 1 envelope whose ``message`` is an object. It depends on the key
+        alone: the time is the key's minute with seconds ``00.000``, which reads exactly when
+        any usual ``SS.mmm`` does, in the same partition (`Partitioner` renders whole minutes)."""
+        logger, event_routing_key, minute, suffix = key
+        if type(logger) is not str or not logger.startswith(envelope.AUDIT_LOGGER_PREFIX):
+            return _GENERAL
+        topic = logger[len(envelope.AUDIT_LOGGER_PREFIX) :]
+        if not topic.strip():
+            return _GENERAL
+        if type(event_routing_key) is str and event_routing_key.strip():
+            routing_key: str | None = event_routing_key
+        else:
+            routing_key = _clean(ctx.header_routing_key)
+        routes = self.routes_for(topic, routing_key, ctx.token_name)
+        if not routes:
+            return _GENERAL  # unrouted: dead-lettered there, with the stored line
+        epoch = envelope.event_epoch(f"{minute}00.000{suffix}")
+        partitions: list[str | None] = []
+        for route in routes:
+            partition = None
+            if route.sink.event_time and epoch is not None:
+                # A time no calendar of the zone can show (year 10000) goes to the receive time.
+                with contextlib.suppress(ValueError, OverflowError, OSError):
+                    partition = route.sink.partitions.render(topic, routing_key, epoch)
+            partitions.append(partition)
+        return (topic, routing_key, routes, partitions)
+
     def __call__(self, items: list[Any], ctx: RequestContext, received: float) -> Prepared:
         """The fast path: log4j 1 envelopes (DESIGN.md §2, envelope 1) of the common shape are
         unwrapped, timed and routed here with one cache lookup per event; every other item —
@@ -124,23 +164,39 @@ class Ingest:
 
         The lookup key is (logger, routing key, time up to the minute's ``:``, what follows the
         milliseconds), for a time with log4j's seconds and milliseconds in place
-        (``2020-02-19T16:05:02.441+0100``: ``02.441`` in ASCII digits, seconds below 60, checked
-        here). Whether such a time reads, and its minute, depend on the key alone, and
-        `Partitioner` renders by whole minutes: so the first event of a key computes the
-        partitions with the general functions, for the rest of the batch."""
+        (``2020-02-19T16:05:02.441+0100``: ``02.441`` in ASCII digits, seconds below 60).
+        Whether such a time reads, and its minute, depend on the key alone, and `Partitioner`
+        renders by whole minutes: so the first event of a key computes the partitions with the
+        general functions, for the rest of the batch.
+
+        The seconds and milliseconds are checked once per key for the whole batch, not per
+        event (`_Batch.usual_times`): should one be odd, the batch is run again checking each
+        event, and those odd ones take the general path."""
+        prepared = self._fast(items, ctx, received, checked=False)
+        if prepared is None:
+            prepared = self._fast(items, ctx, received, checked=True)
+            assert prepared is not None
+        return prepared
+
+    def _fast(self, items: list[Any], ctx: RequestContext, received: float, checked: bool) -> Prepared | None:
+        """`__call__`'s loop; None if not ``checked`` and a time of the batch is not usual."""
         batch = _Batch(self, ctx, received)
         general = batch.general
         groups = batch.groups
         loads = orjson.loads
         dumps = orjson.dumps
+        newline = orjson.OPT_APPEND_NEWLINE
         max_bytes = self.limits.max_event_bytes
         max_depth = self.limits.max_depth
+        # The same bounds as the general path, for the whole batch at once when it can: each
+        # item checked alone costs two bracket counts, the batch one pass of C.
+        bounded = _within_bounds(items, max_bytes, max_depth)
         seconds = _SECONDS
         millis = _MILLIS
         for item in items:
-            # The same bounds as the general path, checked first: too big, or maybe too deep
-            # (more brackets than the depth limit), goes there to be judged.
-            if (
+            # Too big, or maybe too deep (more brackets than the depth limit): the general path
+            # judges it.
+            if not bounded and (
                 type(item) is not bytes
                 or len(item) > max_bytes
                 or item.count(b"{") + item.count(b"[") > max_depth
@@ -149,35 +205,37 @@ class Ingest:
                 continue
             try:
                 obj = loads(item)
-                message = obj["message"]
+                message = obj.pop("message")  # what is left is the stored line's ``envelope``
                 stamp = obj["timestamp"]
                 key = (obj["logger"], message.get("routingKey"), stamp[:17], stamp[23:])
                 group = groups.get(key)
-                usual = (
-                    stamp[17:19] in seconds
-                    and stamp[19:23] in millis
-                    and "clientEvent" not in obj
-                    and "loggerName" not in obj
-                )
+                if (
+                    "clientEvent" in obj
+                    or "loggerName" in obj
+                    or (checked and (stamp[17:19] not in seconds or stamp[19:23] not in millis))
+                ):
+                    general(item)
+                    continue
             except (ValueError, KeyError, TypeError, AttributeError):
                 # ValueError: orjson.JSONDecodeError. Key/Type/AttributeError: not an object,
                 # a field missing or of another type (a message that is no object, a routing
                 # key that cannot be a key…).
-                usual = False
-            if not usual:
                 general(item)
                 continue
             if group is None:
-                group = groups[key] = batch.group(key, stamp)
+                group = groups[key] = batch.group(key)
             if group is _GENERAL:  # no topic from the logger, or no destination takes it
                 general(item)
                 continue
-            group[0] += 1
-            del obj["message"]  # what is left is the stored line's ``envelope``
-            line = group[2].copy()  # the stored line with this group's constants, in order
+            group[0](stamp)  # its times, checked at the end; their number is the group's count
+            # The group's stored line, its constants in place: assigning its two other keys
+            # keeps their order, so one dict serves every event of the group.
+            line = group[2]
             line["clientEvent"] = message
             line["envelope"] = obj
-            group[1](dumps(line))
+            group[1](dumps(line, None, newline))  # (positional: no keyword parsing per event)
+        if not checked and not batch.usual_times():
+            return None
         return batch.finish()
 
     def general(self, items: list[Any], ctx: RequestContext, received: float) -> Prepared:
@@ -193,6 +251,30 @@ class Ingest:
 _SECONDS = frozenset(f"{s:02d}" for s in range(60))
 _MILLIS = frozenset(f".{ms:03d}" for ms in range(1000))
 _GENERAL: list[Any] = []  # a group whose events take the general path
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"{[\n")
+
+
+def _within_bounds(items: list[Any], max_bytes: int, max_depth: int) -> bool:
+    """True if every item is bytes, at most ``max_bytes`` long, and holds at most ``max_depth``
+    opening brackets (so cannot nest deeper). The batch's lines are joined and stripped of
+    everything but brackets and newlines in one pass; what is left of a line is its brackets.
+    False when an item is no bytes (items are `body.split`'s: bytes, or the parsed objects of
+    a JSON array), or holds a newline itself (the lines would not line up), or one is over."""
+    try:
+        joined = b"\n".join(items)
+    except TypeError:
+        return False
+    if len(joined) > max_bytes and max(map(len, items)) > max_bytes:
+        return False
+    brackets = joined.translate(None, _NOT_BRACKETS)
+    return brackets.count(b"\n") == len(items) - 1 and _too_deep(max_depth).search(brackets) is None
+
+
+@functools.lru_cache(maxsize=8)
+def _too_deep(max_depth: int) -> re.Pattern[bytes]:
+    """A line of more than ``max_depth`` brackets. Anchored at line starts: tried from every
+    position, a run just under the bound would be read again from each of its characters."""
+    return re.compile(rb"(?m)^[^\n]{%d}" % (max_depth + 1))
 
 
 class _Batch:
@@ -204,47 +286,41 @@ class _Batch:
         self.received = received
         self.server_ts = envelope.format_timestamp(received)
         self.prepared = Prepared(ctx, received)
-        self.buffers: dict[tuple[int, str], list[bytes]] = {}
-        # fast-path key → [events, append the stored line, stored-line template, topic, routes]
+        # (route, partition) → its stored lines, each followed by "\n". One growing buffer, not a
+        # list of lines joined at the end: a thousand small bytes objects kept alive until the
+        # join cost more than orjson's serialisation itself (malloc, cache misses), while one
+        # serialised line copied into the buffer and freed at once stays in cache. A BytesIO,
+        # not a bytearray: its ``getvalue()`` hands its bytes over without a copy.
+        self.buffers: dict[tuple[int, str], io.BytesIO] = {}
+        # fast-path key → [add a time, add the stored line, stored-line template, topic, routes,
+        # the times of its events]
         self.groups: dict[tuple[Any, Any, str, str], list[Any]] = {}
 
-    def group(self, key: tuple[Any, Any, str, str], stamp: str) -> list[Any]:
-        """What the fast path needs for the events of one key, or `_GENERAL`.
-
-        Everything here is as `envelope.unwrap`, `stored_line` and the general path's routing
-        do it for a log4j 1 envelope whose ``message`` is an object."""
-        logger, event_routing_key, _, _ = key
-        if type(logger) is not str or not logger.startswith(envelope.AUDIT_LOGGER_PREFIX):
-            return _GENERAL
-        topic = logger[len(envelope.AUDIT_LOGGER_PREFIX) :]
-        if not topic.strip():
-            return _GENERAL
+    def group(self, key: tuple[Any, Any, str, str]) -> list[Any]:
+        """What the fast path needs for the events of one key in this batch (its `Ingest.plan`,
+        the buffers of its partitions and its stored-line template), or `_GENERAL`."""
         ctx = self.ctx
-        if type(event_routing_key) is str and event_routing_key.strip():
-            routing_key: str | None = event_routing_key
-        else:
-            routing_key = _clean(ctx.header_routing_key)
-        routes = self.ingest.routes_for(topic, routing_key, ctx.token_name)
-        if not routes:
-            return _GENERAL  # unrouted: dead-lettered there, with the stored line
+        plans = self.ingest.plans
+        plan_key = (*key, ctx.header_routing_key, ctx.token_name)
+        plan = plans.get(plan_key)
+        if plan is None:
+            plan = self.ingest.plan(key, ctx)
+            if len(plans) > 100_000:
+                plans.clear()
+            plans[plan_key] = plan
+        if plan is _GENERAL:
+            return _GENERAL
+        topic, routing_key, routes, partitions = plan
         received = self.received
-        epoch = None
         appends = []
-        for route in routes:
-            sink = route.sink
-            if sink.event_time:
-                if epoch is None:
-                    epoch = envelope.event_epoch(stamp)
-                    if epoch is None:
-                        epoch = received
-                when = epoch
-            else:
-                when = received
-            key_ = (route.index, _render(sink, topic, routing_key, when, received))
+        for route, partition in zip(routes, partitions, strict=True):
+            if partition is None:  # by receive time
+                partition = _render(route.sink, topic, routing_key, received, received)
+            key_ = (route.index, partition)
             buf = self.buffers.get(key_)
             if buf is None:
-                self.buffers[key_] = buf = []
-            appends.append(buf.append)
+                self.buffers[key_] = buf = io.BytesIO()
+            appends.append(buf.write)
         template: dict[str, Any] = {
             "clientEvent": None,
             "origAddress": ctx.orig_address,
@@ -257,7 +333,34 @@ class _Batch:
             template["node"] = ctx.node
         template["envelope"] = None
         append = appends[0] if len(appends) == 1 else _append_to_all(appends)
-        return [0, append, template, topic, routes]
+        stamps: list[str] = []
+        return [stamps.append, append, template, topic, routes, stamps]
+
+    def usual_times(self) -> bool:
+        """Whether the times of every fast-path event have log4j's seconds and milliseconds in
+        place: ``SS.mmm`` after the key's 17 characters (the minute), in ASCII digits, seconds
+        below 60. The events of one key share their first 17 characters and what follows the
+        23rd, so their times are all 23 + len(that suffix) long; joined, each column of
+        ``SS.mmm`` is a slice with that step. A few C calls per length, not per event."""
+        by_size: dict[int, list[list[str]]] = {}
+        for (_, _, _, suffix), group in self.groups.items():
+            if group is not _GENERAL:
+                by_size.setdefault(23 + len(suffix), []).append(group[5])
+        for size, lists in by_size.items():
+            times = "".join(itertools.chain.from_iterable(lists))
+            n = sum(map(len, lists))
+            # Not ASCII: maybe, maybe not, but not judged here (a non-ASCII digit is a digit to
+            # `parse_iso`, and the columns would not line up in bytes).
+            if not times.isascii() or len(times) != size * n:  # or a time under 23 characters
+                return False
+            raw = times.encode("ascii")  # bytes: their columns and checks are cheaper than str's
+            tens = raw[17::size]
+            digits = tens + raw[18::size] + raw[20::size] + raw[21::size] + raw[22::size]
+            if not digits.isdigit() or raw[19::size].count(b".") != n:
+                return False
+            if b"6" in tens or b"7" in tens or b"8" in tens or b"9" in tens:
+                return False
+        return True
 
     def general(self, item: Any) -> None:
         """One item through the general path: `envelope.parse_line`, `unwrap`, `stored_line`."""
@@ -323,8 +426,9 @@ class _Batch:
             key = (route.index, _render(sink, u.topic, u.routing_key, when, received))
             buf = buffers.get(key)
             if buf is None:
-                buffers[key] = buf = []
-            buf.append(line)
+                buffers[key] = buf = io.BytesIO()
+            buf.write(line)
+            buf.write(b"\n")
             out_key = (route.dest.name, u.topic)
             out_counts[out_key] = out_counts.get(out_key, 0) + 1
         prepared.topic_counts[u.topic] = prepared.topic_counts.get(u.topic, 0) + 1
@@ -338,15 +442,15 @@ class _Batch:
         for group in self.groups.values():
             if group is _GENERAL:
                 continue
-            n, _, _, topic, routes = group
+            _, _, _, topic, routes, stamps = group
+            n = len(stamps)
             prepared.result.accepted += n
             topic_counts[topic] = topic_counts.get(topic, 0) + n
             for route in routes:
                 out_key = (route.dest.name, topic)
                 out_counts[out_key] = out_counts.get(out_key, 0) + n
-        for key, lines in self.buffers.items():
-            lines.append(b"")
-            prepared.chunks[key] = b"\n".join(lines)
+        for key, buf in self.buffers.items():
+            prepared.chunks[key] = buf.getvalue()
         if prepared.dead:
             prepared.dead_partition = self.ingest.dead_letter_paths.render("", None, self.received)
             prepared.dead_chunk = b"\n".join([*prepared.dead, b""])

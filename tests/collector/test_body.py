@@ -8,6 +8,8 @@ import zlib
 import orjson
 import pytest
 import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from logbridge.collector import body
 from logbridge.errors import BodyError, BodyTooLarge, UnsupportedEncoding
@@ -51,3 +53,20 @@ def test_split_forms() -> None:
     assert body.split(b"  \n", None) == []
     items = body.split(b'[1, {"a": 2}]', None)
     assert isinstance(items[0], body.Invalid) and items[1] == {"a": 2}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.dictionaries(
+            st.text(max_size=5), st.integers(-(2**63), 2**63 - 1) | st.text(max_size=8), max_size=3
+        ),
+        min_size=1,
+    ),
+    st.sampled_from([b"", b"\n", b"\n\n", b"\r\n", b" \n", b"\n ", b"\t"]),
+    st.sampled_from([b"", b" ", b"\n"]),
+)
+def test_an_ndjson_body_splits_into_its_stripped_lines(objects: list[dict], tail: bytes, head: bytes) -> None:
+    """However the body ends (the usual single newline is split without copying the body)."""
+    data = head + b"\n".join(orjson.dumps(o) for o in objects) + tail
+    assert body.split(data, None) == data.strip(b" \t\n\r\x0b\x0c").split(b"\n")

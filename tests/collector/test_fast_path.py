@@ -427,3 +427,137 @@ def test_a_time_past_year_9999_in_the_zone_goes_to_the_receive_time() -> None:
     assert fast == general
     assert fast["accepted"] == 1
     assert [key for key, _ in fast["chunks"]][0] == (0, "generic/default/2025/12/01/11")
+
+
+# ------------------------------------------------------- checks made once per batch, not per event
+
+
+def _brackets_within(item: bytes, max_bytes: int, max_depth: int) -> bool:
+    """The per-item bound the fast path applies when the batch's is not known."""
+    return len(item) <= max_bytes and item.count(b"{") + item.count(b"[") <= max_depth
+
+
+raw_lines = st.lists(
+    st.text(alphabet='{}[]"a:,\\é \n', max_size=40).map(lambda t: t.encode("utf-8")), max_size=30
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw_lines, st.integers(0, 60), st.integers(0, 12))
+def test_the_batch_bound_is_the_per_item_bound(items: list[bytes], max_bytes: int, max_depth: int) -> None:
+    """`_within_bounds` says yes only if every item passes the per-item bound, and, for items
+    without a newline of their own (`body.split` never gives one), exactly then."""
+    within = ingest_mod._within_bounds(items, max_bytes, max_depth)
+    each = bool(items) and all(_brackets_within(item, max_bytes, max_depth) for item in items)
+    if any(b"\n" in item for item in items):
+        assert not within
+    else:
+        assert within == each
+
+
+def test_the_batch_bound_refuses_parsed_items_and_stays_linear() -> None:
+    assert not ingest_mod._within_bounds([b"{}", {"a": 1}], 100, 8)
+    assert not ingest_mod._within_bounds([b"{}", Invalid(1)], 100, 8)
+    # Lines just under the bound: the line-start anchor keeps the search to one pass (a search
+    # from every position would read each run again from each of its brackets).
+    items = [b"[" * 1000 + b"]" * 1000] * 2000
+    assert ingest_mod._within_bounds(items, 10_000, 1000)
+    assert not ingest_mod._within_bounds(items, 10_000, 999)
+
+
+def _odd_time(stamp: str) -> bool:
+    """What the fast path sends to the general path when it checks each event's time."""
+    return stamp[17:19] not in ingest_mod._SECONDS or stamp[19:23] not in ingest_mod._MILLIS
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(log4j_stamps(), min_size=1, max_size=40), st.sampled_from(["generic", "other"]))
+def test_times_checked_once_per_batch_as_each_event_would(stamps: list[str], topic: str) -> None:
+    """The batch's one look at the times (`_Batch.usual_times`) finds an odd one exactly when
+    the per-event check would (it leaves times with any non-ASCII character to that check), and
+    the batch then runs again: same outcome as the general path."""
+    items = [
+        orjson.dumps(
+            {"severity": "INFO", "logger": f"dku.audit.{topic}", "message": {"i": i}, "timestamp": stamp}
+        )
+        for i, stamp in enumerate(stamps)
+    ]
+    ctx = RequestContext("10.0.0.7")
+    ingest = make_ingest()
+    unchecked = ingest._fast(list(items), ctx, RECEIVED, checked=False)
+    assert (unchecked is None) == any(_odd_time(stamp) or not stamp.isascii() for stamp in stamps)
+    if unchecked is not None:
+        assert outcome(unchecked) == outcome(ingest._fast(list(items), ctx, RECEIVED, checked=True))
+    fast, general = both(items, ctx)
+    assert fast == general
+
+
+def test_a_batch_of_usual_times_is_run_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = []
+    original = Ingest._fast
+    monkeypatch.setattr(
+        Ingest,
+        "_fast",
+        lambda self, *args, checked: runs.append(checked) or original(self, *args, checked=checked),
+    )
+    usual = [_log4j_line({"m": i}, f"2020-02-19T16:05:{i:02d}.441+0100") for i in range(59)]
+    assert make_ingest()(usual, RequestContext("10.0.0.7"), RECEIVED).result.accepted == 59
+    assert runs == [False]
+    runs.clear()
+    odd = [*usual, _log4j_line({"m": 60}, "2020-02-19T16:05:60.441+0100")]
+    assert make_ingest()(odd, RequestContext("10.0.0.7"), RECEIVED).result.accepted == 60
+    assert runs == [False, True]
+
+
+def test_stored_lines_are_the_general_functions_lines() -> None:
+    """The partition buffers hold `envelope.stored_line` of each event, a newline after each."""
+    items = [_log4j_line({"msgType": "m", "i": i}) for i in range(5)]
+    ctx = RequestContext("10.0.0.7", node="n1")
+    prepared = make_ingest()(items, ctx, RECEIVED)
+    server_ts = envelope.format_timestamp(RECEIVED)
+    expected = b"".join(
+        envelope.stored_line(envelope.unwrap(orjson.loads(item)), "10.0.0.7", server_ts, "n1") + b"\n"
+        for item in items
+    )
+    assert prepared.chunks[(0, "generic/default/2020/02/19/15")] == expected
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(st.lists(lines(), max_size=12), contexts, st.sampled_from([0.0, 3600.0, 86_400.5])),
+        min_size=2,
+        max_size=4,
+    )
+)
+def test_plans_kept_across_batches_fit_each_request(
+    batches: list[tuple[list[Any], RequestContext, float]],
+) -> None:
+    """One `Ingest` keeps its plans from batch to batch (keyed by what the request can change:
+    header routing key, token); each batch still gets what the general path gives it, with its
+    own receive time and context."""
+    ingest = make_ingest()
+    for items, ctx, later in batches:
+        fast = ingest(list(items), ctx, RECEIVED + later)
+        general = make_ingest().general(list(items), ctx, RECEIVED + later)
+        assert outcome(fast) == outcome(general)
+
+
+def test_a_plan_is_kept_per_header_routing_key_and_token() -> None:
+    """The same events in requests that differ only by what routes them (the routing-key header
+    for events without their own, the token a destination requires) or by receive time."""
+    items = [
+        _log4j_line({"msgType": "m"}),
+        _log4j_line({"msgType": "m", "routingKey": "svc_1"}),
+        _log4j_line({"msgType": "m", "routingKey": " "}),
+    ]
+    ingest = make_ingest()
+    for ctx, later in [
+        (RequestContext("10.0.0.7"), 0.0),
+        (RequestContext("10.0.0.7", header_routing_key="svc_1"), 0.0),
+        (RequestContext("10.0.0.7", token_name="tok"), 0.0),
+        (RequestContext("10.0.0.7", header_routing_key="hdr", token_name="tok"), 7200.0),
+        (RequestContext("10.0.0.7"), 7200.0),
+    ]:
+        fast = ingest(list(items), ctx, RECEIVED + later)
+        assert outcome(fast) == outcome(make_ingest().general(list(items), ctx, RECEIVED + later))
