@@ -88,6 +88,7 @@ _WAIT_BETWEEN_TRIES: dict[str, Any] = {"reconnect_time_wait": 0.05}
 # A dead peer is noticed by missed pings when no TCP reset says so (a partition, a VM paused).
 PING_INTERVAL = 10
 MAX_OUTSTANDING_PINGS = 3
+CLOSE_TIMEOUT = 2.0
 # Headers and framing of one message, over the headers we count exactly (NATS/1.0 line, CRLFs,
 # Nats-Expected-Stream added by nats-py).
 HEADER_MARGIN = 256
@@ -248,6 +249,9 @@ def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
     if isinstance(exc, nats.js.errors.APIError):
         text = exc.description or type(exc).__name__
+    elif isinstance(exc, ssl.SSLError):  # its errno is OpenSSL's, not the OS's
+        detail = getattr(exc, "verify_message", None)
+        text = f"{exc.reason}: {detail}" if exc.reason and detail else (exc.reason or str(exc))
     elif isinstance(exc, OSError) and exc.errno:
         text = os.strerror(exc.errno)  # asyncio's "Connect call failed (…)" says less
     elif isinstance(exc, OSError) and exc.strerror:
@@ -415,8 +419,7 @@ async def _check_destination(dest: NatsDestination, key: str) -> str:
             **_WAIT_BETWEEN_TRIES,
         )
     except Exception as exc:
-        with contextlib.suppress(Exception):
-            await nc.close()
+        await _close_quietly(nc)
         raise ConfigError(_connect_failure(dest, key, exc, seen)) from None
     try:
         js = nc.jetstream(timeout=dest.connect_timeout)
@@ -435,8 +438,14 @@ async def _check_destination(dest: NatsDestination, key: str) -> str:
                 f"{key}: cannot create or check stream {dest.stream!r}: {_describe(exc)}"
             ) from None
     finally:
-        with contextlib.suppress(Exception):
-            await nc.close()
+        await _close_quietly(nc)
+
+
+async def _close_quietly(nc: Client) -> None:
+    """Close, bounded: after a failed TLS handshake nats-py's close waits for a transport that
+    never reports closed."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(nc.close(), CLOSE_TIMEOUT)
 
 
 # ------------------------------------------------------------------------------------ sink
@@ -573,8 +582,7 @@ class NatsSink:
                     await task
         nc = self._nc
         if nc is not None and not nc.is_closed:
-            with contextlib.suppress(Exception):
-                await nc.close()
+            await _close_quietly(nc)
 
     # ------------------------------------------------------------------------ health
 
