@@ -345,10 +345,10 @@ def _limits_of(config: StreamConfig) -> tuple[int, float, float]:
     return (config.max_bytes or -1, float(config.max_age or 0.0), float(config.duplicate_window or 0.0))
 
 
-async def ensure_stream(js: Any, dest: NatsDestination, key: str) -> str:
-    """Create ``dest.stream``, or check it: "created", "updated" (limits set to the config's),
-    or "checked". Raises `ConfigError` naming every conflicting setting, or nats-py's errors
-    when the server does not answer (the caller maps them)."""
+async def ensure_stream(js: Any, dest: NatsDestination, key: str) -> tuple[str, int]:
+    """Create ``dest.stream``, or check it: ("created" | "updated" (limits set to the config's)
+    | "checked", the stream's max_msg_size or -1). Raises `ConfigError` naming every conflicting
+    setting, or nats-py's errors when the server does not answer (the caller maps them)."""
     wanted = stream_config(dest)
     try:
         info = await js.stream_info(dest.stream)
@@ -361,7 +361,7 @@ async def ensure_stream(js: Any, dest: NatsDestination, key: str) -> str:
                 f"{exc.description}; change subject or stream"
             ) from None
         log.info("stream created", destination=dest.name, stream=dest.stream, subjects=wanted.subjects)
-        return "created"
+        return "created", -1
     existing: StreamConfig = info.config
     problems = stream_conflicts(existing, dest)
     if problems:
@@ -370,8 +370,9 @@ async def ensure_stream(js: Any, dest: NatsDestination, key: str) -> str:
             + "; ".join(problems)
             + f"; use another stream name or change the stream (nats stream edit {dest.stream})"
         )
+    max_msg_size = existing.max_msg_size or -1
     if _limits_of(existing) == _limits_of(wanted):
-        return "checked"
+        return "checked", max_msg_size
     updated = StreamConfig.from_response(existing.as_dict())
     updated.max_bytes = wanted.max_bytes
     updated.max_age = wanted.max_age
@@ -390,19 +391,19 @@ async def ensure_stream(js: Any, dest: NatsDestination, key: str) -> str:
         was=dict(zip(("max_bytes", "max_age", "duplicate_window"), _limits_of(existing), strict=True)),
         now=dict(zip(("max_bytes", "max_age", "duplicate_window"), _limits_of(wanted), strict=True)),
     )
-    return "updated"
+    return "updated", max_msg_size
 
 
 # ------------------------------------------------------------------------------- preflight
 
 
-def check_destination(dest: NatsDestination, key: str) -> str:
+def check_destination(dest: NatsDestination, key: str) -> tuple[str, int]:
     """At start, before the collector serves: connect once, check JetStream, create or check
     the stream. Raises `ConfigError` with one line naming the key and what to check."""
     return asyncio.run(_check_destination(dest, key))
 
 
-async def _check_destination(dest: NatsDestination, key: str) -> str:
+async def _check_destination(dest: NatsDestination, key: str) -> tuple[str, int]:
     options = connect_options(dest, key)
     seen: list[BaseException] = []
 
@@ -475,7 +476,11 @@ class NatsSink:
             dest.routing_key_placeholder,
         )
         self.servers = [_redact(s) for s in dest.servers]
-        self.max_payload = 1024 * 1024  # the server's, once connected
+        # The largest message (headers + body): the server's max_payload once connected, or the
+        # stream's max_msg_size when that is smaller.
+        self.max_payload = 1024 * 1024
+        self._server_max_payload = self.max_payload
+        self._stream_max_msg_size = -1
         self._nc: Client | None = None
         self._js: Any = None
         self._connector: asyncio.Task[None] | None = None
@@ -525,7 +530,7 @@ class NatsSink:
             reconnected_cb=self._on_reconnected,
         )
         self._js = nc.jetstream(timeout=self.dest.publish_timeout)
-        self.max_payload = nc.max_payload
+        self._set_max_payload(server=nc.max_payload)
         self._last_error = None
         url = nc.connected_url
         log.info("connected to NATS", destination=self.name, server=_redact(url.geturl()) if url else None)
@@ -538,13 +543,14 @@ class NatsSink:
         wait = 0.5
         while not self._closed:
             try:
-                await ensure_stream(self._js, self.dest, self.key)
+                _, max_msg_size = await ensure_stream(self._js, self.dest, self.key)
             except ConfigError as exc:
                 self._stream_problem = str(exc)
                 log.error("stream conflicts with the destination", destination=self.name, error=str(exc))
             except (TimeoutError, nats.errors.Error) as exc:
                 self._stream_problem = f"cannot check stream {self.dest.stream!r}: {_describe(exc)}"
             else:
+                self._set_max_payload(stream=max_msg_size)
                 self._stream_problem = None
                 self._stream_ready = True
                 return
@@ -564,7 +570,7 @@ class NatsSink:
     async def _on_reconnected(self) -> None:
         nc = self._nc
         assert nc is not None
-        self.max_payload = nc.max_payload
+        self._set_max_payload(server=nc.max_payload)
         self._last_error = None
         self._logged_error = False
         log.info("reconnected to NATS", destination=self.name)
@@ -572,6 +578,16 @@ class NatsSink:
             self._stream_checker.cancel()
         self._stream_ready = False
         self._stream_checker = asyncio.create_task(self._check_stream())
+
+    def _set_max_payload(self, *, server: int | None = None, stream: int | None = None) -> None:
+        if server is not None:
+            self._server_max_payload = server
+        if stream is not None:
+            self._stream_max_msg_size = stream
+        limits = [self._server_max_payload]
+        if self._stream_max_msg_size > 0:
+            limits.append(self._stream_max_msg_size)
+        self.max_payload = min(limits)
 
     async def close(self) -> None:
         self._closed = True
@@ -677,8 +693,8 @@ class NatsSink:
                     length = (end if end != -1 else size) - pos + 1
                     raise BodyTooLarge(
                         f"destination {self.name!r}: a stored line of {length} bytes does not fit in one "
-                        f"NATS message (the server's max_payload is {self.max_payload} bytes): send "
-                        "smaller events, or raise max_payload on the NATS server"
+                        f"NATS message (at most {self.max_payload} bytes: the server's max_payload or the "
+                        "stream's max_msg_size): send smaller events, or raise that limit"
                     )
                 cut = newline + 1
             piece = data[pos:cut]

@@ -440,3 +440,41 @@ def test_the_collectors_own_authfail_events_are_published_too(
     (message,) = nats_server.messages(STREAM)
     assert message.subject == "audit.authfail.default"
     assert orjson.loads(message.data)["clientEvent"]["reason"] == "bad token"
+
+
+def test_an_existing_stream_takes_the_configs_limits_and_its_message_size_is_kept_to(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """A stream made beforehand (by an operator, another collector): its limits become the
+    config's (logged), its messages stay, and its max_msg_size bounds the messages as the
+    server's max_payload does."""
+    from nats.js.api import DiscardPolicy, StreamConfig
+
+    made = StreamConfig(
+        name=STREAM,
+        subjects=["audit.>"],
+        discard=DiscardPolicy.NEW,
+        max_bytes=1_000_000,
+        duplicate_window=60,
+        max_msg_size=16_384,
+    )
+
+    async def make(nc: Any) -> None:
+        js = nc.jetstream()
+        await js.add_stream(made)
+        await js.publish("audit.generic.default", b"{}\n", headers={"Nats-Msg-Id": "earlier"})
+
+    nats_server.run(make, quiet=False)
+    data = body(*(log4j(i, stamp=HOUR_15) for i in range(200)))  # one group, ~50 KiB stored
+    result = run_service(
+        config(tmp_path, nats_server, store=False, max_bytes="2MiB", duplicate_window="3m"),
+        lambda svc: post(svc, data, (0, len(data))),
+    )
+    assert result.accepted == 200
+    info = nats_server.stream_info(STREAM)
+    assert (info.config.max_bytes, info.config.duplicate_window) == (2 * 1024 * 1024, 180.0)
+    messages = nats_server.messages(STREAM)
+    assert messages[0].headers["Nats-Msg-Id"] == "earlier"
+    ours = messages[1:]
+    assert len(ours) >= 4 and all(len(m.data) < 16_384 for m in ours)
+    assert seqs(ours) == Counter(range(200))
