@@ -312,9 +312,23 @@ class NatsServer:
                 self.process.wait(timeout=10)
 
     def pause(self) -> None:
-        """SIGSTOP: connections stay open and nothing is answered (a server stalled or far away)."""
+        """SIGSTOP: connections stay open and nothing is answered (a server stalled or far away).
+        Returns once every thread is stopped: a signal takes effect when the target next enters
+        the kernel, and a busy server could answer one more request meanwhile."""
         assert self.process is not None
         self.process.send_signal(signal.SIGSTOP)
+        tasks = Path(f"/proc/{self.process.pid}/task")
+
+        def stopped() -> bool:
+            states = []
+            for task in tasks.iterdir():
+                try:
+                    states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+                except OSError:  # a thread that just ended
+                    continue
+            return bool(states) and all(state in ("T", "t") for state in states)
+
+        wait_for(stopped, 10, f"nats-server {self.process.pid} to stop (SIGSTOP)", interval=0.005)
 
     def resume(self) -> None:
         assert self.process is not None

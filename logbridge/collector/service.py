@@ -82,6 +82,8 @@ class CollectorService:
 
     async def close(self) -> None:
         """Publish everything and stop the threads."""
+        if self._audits:  # authfail events on their way to a publisher: let them finish
+            await asyncio.gather(*self._audits, return_exceptions=True)
         try:
             await self.writer.submit(self.collector.close)
         finally:
