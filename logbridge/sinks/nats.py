@@ -28,7 +28,9 @@ Errors are mapped at this seam: an unreachable server is `DestinationUnreachable
 `DestinationFull`, a missing ack `DestinationTimeout`, anything else JetStream refuses a
 `DestinationError`; a line that can never fit in a message is `BodyTooLarge` (413), found before
 anything is sent. nats-py's ``publish_async`` is not used: its future never resolves when the
-server answers "maximum bytes exceeded"; ``publish`` waits for the ack with a timeout.
+server answers "maximum bytes exceeded". Messages are published with a reply subject of ours,
+every ack is read here (an error ack is an error, not a hang) and a request waits for its acks
+at most ``publish_timeout``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import itertools
 import os
 import random
 import secrets
@@ -48,8 +51,10 @@ from urllib.parse import urlsplit
 
 import nats.errors
 import nats.js.errors
+import orjson
 import structlog
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
 from ..config import resolve_secret
@@ -78,6 +83,7 @@ EVENTS = "Logbridge-Events"
 SOURCE = "Logbridge-Source"
 RANGE = "Logbridge-Range"
 PART = "Logbridge-Part"
+EXPECTED_STREAM = "Nats-Expected-Stream"  # the stream refuses what another stream would take
 
 # Reconnecting: the first attempt at once, then doubling waits up to the cap, with jitter (a
 # cluster's collectors must not all knock at the same instant when a server comes back).
@@ -490,6 +496,10 @@ class NatsSink:
         self._last_error: str | None = None
         self._logged_error = False
         self._closed = False
+        # Acks: reply subject → the future of the request waiting for it.
+        self._ack_prefix: str | None = None
+        self._ack_ids = itertools.count()
+        self._waiting: dict[str, asyncio.Future[Msg]] = {}
 
     @classmethod
     def from_config(cls, dest: NatsDestination, staging_dir: Path, *, key: str) -> NatsSink:
@@ -530,6 +540,10 @@ class NatsSink:
             reconnected_cb=self._on_reconnected,
         )
         self._js = nc.jetstream(timeout=self.dest.publish_timeout)
+        # One subscription takes every ack (nats-py subscribes it again after a reconnection).
+        prefix = nc.new_inbox() + "."
+        await nc.subscribe(prefix + "*", cb=self._on_ack)
+        self._ack_prefix = prefix
         self._set_max_payload(server=nc.max_payload)
         self._last_error = None
         url = nc.connected_url
@@ -564,6 +578,12 @@ class NatsSink:
             log.warning("NATS connection error", destination=self.name, error=self._last_error)
 
     async def _on_disconnected(self) -> None:
+        # Acks due on the lost connection will not come: answer their requests now, not at the
+        # timeout. (What was sent may have been stored; a retry's ids say so.)
+        lost = DestinationUnreachable(f"destination {self.name!r}: NATS connection lost while publishing")
+        for ack in list(self._waiting.values()):
+            if not ack.done():
+                ack.set_exception(lost)
         if not self._closed:
             log.warning("NATS connection lost; reconnecting", destination=self.name, servers=self.servers)
 
@@ -620,27 +640,87 @@ class NatsSink:
     # ---------------------------------------------------------------------- publish
 
     async def publish_batch(self, groups: Sequence[tuple[str, bytes]], origin: BatchOrigin) -> Published:
+        """Publish every message, then wait — once, for all of them, at most ``publish_timeout``
+        — for JetStream's acks, each read here (an error ack included: nats-py's
+        ``publish_async`` would leave its future unresolved on "maximum bytes exceeded").
+
+        Each message is a plain publish whose reply subject is ours, rather than one
+        ``js.publish`` request each: a request's messages share one wait, and an ack costs a
+        dict lookup and a small JSON parse — half the CPU per message."""
         problem = self.problem()
-        if problem is not None:
-            raise DestinationUnreachable(problem)
+        if problem is not None or self._ack_prefix is None:
+            raise DestinationUnreachable(problem or f"destination {self.name!r}: not connected yet")
         messages = self.messages(groups, origin)
-        js = self._js
-        timeout = self.dest.publish_timeout
-        stream = self.dest.stream
-        acks = await asyncio.gather(
-            *(
-                js.publish(m.subject, m.payload, timeout=timeout, stream=stream, headers=m.headers)
-                for m in messages
-            ),
-            return_exceptions=True,
-        )
-        duplicates = 0
-        for ack in acks:
-            if isinstance(ack, BaseException):
-                raise self._map_error(ack, len(messages)) from ack
-            if ack.duplicate:
-                duplicates += 1
+        nc = self._nc
+        assert nc is not None
+        loop = asyncio.get_running_loop()
+        waiting = self._waiting
+        replies: list[str] = []
+        acks: list[asyncio.Future[Msg]] = []
+        try:
+            for message in messages:
+                reply = f"{self._ack_prefix}{next(self._ack_ids)}"
+                ack: asyncio.Future[Msg] = loop.create_future()
+                waiting[reply] = ack
+                replies.append(reply)
+                acks.append(ack)
+                message.headers[EXPECTED_STREAM] = self.dest.stream
+                await nc.publish(message.subject, message.payload, reply=reply, headers=message.headers)
+            _, late = await asyncio.wait(acks, timeout=self.dest.publish_timeout)
+        except (nats.errors.Error, OSError) as exc:
+            raise self._map_error(exc) from exc
+        finally:
+            for reply in replies:  # answered, timed out or cancelled: nobody waits for it any more
+                waiting.pop(reply, None)
+        if late:
+            for ack in late:
+                ack.cancel()
+            raise DestinationTimeout(
+                f"destination {self.name!r}: no publish ack from NATS within publish_timeout "
+                f"({self.dest.publish_timeout:g}s)"
+            )
+        # Every future's outcome is taken (an exception nobody retrieves is logged at exit).
+        failures = [failure for failure in (ack.exception() for ack in acks) if failure is not None]
+        if failures:
+            raise failures[0]
+        duplicates = sum(self._read_ack(ack.result()) for ack in acks)
         return Published(len(messages), duplicates)
+
+    async def _on_ack(self, msg: Msg) -> None:
+        ack = self._waiting.pop(msg.subject, None)
+        if ack is not None and not ack.done():
+            ack.set_result(msg)
+
+    def _read_ack(self, msg: Msg) -> bool:
+        """Whether the ack says the stream held the message already; raises what it refuses."""
+        where = f"destination {self.name!r}"
+        if not msg.data:
+            status = (msg.headers or {}).get("Status")
+            if status == "503":  # no responders: no stream listens on the subject
+                raise DestinationError(
+                    f"{where}: no stream takes the subject (was stream {self.dest.stream!r} deleted?)"
+                )
+            raise DestinationError(f"{where}: JetStream answered with status {status} and no ack")
+        try:
+            ack = orjson.loads(msg.data)
+        except orjson.JSONDecodeError:
+            raise DestinationError(f"{where}: unreadable publish ack {msg.data[:200]!r}") from None
+        error = ack.get("error") if isinstance(ack, dict) else None
+        if error:
+            description = str(error.get("description") or error)
+            if (
+                error.get("code") == 503
+                or "exceeded" in description
+                or "insufficient resources" in description
+            ):
+                raise DestinationFull(
+                    f"{where}: stream {self.dest.stream!r} is full ({description}); "
+                    "it takes events again once writers drain it"
+                )
+            raise DestinationError(f"{where}: JetStream refused the message: {description}")
+        if not isinstance(ack, dict) or "seq" not in ack:
+            raise DestinationError(f"{where}: unexpected publish ack {msg.data[:200]!r}")
+        return bool(ack.get("duplicate"))
 
     def messages(self, groups: Sequence[tuple[str, bytes]], origin: BatchOrigin) -> list[_Message]:
         """The messages of one request's groups. `BodyTooLarge` before anything is sent when a
@@ -704,38 +784,16 @@ class NatsSink:
             pos = cut
         return pieces
 
-    def _map_error(self, exc: BaseException, count: int) -> LogbridgeError:
+    def _map_error(self, exc: BaseException) -> LogbridgeError:
+        """nats-py's errors while sending."""
         where = f"destination {self.name!r}"
-        if isinstance(exc, TimeoutError):
-            return DestinationTimeout(
-                f"{where}: no publish ack from NATS within publish_timeout ({self.dest.publish_timeout:g}s)"
-            )
-        if isinstance(exc, nats.js.errors.NoStreamResponseError):
+        if isinstance(exc, nats.errors.MaxPayloadError):  # the server lowered max_payload meanwhile
             return DestinationError(
-                f"{where}: no stream takes the subject (was stream {self.dest.stream!r} deleted?)"
-            )
-        if isinstance(exc, nats.js.errors.APIError):
-            description = exc.description or type(exc).__name__
-            if exc.code == 503 or "exceeded" in description or "insufficient resources" in description:
-                return DestinationFull(
-                    f"{where}: stream {self.dest.stream!r} is full ({description}); "
-                    "it takes events again once writers drain it"
-                )
-            return DestinationError(f"{where}: JetStream refused the message: {description}")
-        if isinstance(
-            exc,
-            nats.errors.ConnectionClosedError
-            | nats.errors.ConnectionReconnectingError
-            | nats.errors.OutboundBufferLimitError
-            | nats.errors.NoRespondersError
-            | nats.errors.StaleConnectionError,
-        ):
-            return DestinationUnreachable(
-                f"{where}: NATS connection lost while publishing ({_describe(exc)})"
+                f"{where}: a message is over the server's max_payload; send the batch again"
             )
         if isinstance(exc, LogbridgeError):
             return exc
-        return DestinationError(f"{where}: publish failed: {type(exc).__name__}: {_describe(exc)}")
+        return DestinationUnreachable(f"{where}: NATS connection lost while publishing ({_describe(exc)})")
 
 
 def _headers_size(headers: dict[str, str]) -> int:
