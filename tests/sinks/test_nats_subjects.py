@@ -1,4 +1,4 @@
-"""Subjects and headers made from hostile topics and routing keys, and the nats destination's config.
+"""Subjects and headers made from hostile topics and routing keys; the nats destination's config and credentials.
 
 No server here: what a topic or routing key can do to a subject is decided before anything is
 sent (tests/sinks/test_nats_sink.py and tests/integration/test_collector_nats.py publish them).
@@ -234,3 +234,52 @@ def test_two_nats_destinations_cannot_share_a_stream(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="'a' and 'b' publish to the same stream 'AUDIT'"):
         collector_config(tmp_path, {"name": "a", **bus}, {"name": "b", "topics": ["x"], **bus})
     collector_config(tmp_path, {"name": "a", **bus}, {"name": "b", "stream": "OTHER", **bus})
+
+
+# -------------------------------------------------------------------------------- credentials
+
+
+def nats_destination(**keys: Any) -> NatsDestination:
+    return NatsDestination.model_validate(
+        {"name": "bus", "type": "nats", "servers": ["nats://127.0.0.1:4222"], **keys}
+    )
+
+
+def test_credentials_are_read_when_connecting_and_name_their_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("nats")
+    from logbridge.sinks.nats import connect_options
+
+    monkeypatch.delenv("LB_NATS_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match=r"bus\.token_env: environment variable LB_NATS_TOKEN is not set"):
+        connect_options(nats_destination(token_env="LB_NATS_TOKEN"), "bus")
+    monkeypatch.setenv("LB_NATS_TOKEN", " t0ken \n")
+    assert connect_options(nats_destination(token_env="LB_NATS_TOKEN"), "bus")["token"] == "t0ken"
+
+    monkeypatch.setenv("LB_NATS_PASSWORD", "pw")
+    options = connect_options(nats_destination(user="collector", password_env="LB_NATS_PASSWORD"), "bus")
+    assert (options["user"], options["password"]) == ("collector", "pw")
+
+    with pytest.raises(ConfigError, match=r"bus\.creds_file: cannot read .*missing\.creds"):
+        connect_options(nats_destination(creds_file=str(tmp_path / "missing.creds")), "bus")
+
+    with pytest.raises(ConfigError, match=r"bus: cannot load tls\.ca"):
+        connect_options(nats_destination(tls={"ca": str(tmp_path / "no-ca.pem")}), "bus")
+    assert "tls" not in connect_options(nats_destination(), "bus")
+    assert "tls" in connect_options(nats_destination(servers=["tls://127.0.0.1:4222"]), "bus")
+
+
+def test_a_creds_file_without_nkeys_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """nats-py signs the server's nonce with nkeys: without it, a creds file could never work."""
+    pytest.importorskip("nats")
+    import sys
+
+    from logbridge.errors import MissingExtra
+    from logbridge.sinks.nats import connect_options
+
+    creds = tmp_path / "collector.creds"
+    creds.write_text("-----BEGIN NATS USER JWT-----\n…\n")
+    monkeypatch.setitem(sys.modules, "nkeys", None)
+    with pytest.raises(MissingExtra, match=r"bus\.creds_file.*pip install 'logbridge\[nats\]'"):
+        connect_options(nats_destination(creds_file=str(creds)), "bus")
