@@ -17,7 +17,10 @@
     ├── StorageUnavailable       a destination or the state dir cannot take writes (HTTP 503)
     │   └── DestinationError     a store refused an operation (fsspec / SDK errors mapped at the sink seam)
     │       ├── DestinationNotFound  its bucket, container or folder does not exist
-    │       └── DestinationDenied    credentials or permissions were refused
+    │       ├── DestinationDenied    credentials or permissions were refused
+    │       ├── DestinationUnreachable  no connection to it now (NATS down: reconnecting)
+    │       ├── DestinationFull      it refuses new data at a limit (a JetStream stream's max_bytes)
+    │       └── DestinationTimeout   no answer in time (a JetStream publish ack)
     ├── Stopped                  the shipper was asked to stop while a batch was being retried
     └── Log4jConfigError         a log4j properties file cannot be translated
         └── DateFormatError      a SimpleDateFormat pattern Java rejects (also a ValueError)
@@ -119,6 +122,18 @@ class DestinationNotFound(DestinationError):
 
 class DestinationDenied(DestinationError):
     """The destination's store refused the credentials or the permission."""
+
+
+class DestinationUnreachable(DestinationError):
+    """No connection to the destination now (it is being retried in the background)."""
+
+
+class DestinationFull(DestinationError):
+    """The destination refuses new data at one of its limits; it takes data again once room is made."""
+
+
+class DestinationTimeout(DestinationError):
+    """The destination did not answer in time; what was sent may or may not have been taken."""
 
 
 class Log4jConfigError(LogbridgeError):

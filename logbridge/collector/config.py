@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 
 from ..config import Duration, Size, StrictModel, load_yaml, resolve_secret, validate
 from ..errors import ConfigError
-from ..sinks.config import DestinationConfig, FilesystemDestination, Roll
+from ..sinks.config import DestinationConfig, FilesystemDestination, NatsDestination, Roll
 
 # The destination models live with the sinks (``logbridge consume`` reads the same ones).
 Destination = FilesystemDestination
@@ -85,6 +85,16 @@ class CollectorServerConfig(StrictModel):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"destination names must be unique, repeated: {', '.join(dupes)}")
+        streams: dict[tuple[str, str], str] = {}
+        for dest in self.destinations:
+            if isinstance(dest, NatsDestination):
+                for server in dest.servers:
+                    earlier = streams.setdefault((server, dest.stream), dest.name)
+                    if earlier != dest.name:
+                        raise ValueError(
+                            f"destinations {earlier!r} and {dest.name!r} publish to the same stream "
+                            f"{dest.stream!r} on {server}: their message ids would collide; give each its own stream"
+                        )
         token_names = {t.name for t in self.auth.tokens}
         for dest in self.destinations:
             if dest.required_token is not None and dest.required_token not in token_names:

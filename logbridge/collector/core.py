@@ -18,12 +18,12 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
 from ..errors import StorageUnavailable
-from ..sinks.base import Receipt, Sink, build_sink
+from ..sinks.base import Publisher, Receipt, Sink, build_sink
 from ..sinks.filesystem import FilesystemSink
 from ..sinks.partition import PartitionPaths
 from .config import CollectorServerConfig
@@ -55,6 +55,9 @@ class Collector:
             Route(i, dest, build_sink(dest, staging, f"destinations[{i}] ({dest.name})"))
             for i, dest in enumerate(config.destinations)
         ]
+        # Publishers (NATS) take a request's lines from the service, before the writer thread
+        # stores the rest; they have no staging, journal or recovery (`CollectorService`).
+        self.publishers: list[Publisher] = [cast(Publisher, r.sink) for r in self.routes if r.publishes]
         min_age = min((getattr(r.dest, "roll", None) or _NO_ROLL).max_age for r in self.routes)
         self.dead_letter: Sink = FilesystemSink(
             DEAD_LETTER,
@@ -65,7 +68,8 @@ class Collector:
             max_age=min(60.0, min_age),
             key="dead_letter",
         )
-        self.sinks: list[Sink] = [r.sink for r in self.routes] + [self.dead_letter]
+        self.sinks: list[Sink] = [cast(Sink, r.sink) for r in self.routes if not r.publishes]
+        self.sinks.append(self.dead_letter)
         self.prepare = Ingest(self.routes, config.limits, config.default_topic, self.dead_letter.partitions)
         self.journal = Journal(
             self.state_dir,
@@ -144,7 +148,10 @@ class Collector:
         return self.prepare(items, ctx, received)
 
     def ingest(self, items: list[Any], ctx: RequestContext, received: float) -> IngestResult:
-        """Unwrap, route and write one request's items on this thread. Raises `StorageUnavailable`."""
+        """Unwrap, route and write one request's items on this thread (staging destinations
+        only: publishers need the event loop, `CollectorService`). Raises `StorageUnavailable`."""
+        if self.publishers:
+            raise RuntimeError("a collector with publishing destinations ingests through CollectorService")
         return self.store(self.prepare_items(items, ctx, received))
 
     def prestage(self, prepared: Prepared) -> None:
@@ -156,7 +163,7 @@ class Collector:
             if len(data) < PRESTAGE_MIN_BYTES:
                 continue
             try:
-                prepared.prestaged.append(self.routes[key[0]].sink.prestage(key[1], data))
+                prepared.prestaged.append(cast(Sink, self.routes[key[0]].sink).prestage(key[1], data))
             except StorageUnavailable:
                 return
             del prepared.chunks[key]
@@ -172,6 +179,13 @@ class Collector:
                 return pre
             if prepared.skipped is not None:  # the hint was stale: parse here, under the ownership
                 prepared = self.prepare(prepared.skipped, prepared.ctx, prepared.received)
+            if prepared.to_publish and not prepared.published:
+                # Only after a stale hint: the range looked stored when the request came in (so
+                # nothing was published) and has expired since. The sender's retry goes through.
+                raise StorageUnavailable(
+                    "this request's range expired from the idempotence state while it was received; "
+                    "send it again"
+                )
             self._refuse_if_blocked(prepared)
         except BaseException:
             _discard(prepared.prestaged)
@@ -191,7 +205,7 @@ class Collector:
     def _refuse_if_blocked(self, prepared: Prepared) -> None:
         """503 for this request only if one of its lines goes where writes cannot go now: a
         destination failing to publish with a backlog must not block the healthy ones."""
-        sinks = {self.routes[index].sink for index, _ in prepared.chunks}
+        sinks = {cast(Sink, self.routes[index].sink) for index, _ in prepared.chunks}
         sinks.update(receipt.sink for receipt in prepared.prestaged)
         if prepared.dead:
             sinks.add(self.dead_letter)
@@ -214,7 +228,7 @@ class Collector:
                 receipt.sink.adopt(receipt)
                 receipts.append(receipt)  # from here on, a failure rolls it back like an append
             for (index, partition), data in prepared.chunks.items():
-                receipts.append(routes[index].sink.append(partition, data))
+                receipts.append(cast(Sink, routes[index].sink).append(partition, data))
             if prepared.dead:
                 receipts.append(self.dead_letter.append(prepared.dead_partition, prepared.dead_chunk))
             files = {r.journal_key: r.size for r in receipts if r.journal_key is not None}
@@ -333,7 +347,8 @@ class Collector:
         """Why some writes cannot be taken now (for ``/healthz``), or None. Any thread.
 
         A failed fsync round; the last staging or journal write failing (until a write or the
-        maintenance probe succeeds); a destination failing to publish with a backlog."""
+        maintenance probe succeeds); a destination failing to publish with a backlog; a
+        publisher that cannot publish (NATS unreachable)."""
         if self._broken:
             return self._broken
         failure = self.write_failure
@@ -341,6 +356,10 @@ class Collector:
             return failure[0]
         for sink in self.sinks:
             problem = sink.problem()
+            if problem:
+                return problem
+        for publisher in self.publishers:
+            problem = publisher.problem()
             if problem:
                 return problem
         return None

@@ -21,7 +21,7 @@ import orjson
 
 from .. import envelope
 from ..errors import EnvelopeError
-from ..sinks.base import Partitioner, Receipt, Sink
+from ..sinks.base import Destination, Partitioner, Publisher, Receipt
 from ..sinks.config import DestinationBase
 from .body import Invalid
 from .config import Limits
@@ -66,6 +66,10 @@ class Prepared:
     result: IngestResult = field(default_factory=IngestResult)
     # (route, partition) → its lines, joined here rather than on the writer thread ("\n" after each)
     chunks: dict[tuple[int, str], bytes] = field(default_factory=dict)
+    # The same for publishers' routes, in the order the request first names each partition: the
+    # service publishes them before the writer thread stores the rest (`published` set then).
+    to_publish: dict[tuple[int, str], bytes] = field(default_factory=dict)
+    published: bool = False
     dead: list[bytes] = field(default_factory=list)
     dead_chunk: bytes = b""
     # Chunks of a big batch already written to files of their own (`Collector.prestage`): the
@@ -81,12 +85,15 @@ class Prepared:
 
 
 class Route:
-    __slots__ = ("dest", "sink", "index")
+    __slots__ = ("dest", "sink", "index", "publishes")
 
-    def __init__(self, index: int, dest: DestinationBase, sink: Sink):
+    def __init__(self, index: int, dest: DestinationBase, sink: Destination):
         self.index = index
         self.dest = dest
         self.sink = sink
+        # A publisher's lines go to `Prepared.published`, handed over before the request is
+        # answered; a staging sink's to `Prepared.chunks`, for the writer thread.
+        self.publishes = isinstance(sink, Publisher)
 
 
 class Ingest:
@@ -314,8 +321,11 @@ class _Batch:
         received = self.received
         appends = []
         for route, partition in zip(routes, partitions, strict=True):
-            if partition is None:  # by receive time
-                partition = _render(route.sink, topic, routing_key, received, received)
+            if partition is None:
+                # By receive time: the destination's choice, or a time no calendar of its zone
+                # can show (`_render` with no time: `Partitioner.render_received`).
+                when = None if route.sink.event_time else received
+                partition = _render(route.sink, topic, routing_key, when, received)
             key_ = (route.index, partition)
             buf = self.buffers.get(key_)
             if buf is None:
@@ -412,14 +422,14 @@ class _Batch:
         received = self.received
         buffers = self.buffers
         out_counts = prepared.out_counts
-        epoch = None
+        epoch: float | None = None
+        timed = False
         for route in routes:
             sink = route.sink
             if sink.event_time:
-                if epoch is None:
+                if not timed:
                     epoch = envelope.event_epoch(u.event_time) if u.event_time is not None else None
-                    if epoch is None:
-                        epoch = received
+                    timed = True
                 when = epoch
             else:
                 when = received
@@ -449,21 +459,30 @@ class _Batch:
             for route in routes:
                 out_key = (route.dest.name, topic)
                 out_counts[out_key] = out_counts.get(out_key, 0) + n
+        routes = self.ingest.routes
         for key, buf in self.buffers.items():
-            prepared.chunks[key] = buf.getvalue()
+            if routes[key[0]].publishes:
+                prepared.to_publish[key] = buf.getvalue()
+            else:
+                prepared.chunks[key] = buf.getvalue()
         if prepared.dead:
             prepared.dead_partition = self.ingest.dead_letter_paths.render("", None, self.received)
             prepared.dead_chunk = b"\n".join([*prepared.dead, b""])
         return prepared
 
 
-def _render(sink: Sink, topic: str, routing_key: str | None, when: float, received: float) -> str:
-    """The partition; at the receive time for an event time no calendar can show (year 10000
-    in the destination's zone), as for an unreadable one."""
-    try:
-        return sink.partitions.render(topic, routing_key, when)
-    except (ValueError, OverflowError, OSError):
-        return sink.partitions.render(topic, routing_key, received)
+def _render(
+    sink: Destination, topic: str, routing_key: str | None, when: float | None, received: float
+) -> str:
+    """The partition at ``when``; at the receive time (`Partitioner.render_received`) for a line
+    without a readable time (``when`` None) or with one no calendar can show (year 10000 in the
+    destination's zone)."""
+    if when is not None:
+        try:
+            return sink.partitions.render(topic, routing_key, when)
+        except (ValueError, OverflowError, OSError):
+            pass
+    return sink.partitions.render_received(topic, routing_key, received)
 
 
 def _clean(value: Any) -> str | None:

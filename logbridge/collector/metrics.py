@@ -71,6 +71,33 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=r,
         )
+        # Publishers (NATS): one observation per request and destination, messages by the ack.
+        self.messages_published = Counter(
+            "logbridge_messages_published",
+            "Messages acknowledged by a publishing destination (NATS JetStream), by destination",
+            ["destination"],
+            registry=r,
+        )
+        self.messages_duplicate = Counter(
+            "logbridge_messages_duplicate",
+            "Messages the destination already held (a retry recognised by its Nats-Msg-Id)",
+            ["destination"],
+            registry=r,
+        )
+        self.publish_latency = Histogram(
+            "logbridge_publish_seconds",
+            "From a request's first publish to its last ack, by destination",
+            ["destination"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=r,
+        )
+        self.publish_failures = Counter(
+            "logbridge_publish_failures",
+            "Requests a publishing destination failed (answered 503, or 413 for a line too big), "
+            "by destination and reason (unreachable, full, timeout, too_large, error)",
+            ["destination", "reason"],
+            registry=r,
+        )
         self.staging_bytes = Gauge(
             "logbridge_staging_bytes", "Bytes in staging files not yet published", registry=r
         )

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import ConfigError, MissingExtra
 from ..sinks.base import check_available
-from ..sinks.config import FilesystemDestination
+from ..sinks.config import FilesystemDestination, NatsDestination
 from ..sinks.fs import is_local, open_filesystem
 from .config import CollectorServerConfig
 
@@ -36,6 +36,21 @@ def check_setup(config: CollectorServerConfig, source: str) -> None:
             raise ConfigError(f"{source}: {exc}", source=source) from None
         if isinstance(dest, FilesystemDestination):
             check_url(dest.url, dict(dest.storage_options), f"{key}.url ({dest.name})", source)
+
+
+def check_publishers(config: CollectorServerConfig, source: str) -> None:
+    """Connect to every ``nats`` destination once and create or check its stream, before the
+    collector serves: an unreachable server, refused credentials, JetStream off or a stream
+    whose settings conflict is one `ConfigError` line naming the destination (exit 2). Later
+    outages are not start-up errors: the collector answers 503 until NATS is back."""
+    for i, dest in enumerate(config.destinations):
+        if isinstance(dest, NatsDestination):
+            from ..sinks.nats import check_destination
+
+            try:
+                check_destination(dest, f"destinations[{i}] ({dest.name})")
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: {exc}", source=source) from None
 
 
 def check_url(url: str, storage_options: dict[str, Any], key: str, source: str) -> None:

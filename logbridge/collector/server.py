@@ -16,7 +16,7 @@ from .app import CollectorApp
 from .auth import TokenAuth
 from .config import CollectorServerConfig, load
 from .core import Collector
-from .preflight import check_local_folder, check_setup
+from .preflight import check_local_folder, check_publishers, check_setup
 from .protocol import bounded_protocol
 from .service import CollectorService
 from .statelock import StateLock
@@ -57,6 +57,7 @@ def run(config_path: str | os.PathLike[str]) -> None:
     lock.acquire(owner=address)
     sock = _bind(config.listen.host, config.listen.port, source)
     check_setup(config, source)
+    check_publishers(config, source)
     app = build_app(config)
     limits = config.limits
     tls = config.tls

@@ -10,18 +10,38 @@ Who does what:
   high-water marks, one job at a time;
 - a publisher thread (``asyncio.to_thread``): publishing closed files and writing journal
   snapshots, which touch only what the writer thread handed over.
+
+Publishing destinations (`Publisher`: NATS JetStream) are served here, on the event loop, in
+between: a request's lines for them are published and every message acknowledged *before* the
+writer thread stores the rest and claims the range. Publishing first is what makes a failure
+harmless: a 503 leaves at most messages a retry re-sends under the same ids (JetStream drops
+them as duplicates), never a claimed range whose lines are missing; and the writer thread,
+which serves every request, never waits for NATS.
+
+While a request's messages wait for their acks its range is not claimed yet, so the loop keeps
+the ranges in flight (`_inflight`): the same range again (a sender's retry after a timeout)
+goes ahead — its messages are duplicates and the writer thread answers it ``duplicate`` once
+the first is stored — and a range that overlaps one in flight otherwise is answered 503.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
-from ..errors import StorageUnavailable
+from ..errors import (
+    BodyTooLarge,
+    DestinationFull,
+    DestinationTimeout,
+    DestinationUnreachable,
+    StorageUnavailable,
+)
+from ..sinks.base import BatchOrigin, Publisher
 from . import body as bodies
 from .core import Collector
 from .ingest import IngestResult, Prepared, RequestContext
@@ -41,21 +61,35 @@ class CollectorService:
         self.limits = collector.config.limits
         self.writer = WriterThread(collector)
         self._pool = ThreadPoolExecutor(INGEST_WORKERS, thread_name_prefix="logbridge-ingest")
+        self.publishers: dict[int, Publisher] = {
+            r.index: cast(Publisher, r.sink) for r in collector.routes if r.publishes
+        }
+        # mark key → ranges whose messages are being published (event loop only)
+        self._inflight: dict[str, list[tuple[int, int]]] = {}
+        self._audits: set[asyncio.Task[IngestResult]] = set()
 
     @property
     def metrics(self) -> Metrics:
         return self.collector.metrics
 
     async def start(self) -> None:
-        """Recover and open the journal, on the writer thread (it owns them from now on)."""
+        """Recover and open the journal, on the writer thread (it owns them from now on); connect
+        the publishers."""
         self.writer.start()
         await self.writer.submit(self.collector.start)
+        for publisher in self.publishers.values():
+            await publisher.start()
 
     async def close(self) -> None:
         """Publish everything and stop the threads."""
+        if self._audits:  # authfail events on their way to a publisher: let them finish
+            await asyncio.gather(*self._audits, return_exceptions=True)
         try:
             await self.writer.submit(self.collector.close)
         finally:
+            for publisher in self.publishers.values():
+                with contextlib.suppress(Exception):
+                    await publisher.close()
             self.writer.stop()
             self._pool.shutdown(wait=True)
 
@@ -74,7 +108,75 @@ class CollectorService:
             prepared = await asyncio.wrap_future(
                 self._pool.submit(self._prepare, raw, encoding, content_type, ctx, received)
             )
-        return await self.writer.submit(self.collector.store, prepared, durable=True)
+        if not self.publishers:
+            return await self.writer.submit(self.collector.store, prepared, durable=True)
+        inflight = self._claim_inflight(prepared)
+        try:
+            if prepared.to_publish:
+                await self._publish(prepared)
+            return await self.writer.submit(self.collector.store, prepared, durable=True)
+        finally:
+            if inflight is not None:
+                self._release_inflight(*inflight)
+
+    def _claim_inflight(self, prepared: Prepared) -> tuple[str, tuple[int, int]] | None:
+        """Refuse (503) a range that overlaps one being published, unless it is the same range;
+        record this one if it has lines to publish. Returns what to release."""
+        ctx = prepared.ctx
+        key = ctx.mark_key
+        if key is None or ctx.range_start is None or ctx.range_end is None:
+            return None
+        span = (ctx.range_start, ctx.range_end)
+        flying = self._inflight.get(key)
+        if flying:
+            for start, end in flying:
+                if (start, end) != span and span[0] < end and start < span[1]:
+                    raise StorageUnavailable(
+                        f"bytes {start}-{end} of this source are being published by another request; "
+                        "send this range again once that one is answered"
+                    )
+        if not prepared.to_publish:
+            return None
+        self._inflight.setdefault(key, []).append(span)
+        return key, span
+
+    def _release_inflight(self, key: str, span: tuple[int, int]) -> None:
+        flying = self._inflight[key]
+        flying.remove(span)
+        if not flying:
+            del self._inflight[key]
+
+    async def _publish(self, prepared: Prepared) -> None:
+        """Publish a request's groups to each publisher (together); returns once every message
+        is acknowledged. Raises `StorageUnavailable` (503) or `BodyTooLarge` (413)."""
+        ctx = prepared.ctx
+        origin = BatchOrigin(ctx.mark_key, ctx.source, ctx.range_start, ctx.range_end)
+        by_route: dict[int, list[tuple[str, bytes]]] = {}
+        for (index, partition), data in prepared.to_publish.items():
+            by_route.setdefault(index, []).append((partition, data))
+        outcomes = await asyncio.gather(
+            *(self._publish_to(self.publishers[index], groups, origin) for index, groups in by_route.items()),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        prepared.published = True
+
+    async def _publish_to(
+        self, publisher: Publisher, groups: list[tuple[str, bytes]], origin: BatchOrigin
+    ) -> None:
+        metrics = self.metrics
+        started = time.perf_counter()
+        try:
+            published = await publisher.publish_batch(groups, origin)
+        except (StorageUnavailable, BodyTooLarge) as exc:
+            metrics.publish_failures.labels(publisher.name, _failure_reason(exc)).inc()
+            raise
+        metrics.publish_latency.labels(publisher.name).observe(time.perf_counter() - started)
+        metrics.messages_published.labels(publisher.name).inc(published.messages)
+        if published.duplicates:
+            metrics.messages_duplicate.labels(publisher.name).inc(published.duplicates)
 
     def _prepare(
         self, raw: bytes, encoding: str | None, content_type: str | None, ctx: RequestContext, received: float
@@ -88,8 +190,18 @@ class CollectorService:
     def audit(self, event: dict[str, Any], ctx: RequestContext) -> None:
         """Store one event the collector writes itself, without waiting for it."""
         prepared = self.collector.prepare_items([event], ctx, time.time())
+        if prepared.to_publish:  # published first, as any request's lines
+            task = asyncio.get_running_loop().create_task(self._publish_and_store(prepared))
+            self._audits.add(task)  # a task nobody references may be collected before it ends
+            task.add_done_callback(self._audits.discard)
+            task.add_done_callback(_log_audit_failure)
+            return
         future = self.writer.submit(self.collector.store, prepared)
         future.add_done_callback(_log_audit_failure)
+
+    async def _publish_and_store(self, prepared: Prepared) -> IngestResult:
+        await self._publish(prepared)
+        return await self.writer.submit(self.collector.store, prepared)
 
     # ----------------------------------------------------------------------- maintenance
 
@@ -114,6 +226,18 @@ class CollectorService:
 
     def storage_problem(self) -> str | None:
         return self.collector.storage_problem()
+
+
+def _failure_reason(exc: BaseException) -> str:
+    for kind, reason in (
+        (DestinationUnreachable, "unreachable"),
+        (DestinationFull, "full"),
+        (DestinationTimeout, "timeout"),
+        (BodyTooLarge, "too_large"),
+    ):
+        if isinstance(exc, kind):
+            return reason
+    return "error"
 
 
 def _log_audit_failure(future: asyncio.Future[Any]) -> None:

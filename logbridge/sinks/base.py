@@ -20,6 +20,11 @@ and `close` belong to the collector's writer thread; `publish` runs on a publish
 `staging_bytes` may be read from anywhere (a stale answer is harmless).
 Errors are the `logbridge.errors` tree: a sink maps its backend's errors at this seam.
 
+A `Publisher` is the other kind of destination: nothing staged, nothing journaled — each
+request's lines are handed over, one message per partition, and the request is answered only
+once the destination has acknowledged every message (NATS JetStream, `logbridge.sinks.nats`).
+Both kinds share what routing needs of them (`Destination`: a name, partitions, which time).
+
 Destination types are looked up in `SINK_TYPES`, imported only when a destination uses them (as
 fsspec's registry does), so a missing optional dependency is a `MissingExtra` naming the
 ``pip install 'logbridge[…]'`` to run — never an ImportError from deep inside.
@@ -55,12 +60,26 @@ class Partitioner(Protocol):
 
     def render(self, topic: str, routing_key: str | None, epoch: float) -> str: ...
 
+    def render_received(self, topic: str, routing_key: str | None, received: float) -> str:
+        """The partition of a line partitioned by event time that has no usable time of its own
+        (it takes the receive time). A filesystem partition is the same as `render`'s; a
+        publisher keeps such lines apart, since a retry of the request is received at another
+        time and its messages must still be cut the same way (their ids depend on it)."""
+        ...
+
 
 @runtime_checkable
-class Sink(Protocol):
+class Destination(Protocol):
+    """What routing needs of any destination."""
+
     name: str
     partitions: Partitioner  # (topic, routing key, time) → the partition a line goes to
     event_time: bool  # partitions use the event's own time (else receive time)
+
+
+@runtime_checkable
+class Sink(Destination, Protocol):
+    """A destination written through staging files (see the module docstring)."""
 
     def append(self, partition: str, data: bytes) -> Receipt:
         """Append whole lines. Raises `StorageUnavailable` with nothing appended."""
@@ -118,6 +137,47 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class BatchOrigin:
+    """Where a request's lines come from, as far as a publisher's message ids need it."""
+
+    mark_key: str | None  # the idempotence key (token name, source): None without a range
+    source: str | None
+    range_start: int | None
+    range_end: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    messages: int
+    duplicates: int  # messages the destination already held (a retry's, recognised by id)
+
+
+@runtime_checkable
+class Publisher(Destination, Protocol):
+    """A destination that takes each request's lines before the request is answered.
+
+    The event loop calls every method. `publish_batch` returns once every message is
+    acknowledged; it raises `StorageUnavailable` (a subclass naming why: `DestinationUnreachable`,
+    `DestinationFull`, `DestinationTimeout`) when one is not — some may have been taken, which
+    is harmless when the request has a range: a retry sends the same message ids — or
+    `BodyTooLarge` when a single line can never fit in a message (nothing was sent)."""
+
+    async def start(self) -> None:
+        """Connect (retrying in the background while the destination is down)."""
+        ...
+
+    async def publish_batch(self, groups: Sequence[tuple[str, bytes]], origin: BatchOrigin) -> Published:
+        """Publish ``groups`` (partition key → the partition's stored lines), in this order."""
+        ...
+
+    def problem(self) -> str | None:
+        """Why nothing can be published now (for ``/healthz`` and a 503), or None."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class SinkType:
     target: str | None  # "module:Class", imported on first use; None: the type is not built yet
@@ -126,7 +186,7 @@ class SinkType:
 
 SINK_TYPES: dict[str, SinkType] = {
     "filesystem": SinkType("logbridge.sinks.filesystem:FilesystemSink"),
-    "nats": SinkType(None, requires=("nats", "nats")),
+    "nats": SinkType("logbridge.sinks.nats:NatsSink", requires=("nats", "nats")),
 }
 
 
@@ -144,12 +204,13 @@ def check_available(dest: DestinationBase, key: str) -> None:
         )
 
 
-def build_sink(dest: DestinationBase, staging_dir: Path, key: str) -> Sink:
-    """The sink for one destination, its staging under ``staging_dir``. Raises `ConfigError`."""
+def build_sink(dest: DestinationBase, staging_dir: Path, key: str) -> Sink | Publisher:
+    """The sink (or publisher) for one destination, any staging under ``staging_dir``. Raises
+    `ConfigError`."""
     check_available(dest, key)
     target = SINK_TYPES[getattr(dest, "type", "filesystem")].target
     assert target is not None
     module_name, attr = target.split(":")
     factory = getattr(importlib.import_module(module_name), attr)
-    sink: Sink = factory.from_config(dest, staging_dir, key=key)
+    sink: Sink | Publisher = factory.from_config(dest, staging_dir, key=key)
     return sink

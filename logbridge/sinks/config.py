@@ -3,7 +3,8 @@
 ``destinations`` is a pydantic discriminated union over `SINK_CONFIGS`; a destination without
 ``type`` is a ``filesystem`` one, so configs written before types existed keep working. Adding a
 type is one model here and one entry in `logbridge.sinks.base.SINK_TYPES` (the ``consume``
-writer will read the same models for its destinations).
+writer will read the same models for its destinations). Both types share the partition keys
+(`PartitionedDestination`): a ``nats`` message is one partition's lines.
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ class DestinationBase(StrictModel):
         return self.routing_keys == "all" or (routing_key or "") in self.routing_keys
 
 
-class FilesystemDestination(DestinationBase):
-    """Partitioned NDJSON files in any fsspec store (``file://``, ``s3://``, ``az://``, ``gs://``, …)."""
+class PartitionedDestination(DestinationBase):
+    """A destination whose lines are grouped by store partition: the path template and the time
+    it renders. A ``nats`` destination has the same keys, so that its messages are the groups a
+    ``filesystem`` destination with the same keys stores (and a writer can store them there)."""
 
-    type: Literal["filesystem"] = "filesystem"
-    url: str
     path: str | None = None
     partitioning: Literal["hour", "day", "month"] | None = None
     folder_by_topic: bool | None = None
@@ -48,13 +49,9 @@ class FilesystemDestination(DestinationBase):
     partition_time: Literal["event", "server"] = "event"
     timezone: str = "UTC"
     routing_key_placeholder: str = "default"
-    # How a published file is encoded (`logbridge.sinks.encoders`): staging is always NDJSON.
-    compression: Literal["none", "gzip"] = "none"
-    roll: Roll = Roll()
-    storage_options: dict[str, object] = {}
 
     @model_validator(mode="after")
-    def _path_or_layout(self) -> FilesystemDestination:
+    def _path_or_layout(self) -> PartitionedDestination:
         layout_keys = [
             k
             for k in ("partitioning", "folder_by_topic", "folder_by_routing_key")
@@ -94,17 +91,109 @@ class FilesystemDestination(DestinationBase):
         return "/".join(parts)
 
 
-class NatsDestination(DestinationBase):
-    """NATS JetStream (DESIGN §5, §6): the keys are the contract; the sink comes with a later issue."""
+class FilesystemDestination(PartitionedDestination):
+    """Partitioned NDJSON files in any fsspec store (``file://``, ``s3://``, ``az://``, ``gs://``, …)."""
+
+    type: Literal["filesystem"] = "filesystem"
+    url: str
+    # How a published file is encoded (`logbridge.sinks.encoders`): staging is always NDJSON.
+    compression: Literal["none", "gzip"] = "none"
+    roll: Roll = Roll()
+    storage_options: dict[str, object] = {}
+
+
+class NatsTLS(StrictModel):
+    """TLS to the NATS servers: ``ca`` to trust (else the system's CAs), ``cert`` + ``key`` to
+    present (mutual TLS). An empty ``tls: {}`` uses TLS with the system's CAs."""
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+    @model_validator(mode="after")
+    def _cert_with_key(self) -> NatsTLS:
+        if bool(self.cert) != bool(self.key):
+            raise ValueError("set cert and key together (a client certificate needs its key)")
+        return self
+
+
+_NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+
+
+class NatsDestination(PartitionedDestination):
+    """NATS JetStream (DESIGN §5, §6; docs/nats.md): each request's lines published as one
+    message per store partition to ``stream``, before the request is answered.
+
+    The partition keys (``path``, ``partition_time``, ``timezone``, ``routing_key_placeholder``…)
+    are the filesystem destination's: a message holds the lines a filesystem destination with
+    the same keys would append to one partition, and says which (``Logbridge-Partition``)."""
 
     type: Literal["nats"]
     servers: list[str] = Field(min_length=1)
-    stream: str = "AUDIT"
+    stream: str = Field(default="AUDIT", pattern=r"^[A-Za-z0-9_-]{1,200}$")
     subject: str = "audit.{topic}.{routing_key}"
+    # Credentials: at most one of a creds file, a token, a user and password (secrets by *_env).
     creds_file: str | None = None
     token_env: str | None = None
     user: str | None = None
     password_env: str | None = None
+    tls: NatsTLS | None = None
+    # The stream, created with these or checked against them at start.
+    replicas: int = Field(default=1, ge=1, le=5)
+    max_bytes: Size | None = None  # none: no limit of the stream's own (the server's apply)
+    max_age: Duration | None = None  # none: messages are kept until removed by limits or writers
+    duplicate_window: Duration = 120.0
+    # The longest wait for JetStream's ack of one message before the request is answered 503.
+    publish_timeout: Duration = 5.0
+    # The longest wait for a server at start (each server is tried twice).
+    connect_timeout: Duration = 5.0
+
+    @field_validator("servers")
+    @classmethod
+    def _server_urls(cls, servers: list[str]) -> list[str]:
+        from urllib.parse import urlsplit
+
+        for server in servers:
+            try:
+                url = urlsplit(server if "://" in server else f"nats://{server}")
+                url.port  # noqa: B018 - raises ValueError on a bad port
+            except ValueError:
+                raise ValueError(f"{server!r} is not a server URL such as nats://host:4222") from None
+            if url.scheme not in _NATS_SCHEMES or not url.hostname:
+                raise ValueError(
+                    f"{server!r} is not a server URL such as nats://host:4222 "
+                    f"(schemes: {', '.join(_NATS_SCHEMES)})"
+                )
+        return servers
+
+    @field_validator("subject")
+    @classmethod
+    def _subject_template(cls, value: str) -> str:
+        from .subjects import SubjectTemplate
+
+        SubjectTemplate(value)  # raises ValueError naming what is wrong
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> NatsDestination:
+        given = [k for k in ("creds_file", "token_env", "user") if getattr(self, k)]
+        if len(given) > 1:
+            raise ValueError(
+                f"set at most one of creds_file, token_env, user (+ password_env), got {', '.join(given)}"
+            )
+        if bool(self.user) != bool(self.password_env):
+            raise ValueError("user and password_env go together")
+        if self.duplicate_window <= 0:
+            raise ValueError("duplicate_window must be more than 0 (it is what makes a retry harmless)")
+        if self.max_age is not None and self.max_age < self.duplicate_window:
+            raise ValueError(
+                f"max_age ({self.max_age:g}s) must be at least duplicate_window ({self.duplicate_window:g}s)"
+            )
+        if self.max_bytes is not None and self.max_bytes <= 0:
+            raise ValueError("max_bytes must be more than 0 (leave it out for no limit)")
+        if self.publish_timeout <= 0 or self.connect_timeout <= 0:
+            raise ValueError("publish_timeout and connect_timeout must be more than 0")
+        return self
 
 
 SINK_CONFIGS: dict[str, type[DestinationBase]] = {

@@ -64,3 +64,7 @@ class PartitionPaths:
             )
             self._cache[key] = path
         return path
+
+    def render_received(self, topic: str, routing_key: str | None, received: float) -> str:
+        """A line without a time of its own goes to its receive time's partition, like any other."""
+        return self.render(topic, routing_key, received)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -22,11 +21,10 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import yaml
 
 from logbridge.collector.local import free_port
 
-from .collectorproc import collector_config
+from .collectorproc import collect_cmd, collector_config, refusal_lines, run_refused_start, write_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -115,26 +113,6 @@ def once_problems(seen: Counter[int], count: int) -> list[str]:
     if extra:
         problems.append(f"unexpected events in the store: {extra[:10]}")
     return problems
-
-
-def refusal_lines(stderr: str, what: str) -> tuple[list[str], list[str]]:
-    """The lines a refused start printed (there should be one), and what is wrong with them."""
-    problems = []
-    if "Traceback" in stderr:
-        problems.append(f"{what}: a traceback on stderr")
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    if len(lines) != 1:
-        problems.append(f"{what}: expected one line on stderr, got {len(lines)}")
-    return lines, problems
-
-
-def write_config(path: Path, config: dict[str, Any]) -> Path:
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
-def collect_cmd(config_path: Path) -> list[str]:
-    return [sys.executable, "-m", "logbridge", "collect", "--config", str(config_path)]
 
 
 # ------------------------------------------------------------------- one collector per state_dir
@@ -348,46 +326,6 @@ SETUPS: dict[str, tuple[Callable[[Path], dict[str, Any]], tuple[str, ...]]] = {
     "destination-url-is-a-file": (lambda f: _destination(f"file://{f}"), ("destinations[0].url",)),
     "destination-url-under-a-file": (lambda f: _destination(f"file://{f}/sub"), ("destinations[0].url",)),
 }
-
-
-def run_refused_start(config_path: Path, port: int, env: dict[str, str] | None = None) -> tuple[int, str]:
-    """Run ``logbridge collect`` expecting it to refuse to start; (exit code, stderr).
-
-    Fails at once if the collector starts serving instead (``/healthz`` answers anything), so a
-    set-up it accepts costs a second, not a 30 s timeout."""
-    err_path = config_path.with_suffix(".stderr")
-    with err_path.open("w") as err:
-        proc = subprocess.Popen(
-            collect_cmd(config_path),
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            env=env,
-            cwd=config_path.parent,
-        )
-    deadline = time.monotonic() + 30
-    try:
-        while proc.poll() is None:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0)
-            except httpx.TransportError:
-                pass
-            else:
-                raise AssertionError(
-                    f"collector started (healthz {health.status_code} {health.text}) instead of exiting 2:\n"
-                    + err_path.read_text(errors="replace")[-2000:]
-                )
-            if time.monotonic() > deadline:
-                raise AssertionError("collector neither exited nor served within 30 s")
-            time.sleep(0.05)
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-    return proc.returncode, err_path.read_text(errors="replace")
 
 
 @pytest.mark.parametrize("setup", list(SETUPS))

@@ -13,6 +13,7 @@ from logbridge.collector.config import CollectorServerConfig
 from logbridge.collector.core import Collector
 from logbridge.config import validate
 from logbridge.errors import ConfigError, MissingExtra
+from logbridge.sinks.base import Publisher, Sink
 from logbridge.sinks.config import FilesystemDestination, NatsDestination
 
 
@@ -71,10 +72,22 @@ def test_a_missing_nats_client_names_the_extra(tmp_path: Path, monkeypatch: pyte
         Collector(config(tmp_path, {"name": "bus", "type": "nats", "servers": ["nats://127.0.0.1:4222"]}))
 
 
-def test_nats_destinations_are_not_built_yet(tmp_path: Path) -> None:
+def test_a_nats_destination_is_a_publisher_with_no_staging(tmp_path: Path) -> None:
+    """Built without connecting (that happens when the service starts); it stages nothing, so
+    the collector keeps it out of the staging sinks it rolls, syncs and recovers."""
     pytest.importorskip("nats")
-    with pytest.raises(ConfigError, match="not available in this build yet"):
-        Collector(config(tmp_path, {"name": "bus", "type": "nats", "servers": ["nats://127.0.0.1:4222"]}))
+    collector = Collector(
+        config(
+            tmp_path,
+            {"name": "bus", "type": "nats", "servers": ["nats://127.0.0.1:4222"]},
+            {"name": "store", "url": f"file://{tmp_path / 'store'}"},
+        )
+    )
+    (bus,) = collector.publishers
+    assert isinstance(bus, Publisher) and not isinstance(bus, Sink)
+    assert [r.publishes for r in collector.routes] == [True, False]
+    assert [s.name for s in collector.sinks] == ["store", "_dead-letter"]
+    assert not (tmp_path / "state" / "staging" / "bus").exists()
 
 
 def test_collect_with_a_missing_extra_is_one_message_and_exit_2(tmp_path: Path) -> None:
