@@ -175,6 +175,34 @@ def test_the_first_collector_gets_the_records_again_after_failback(
     assert sorted(seqs(a.events()) + seqs(b.events())) == list(range(seq)), "each record once"
 
 
+def test_urls_from_dict_config(loopback_collectors: Any, restore_logging: None) -> None:
+    import logging.config
+
+    a, b = loopback_collectors(2)
+    a.status = 503
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "handlers": {
+                "events": {
+                    "class": "logbridge.handlers.EventServerHandler",
+                    "urls": [a.url, b.url],
+                    "failback": "never",
+                    "linger": "10ms",
+                }
+            },
+            "loggers": {"dku.audit.dictconfig": {"handlers": ["events"], "level": "INFO"}},
+        }
+    )
+    (handler,) = logging.getLogger("dku.audit.dictconfig").handlers
+    assert isinstance(handler, EventServerHandler)
+    assert handler.urls == (a.url, b.url) and handler.failback is None
+    logging.getLogger("dku.audit.dictconfig").info({"msgType": "x", "seq": 0})
+    assert handler.wait_delivered(5), handler.stats
+    assert seqs(b.events()) == [0] and handler.url == b.url
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
