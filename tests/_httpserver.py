@@ -18,8 +18,9 @@ from typing import Any
 class LoopbackHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        super().__init__(("127.0.0.1", 0), handler)
+    def __init__(self, handler: type[BaseHTTPRequestHandler], port: int = 0) -> None:
+        """``port``: 0 for a free one; a given one to come back where a stopped server was."""
+        super().__init__(("127.0.0.1", port), handler)
         self._lock = threading.Lock()
         self._connections: set[Any] = set()
         self._handlers: list[threading.Thread] = []

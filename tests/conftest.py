@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -62,12 +62,17 @@ class LoopbackCollector:
     # Bodies (decompressed) larger than this get a 413, as with the collector's max_body_bytes.
     max_body_bytes: int | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Shared by the collectors of one `loopback_collectors` call: (url, range) of every request,
+    # in the order they arrived at any of them.
+    calls: list[tuple[str, str | None]] = field(default_factory=list)
+    server: LoopbackHTTPServer | None = None
 
     def handle(self, headers: dict[str, str], body: bytes) -> Answer:
         if headers.get("content-encoding") == "gzip":
             body = gzip.decompress(body)
         with self.lock:
             self.requests.append(Request(headers, body))
+            self.calls.append((self.url, headers.get("x-logbridge-range")))
             if self.script:
                 return self.script.pop(0)
             if self.status is not None:
@@ -102,11 +107,19 @@ class LoopbackCollector:
         with self.lock:
             return len(self.requests)
 
+    def stop_serving(self) -> None:
+        """Gone: every connection to its port is refused (until `serve_again`)."""
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
 
-@pytest.fixture
-def loopback_collector() -> Iterator[LoopbackCollector]:
-    collector = LoopbackCollector()
+    def serve_again(self) -> None:
+        """Back on the same port, with what it had stored."""
+        assert self.server is None, "still serving"
+        self.server = _serve(self, int(self.url.rsplit(":", 1)[1].split("/")[0]))
 
+
+def _serve(collector: LoopbackCollector, port: int = 0) -> LoopbackHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         # Headers and body go out in two writes: with Nagle's algorithm on, the client's delayed
@@ -128,11 +141,35 @@ def loopback_collector() -> Iterator[LoopbackCollector]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = LoopbackHTTPServer(Handler)
+    server = LoopbackHTTPServer(Handler, port)
     collector.url = f"http://127.0.0.1:{server.port}/events"
     server.start()
-    yield collector
-    server.stop()
+    return server
+
+
+@pytest.fixture
+def loopback_collectors() -> Iterator[Callable[..., list[LoopbackCollector]]]:
+    """``make(n)`` → ``n`` started loopback collectors sharing one ``calls`` log (the order of
+    requests across them); each can `stop_serving` (connections refused from then on) and
+    `serve_again` on the same port. All are stopped in teardown."""
+    made: list[LoopbackCollector] = []
+
+    def make(n: int) -> list[LoopbackCollector]:
+        calls: list[tuple[str, str | None]] = []
+        group = [LoopbackCollector(calls=calls) for _ in range(n)]
+        for collector in group:
+            collector.server = _serve(collector)
+        made.extend(group)
+        return group
+
+    yield make
+    for collector in made:
+        collector.stop_serving()
+
+
+@pytest.fixture
+def loopback_collector(loopback_collectors: Callable[..., list[LoopbackCollector]]) -> LoopbackCollector:
+    return loopback_collectors(1)[0]
 
 
 S3_KEY = "testing"

@@ -15,13 +15,19 @@ The policy, the same for every sender:
 - any other 4xx (and a 409 without a usable mark): the collector will never take these lines;
   they come back as `Rejected` pieces for the caller's dead letter, and sending goes on.
 
-One ``httpx.Client`` with one keep-alive connection is kept per sender: keep-alive matters
-more than anything else here.
+With several URLs (``urls``), a failed attempt moves the same batch to the next collector at
+once and the backoff runs only once every collector has failed in a row; the first URL is gone
+back to after ``failback`` (`logbridge.client.failover` states the whole policy).
+
+One ``httpx.Client`` with one keep-alive connection is kept per sender (to the current
+collector): keep-alive matters more than anything else here.
 
 Waiting is the caller's to shape: ``sleep(seconds) → True to stop`` (default: ``stop.wait``),
 ``clock``, ``on_wait`` (called every ``wait_slice`` of a backoff: the shipper keeps finding
-files during an outage) and ``on_retry`` (after each failed attempt). Asked to stop while
-retrying, `send` raises `Stopped`: the batch was not acknowledged and goes again later.
+files during an outage), ``on_retry`` (after each failed attempt, while ``url`` still names the
+collector that failed) and ``on_switch(old, new)`` (after each change of collector, with the URLs
+as logs show them). Asked to stop while retrying, `send` raises `Stopped`: the batch was not
+acknowledged and goes again later.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import orjson
 from ..config import resolve_secret
 from ..errors import Stopped
 from ..retry import backoff_delay, retry_after
+from .failover import DEFAULT_FAILBACK, Collectors
 from .target import CollectorTarget
 from .tls import tls_context
 
@@ -117,11 +124,12 @@ class _Piece:
 
 
 class CollectorClient:
-    """One sender's connection to one collector. Not thread-safe: one sending thread each."""
+    """One sender's connection to its collectors (one at a time). Not thread-safe: one sending
+    thread each."""
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         token: str | None = None,
         node: str | None = None,
@@ -136,14 +144,17 @@ class CollectorClient:
         transport: httpx.BaseTransport | None = None,
         on_retry: Callable[[], None] | None = None,
         on_wait: Callable[[], None] | None = None,
+        on_switch: Callable[[str, str], None] | None = None,
+        failback: float | None = DEFAULT_FAILBACK,
         wait_slice: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], bool] | None = None,
         logger: logging.Logger | None = None,
         retry_log_level: int = logging.WARNING,
     ):
-        """``verify``: what `tls_context` built (False for plain HTTP)."""
-        self.url = url
+        """``url``: one collector's URL, or several in order of preference. ``verify``: what
+        `tls_context` built (False for plain HTTP)."""
+        self.collectors = Collectors((url,) if isinstance(url, str) else url, failback)
         self.stop = stop or threading.Event()
         self.client = httpx.Client(
             verify=verify,  # type: ignore[arg-type]
@@ -166,7 +177,10 @@ class CollectorClient:
         self.retries = 0  # read by metrics and stats
         self.last_error: BaseException | None = None  # of the last failed attempt (for on_retry)
         self.last_problem = ""  # what the last failed attempt got, in words
+        # True once every collector failed in a row (the client then waits); False at the next answer.
+        self.all_failed = False
         self._on_retry = on_retry
+        self._on_switch = on_switch
         self._on_wait = on_wait
         self._wait_slice = wait_slice
         self._clock = clock
@@ -181,9 +195,12 @@ class CollectorClient:
         if target.token_env or target.token_file:
             token = resolve_secret(env=target.token_env, file=target.token_file, what="collector token")
         tls = target.tls
-        verify = tls_context(target.url, ca=tls.ca, cert=tls.cert, key=tls.key, verify=tls.verify)
+        urls = target.endpoints
+        # One context for every https URL of the list (plain http ones ignore it).
+        secure = next((url for url in urls if url.startswith("https://")), urls[0])
+        verify = tls_context(secure, ca=tls.ca, cert=tls.cert, key=tls.key, verify=tls.verify)
         return cls(
-            target.url,
+            urls,
             token=token,
             node=node,
             compression=target.compression,
@@ -192,8 +209,23 @@ class CollectorClient:
             verify=verify,
             retry_initial=target.retry.initial,
             retry_max=target.retry.max,
+            failback=target.failback,
             **options,  # type: ignore[arg-type]
         )
+
+    @property
+    def url(self) -> str:
+        """The collector batches go to now."""
+        return self.collectors.url
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return self.collectors.urls
+
+    @property
+    def switches(self) -> int:
+        """How many times the client changed collector (failover and failback)."""
+        return self.collectors.switches
 
     def close(self) -> None:
         self.client.close()
@@ -244,7 +276,7 @@ class CollectorClient:
             if halves is not None:
                 self._log.info(
                     "collector %s: a batch of %d lines is too large (HTTP 413); sending it in two halves",
-                    self.url,
+                    self.collectors.name,
                     piece.lines,
                 )
                 return self._deliver_halves(halves, headers, source, text)
@@ -274,43 +306,125 @@ class CollectorClient:
         return Result(kind, status=413, response=text[:4096], rejected=rejected)
 
     def _post(self, piece: _Piece, headers: dict[str, str], source: str | None) -> tuple[int, bytes, str]:
-        """POST until an answer that retrying cannot change: (status, body, text)."""
+        """POST until an answer that retrying cannot change: (status, body, text).
+
+        Each failure moves the batch to the next collector not yet tried in this round; once
+        every collector has failed, it waits (see `logbridge.client.failover`)."""
         payload = self._encode(piece.body)
-        attempt = 0
+        pool = self.collectors
+        what = f"range {piece.start}-{piece.end} of {source}" if piece.start is not None else "a batch"
+        probe_from = self._failback(what)
+        rounds = 0
+        # This round's failed collectors → the Retry-After each gave (None: it gave none).
+        failed: dict[int, float | None] = {}
         while True:
             if self.stop.is_set():
                 raise Stopped("shutdown while a batch was being retried")
+            index = pool.current
             wait: float | None = None
             self.last_error = None
             try:
-                resp = self.client.post(self.url, content=payload, headers=headers)
+                resp = self.client.post(pool.urls[index], content=payload, headers=headers)
             except httpx.TransportError as exc:
                 self.last_problem = f"{type(exc).__name__}: {exc}"
                 self.last_error = exc
             else:
                 status = resp.status_code
                 if status < 500 and status not in RETRYABLE_4XX:
+                    self.all_failed = False
                     return status, resp.content, resp.text
                 self.last_problem = f"HTTP {status} {resp.text[:200]!r}"
                 wait = retry_after(resp.headers.get("Retry-After"))
-            attempt += 1
             self.retries += 1
-            delay = wait if wait is not None else backoff_delay(attempt, self.retry_initial, self.retry_max)
-            delay = min(delay, max(self.retry_max, 1.0) * 10)  # a Retry-After of a day is a typo
-            self._log.log(
-                self._retry_log_level,
-                "collector %s: %s; retry %d of range %s of %s in %.1fs",
-                self.url,
-                self.last_problem,
-                attempt,
-                f"{piece.start}-{piece.end}" if piece.start is not None else "(none)",
-                source,
-                delay,
-            )
-            if self._on_retry is not None:
-                self._on_retry()
+            pool.failed(index, self.last_problem)
+            failed[index] = wait
+            if probe_from is not None:
+                # The preferred collector still fails: straight back to the one that worked.
+                self.all_failed = False
+                self._retried()
+                self._switch(probe_from, f"still {self.last_problem}", what, logging.WARNING)
+                probe_from = None
+                continue
+            untried = [i for i in pool.after(index) if i not in failed]
+            if untried:
+                self.all_failed = False
+                self._retried()
+                # Loud for the first failover; quiet while an outage of every collector goes on.
+                level = logging.WARNING if rounds == 0 else self._retry_log_level
+                self._switch(untried[0], self.last_problem, what, level)
+                continue
+            # Every collector failed in this round: wait, then begin with the one that may be
+            # tried soonest (its Retry-After, else the backoff), round-robin order on a tie.
+            rounds += 1
+            backoff = backoff_delay(rounds, self.retry_initial, self.retry_max)
+            order = pool.after(index)
+            delays = [backoff if (said := failed[i]) is None else said for i in order]
+            best = min(range(len(order)), key=lambda k: (delays[k], k))
+            delay = min(delays[best], max(self.retry_max, 1.0) * 10)  # a Retry-After of a day is a typo
+            following = order[best]
+            failed = {}
+            self.all_failed = True
+            if len(pool) == 1:
+                self._log.log(
+                    self._retry_log_level,
+                    "collector %s: %s; retry %d of %s in %.1fs",
+                    pool.name,
+                    self.last_problem,
+                    rounds,
+                    what,
+                    delay,
+                )
+            else:
+                self._log.log(
+                    self._retry_log_level,
+                    "collector %s: %s; all %d collectors failed (%s); retry %d of %s on %s in %.1fs",
+                    pool.name,
+                    self.last_problem,
+                    len(pool),
+                    "; ".join(f"{pool.names[i]}: {pool.problems[i]}" for i in order if i != index),
+                    rounds,
+                    what,
+                    pool.names[following],
+                    delay,
+                )
+            self._retried()
+            self._switch(following, None, what, None)
             if self._wait(delay):
                 raise Stopped("shutdown while a batch was being retried")
+
+    def _failback(self, what: str) -> int | None:
+        """Moves to the first collector when it is time to try it again; returns the index left
+        (to come back to if it still fails), else None."""
+        pool = self.collectors
+        if not pool.failback_due(self._clock()):
+            return None
+        left = pool.current
+        self._log.info(
+            "collector %s: trying the preferred collector %s again for %s (failback after %.0fs)",
+            pool.name,
+            pool.names[0],
+            what,
+            self._clock() - (pool.away_since or 0.0),
+        )
+        self._switch(0, None, what, None)
+        return left
+
+    def _switch(self, index: int, why: str | None, what: str, level: int | None) -> None:
+        """Moves to collector ``index``: counted, told to ``on_switch``, logged at ``level``
+        (None: the caller has logged it)."""
+        pool = self.collectors
+        old = pool.name
+        if index == pool.current:
+            return
+        pool.move(index, self._clock())
+        if level is not None:
+            self._log.log(level, "collector %s: %s; switching to %s for %s", old, why, pool.name, what)
+        if self._on_switch is not None:
+            self._on_switch(old, pool.name)
+
+    def _retried(self) -> None:
+        if self._on_retry is not None:
+            self._on_retry()
 
     def _encode(self, body: bytes) -> bytes:
         if self.compression != "gzip":

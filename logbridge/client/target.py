@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from ..config import Duration, StrictModel
+from .failover import DEFAULT_FAILBACK, parse_failback
+
+
+def http_url(value: str) -> str:
+    """A collector's ``POST /events`` URL: http:// or https://."""
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(
+            f"expected an http:// or https:// URL such as http://127.0.0.1:8765/events, got {value!r}"
+        )
+    return value
+
+
+CollectorUrl = Annotated[str, AfterValidator(http_url)]
+Failback = Annotated[float | None, BeforeValidator(parse_failback)]
 
 
 class TlsConfig(StrictModel):
@@ -32,9 +46,13 @@ class RetryConfig(StrictModel):
 
 
 class CollectorTarget(StrictModel):
-    """A collector's ``POST /events`` URL and how to reach it."""
+    """A collector's ``POST /events`` URL (``url``), or several (``urls``, in order of
+    preference: `logbridge.client.failover`), and how to reach them."""
 
-    url: str
+    url: CollectorUrl | None = None
+    urls: list[CollectorUrl] | None = Field(default=None, min_length=1)
+    # Seconds away from the first of ``urls`` before it is tried again; None (``never``): stay.
+    failback: Failback = DEFAULT_FAILBACK
     token_env: str | None = None
     token_file: str | None = None
     compression: Literal["gzip", "none"] = "gzip"
@@ -43,17 +61,26 @@ class CollectorTarget(StrictModel):
     tls: TlsConfig = TlsConfig()
     retry: RetryConfig = RetryConfig()
 
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(
-                f"expected an http:// or https:// URL such as http://127.0.0.1:8765/events, got {value!r}"
-            )
-        return value
+    @model_validator(mode="after")
+    def _one_url_key(self) -> CollectorTarget:
+        if self.url is None and self.urls is None:
+            raise ValueError("set url (one collector) or urls (a list, tried in order)")
+        if self.url is not None and self.urls is not None:
+            raise ValueError("set url or urls, not both")
+        if self.urls is not None and len(set(self.urls)) != len(self.urls):
+            raise ValueError("urls: a URL is listed twice")
+        return self
 
     @model_validator(mode="after")
     def _one_token_source(self) -> CollectorTarget:
         if self.token_env and self.token_file:
             raise ValueError("set token_env or token_file, not both")
         return self
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        """The URLs in order of preference (one when ``url`` is set)."""
+        if self.urls is not None:
+            return tuple(self.urls)
+        assert self.url is not None  # the validator saw to it
+        return (self.url,)

@@ -15,7 +15,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,6 +23,7 @@ import httpx
 import orjson
 
 from ..client import tls_context
+from ..client.failover import DEFAULT_FAILBACK, parse_failback, shown
 from ..config import resolve_secret
 from ..envelope import AUDIT_LOGGER_PREFIX
 from ..errors import ConfigError
@@ -90,9 +91,40 @@ class HandlerStats:
     retries: int = 0
     dead_lettered: int = 0
     unsent_at_close: int = 0
+    collector: str = ""  # the URL batches go to now (one of ``urls``)
+    switches: int = 0  # changes of collector: failover, failback
 
 
 # ----------------------------------------------------------------------------------- handler
+
+
+def _urls(url: str | Sequence[str] | None, urls: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The collector URLs in order of preference: ``url`` (one, or a list) or ``urls`` (a list,
+    or a comma-separated string as a ``.ini``/properties file writes it), each http(s)."""
+    if (url is None) == (urls is None):
+        raise ConfigError(
+            "EventServerHandler url/urls: set url (a collector's http(s)://host:port/events) or urls "
+            "(a list of them, tried in order), not both"
+            if url is not None
+            else "EventServerHandler url: expected http(s)://host:port/events (or urls: a list of them)"
+        )
+    name, value = ("url", url) if url is not None else ("urls", urls)
+    items: list[object]
+    if isinstance(value, str):
+        items = [value] if name == "url" else [v.strip() for v in value.split(",") if v.strip()]
+    elif isinstance(value, Iterable):
+        items = list(value)
+    else:
+        items = [value]
+    if not items:
+        raise ConfigError(f"EventServerHandler {name}: expected at least one collector URL, got {value!r}")
+    for item in items:
+        if not isinstance(item, str) or not item.startswith(("http://", "https://")):
+            raise ConfigError(f"EventServerHandler {name}: expected http(s)://host:port/events, got {item!r}")
+    checked = [item for item in items if isinstance(item, str)]
+    if len(set(checked)) != len(checked):
+        raise ConfigError(f"EventServerHandler {name}: a URL is listed twice in {checked!r}")
+    return tuple(checked)
 
 
 def _selector(value: str | Iterable[str] | None, name: str) -> frozenset[str] | None:
@@ -116,10 +148,14 @@ class EventServerHandler(logging.Handler):
         handlers:
           events:
             class: logbridge.handlers.EventServerHandler
-            url: http://collector:8765/events
+            url: http://collector:8765/events     # or urls: [http://c1:8765/events, http://c2:8765/events]
             token_env: LB_TOKEN
             spool_dir: /var/spool/myapp/audit
             topics: [generic, authfail]
+
+    ``urls`` (or a list given as ``url``): several collectors in order of preference, with
+    failover to the next at the first failure and a try of the first again after ``failback``
+    (``"never"``: stay on whichever works); `logbridge.client.failover` states the policy.
 
     ``routing_key_mode`` is DSS's: ``from_message`` keeps the event's ``routingKey``;
     ``static`` sets ``routing_key`` on every event; ``static_if_missing`` only where the event
@@ -131,9 +167,11 @@ class EventServerHandler(logging.Handler):
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str] | None = None,
         token: str | None = None,
         *,
+        urls: str | Sequence[str] | None = None,
+        failback: float | str | None = DEFAULT_FAILBACK,
         token_env: str | None = None,
         token_file: str | None = None,
         node: str | None = None,
@@ -163,8 +201,7 @@ class EventServerHandler(logging.Handler):
         transport: httpx.BaseTransport | None = None,
     ):
         super().__init__(level)
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ConfigError(f"EventServerHandler url: expected http(s)://host:port/events, got {url!r}")
+        self.urls = _urls(url, urls)
         if routing_key_mode not in _ROUTING_KEY_MODES:
             raise ConfigError(
                 f"EventServerHandler routing_key_mode: expected one of {', '.join(_ROUTING_KEY_MODES)}, "
@@ -184,12 +221,12 @@ class EventServerHandler(logging.Handler):
             self.backoff_initial = max(0.001, parse_duration(backoff_initial))
             self.backoff_max = max(self.backoff_initial, parse_duration(backoff_max))
             self.close_timeout = parse_duration(close_timeout)
+            self.failback = parse_failback(failback)
         except ValueError as exc:
             raise ConfigError(f"EventServerHandler: {exc}") from None
         if queue_size < 1 or batch_max_events < 1:
             raise ConfigError("EventServerHandler queue_size and batch_max_events: must be at least 1")
 
-        self.url = url
         if token is None and (token_env or token_file):
             token = resolve_secret(env=token_env, file=token_file, what="EventServerHandler token")
         self.node = node or socket.gethostname()
@@ -210,7 +247,8 @@ class EventServerHandler(logging.Handler):
         if default_topic:
             headers["X-Audit-Topic"] = default_topic
         tls = tls_context(
-            url,
+            # One context for every https URL of the list (plain http ones ignore it).
+            next((u for u in self.urls if u.startswith("https://")), self.urls[0]),
             ca=ca_file or (verify if isinstance(verify, str) else None),
             cert=client_cert,
             key=client_key,
@@ -229,6 +267,7 @@ class EventServerHandler(logging.Handler):
             "verify": tls,
             "retry_initial": self.backoff_initial,
             "retry_max": self.backoff_max,
+            "failback": self.failback,
             "transport": transport,
         }
         self.spool_dir = spool_dir
@@ -238,6 +277,12 @@ class EventServerHandler(logging.Handler):
         self._start_failed = False
         self._start()
         _HANDLERS.add(self)
+
+    @property
+    def url(self) -> str:
+        """The collector batches go to now (the first of ``urls`` until the sender moves on)."""
+        sender = getattr(self, "_sender", None)
+        return sender.client.collectors.name if sender is not None else shown(self.urls[0])
 
     def _start(self) -> None:
         """Everything that a process owns alone: client, spool, queue, threads (again after fork)."""

@@ -49,14 +49,16 @@ class Sender:
         self.handler = handler
         self.wake = threading.Event()
         self.client = CollectorClient(
-            handler.url,
+            handler.urls,
             on_retry=self._on_retry,
+            on_switch=self._on_switch,
             sleep=self._pause,
             wait_slice=0.5,
             logger=log,
             retry_log_level=logging.DEBUG,  # `_went_down` says it once, not per retry
             **client_options,
         )
+        handler.stats.collector = self.client.collectors.name
         self.down_since: float | None = None
         self.thread = threading.Thread(target=self._run, name="logbridge-sender", daemon=True)
 
@@ -243,7 +245,10 @@ class Sender:
                 kept.append(line)
             offset += len(line)
         self._dead_letter(
-            kept, piece.start or start, f"{piece.reason} (from {self.client.url})", status=piece.status
+            kept,
+            piece.start or start,
+            f"{piece.reason} (from {self.client.collectors.name})",
+            status=piece.status,
         )
         return len(kept)
 
@@ -285,21 +290,31 @@ class Sender:
     def _on_retry(self) -> None:
         with self.handler._count_lock:
             self.handler.stats.retries += 1
-        if self.down_since is None:
+        # Down only once every collector failed: a failover to the next one is not an outage
+        # (the client logs each switch).
+        if self.down_since is None and self.client.all_failed:
             self.down_since = time.monotonic()
+            pool = self.client.collectors
+            if len(pool) == 1:
+                what = f"collector {pool.name} unavailable ({self.client.last_problem})"
+            else:
+                problems = "; ".join(f"{pool.names[i]}: {p}" for i, p in sorted(pool.problems.items()))
+                what = f"no collector available ({problems})"
             log.warning(
-                "EventServerHandler: collector %s unavailable (%s); spooling to %s and retrying",
-                self.handler.url,
-                self.client.last_problem,
-                self.handler._spool.where,
+                "EventServerHandler: %s; spooling to %s and retrying", what, self.handler._spool.where
             )
+
+    def _on_switch(self, old: str, new: str) -> None:
+        with self.handler._count_lock:
+            self.handler.stats.switches += 1
+            self.handler.stats.collector = new
 
     def _came_back(self) -> None:
         if self.down_since is not None:
             spool = self.handler._spool
             log.info(
                 "EventServerHandler: collector %s is back after %.1fs; draining %d spooled bytes",
-                self.handler.url,
+                self.client.collectors.name,
                 time.monotonic() - self.down_since,
                 spool.end - spool.acked,
             )

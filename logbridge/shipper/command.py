@@ -75,6 +75,7 @@ def ship(ctx: click.Context, config_path: str, once: bool, status: bool, verbose
         click.echo(render(cfg))
         return
     _setup_logging(verbose)
+    from ..client.failover import shown
     from .discover import idle_inputs
     from .engine import Shipper
     from .metrics import Metrics
@@ -115,7 +116,12 @@ def ship(ctx: click.Context, config_path: str, once: bool, status: bool, verbose
         else:
             log.info("%s", item)
     if not once:
-        log.info("shipping %d inputs to %s as node %s", len(cfg.inputs), cfg.collector.url, cfg.node)
+        log.info(
+            "shipping %d inputs to %s as node %s",
+            len(cfg.inputs),
+            ", then ".join(shown(url) for url in cfg.collector.endpoints),
+            cfg.node,
+        )
         shipper.run()
         return
     # --once: the total is known after the first scan (run() does it and calls on_start).

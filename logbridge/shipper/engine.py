@@ -151,10 +151,12 @@ class Shipper:
             transport=transport,
             on_retry=self._on_retry,
             on_wait=self._discover_while_waiting,
+            on_switch=self._on_switch,
             clock=clock,
             sleep=sleep,
             logger=log,
         )
+        self.metrics.current_collector(self.forwarder.collectors.names, self.forwarder.collectors.name)
         self.dead_letter = DeadLetter(Path(cfg.state_dir) / "dead-letter")
         self.losses = LossLog(cfg.state_dir)
         self.watcher = Watcher(list(cfg.inputs), self.wake, self.rescan) if watch else None
@@ -567,11 +569,17 @@ class Shipper:
         """Between retries of a batch: keep discovering files, so that a file created and
         rotated away while the collector is unreachable is held open and not lost."""
         self.metrics.retries.inc()
+        self.metrics.collector_failures.labels(self.forwarder.collectors.name).inc()
         now = self.clock()
         if out_of_descriptors(self.forwarder.last_error):
             # No descriptor for the connection: the files held open are what can give some back.
             self._fd_pressure(now, "connecting to the collector", busy=True)
         self._discover_while_waiting(now)
+
+    def _on_switch(self, old: str, new: str) -> None:
+        """Another collector of ``collector.urls`` takes the batches now (the client logged why)."""
+        self.metrics.collector_switches.inc()
+        self.metrics.current_collector(self.forwarder.collectors.names, new)
 
     def _discover_while_waiting(self, now: float | None = None) -> None:
         """While a batch waits out a backoff: scan when a file event or the scan interval asks,

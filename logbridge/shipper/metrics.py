@@ -46,5 +46,27 @@ class Metrics:
             registry=r,
         )
 
+        self.collector = Gauge(
+            "logbridge_shipper_collector",
+            "1 for the collector URL batches go to now, 0 for the other URLs of collector.urls",
+            ["url"],
+            registry=r,
+        )
+        self.collector_switches = Counter(
+            "logbridge_shipper_collector_switches",
+            "Times the shipper moved to another collector URL (failover, failback)",
+            registry=r,
+        )
+        self.collector_failures = Counter(
+            "logbridge_shipper_collector_failures",
+            "Failed requests per collector URL (network error, timeout, 401/403/408/425/429, 5xx)",
+            ["url"],
+            registry=r,
+        )
+
+    def current_collector(self, names: tuple[str, ...], current: str) -> None:
+        for name in names:
+            self.collector.labels(name).set(1 if name == current else 0)
+
     def serve(self, host: str, port: int) -> None:
         start_http_server(port, addr=host, registry=self.registry)

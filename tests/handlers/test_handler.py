@@ -32,7 +32,7 @@ def handlers() -> Iterator[Callable[..., EventServerHandler]]:
     """``make(url, **options)`` → an EventServerHandler, closed at teardown if the test did not."""
     made: list[EventServerHandler] = []
 
-    def make(url: str, **options: Any) -> EventServerHandler:
+    def make(url: Any = None, **options: Any) -> EventServerHandler:
         handler = EventServerHandler(url, **{**FAST, **options})
         made.append(handler)
         return handler
@@ -113,6 +113,112 @@ def test_a_collector_that_comes_back_gets_everything_once_in_order(
         handler.handle(record(seq))
     assert handler.wait_delivered(5), handler.stats
     assert seqs(loopback_collector.events()) == list(range(15))
+
+
+# ------------------------------------------------------------------------ several collectors
+
+
+def test_a_dead_first_collector_the_records_go_to_the_next(
+    loopback_collector: Any, handlers: Callable[..., EventServerHandler], caplog: pytest.LogCaptureFixture
+) -> None:
+    dead = no_answer_url()
+    with caplog.at_level(logging.INFO, logger="logbridge"):
+        handler = handlers([dead, loopback_collector.url])
+        assert handler.stats.collector == dead and handler.url == dead
+        for seq in range(20):
+            handler.handle(record(seq))
+        assert handler.wait_delivered(5), handler.stats
+    assert seqs(loopback_collector.events()) == list(range(20))
+    stats = handler.stats
+    assert (stats.switches, stats.collector, stats.retries) == (1, loopback_collector.url, 1)
+    assert handler.url == loopback_collector.url
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and f"collector {dead}: ConnectError" in warnings[0], warnings
+    assert f"switching to {loopback_collector.url}" in warnings[0]
+
+
+def test_every_collector_down_is_one_warning_naming_each(
+    loopback_collectors: Any, handlers: Callable[..., EventServerHandler], caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = loopback_collectors(2)
+    a.status, b.status = 503, 401
+    with caplog.at_level(logging.WARNING, logger="logbridge"):
+        handler = handlers(urls=[a.url, b.url])
+        handler.handle(record(0))
+        wait_until(lambda: handler.stats.retries >= 6, "three rounds of retries")
+        a.status = None
+        assert handler.wait_delivered(5), handler.stats
+    (down,) = [r.getMessage() for r in caplog.records if "no collector available" in r.getMessage()]
+    assert f"{a.url}: HTTP 503" in down and f"{b.url}: HTTP 401" in down
+    assert seqs(a.events()) == [0] and handler.url == a.url
+
+
+def test_the_first_collector_gets_the_records_again_after_failback(
+    loopback_collectors: Any, handlers: Callable[..., EventServerHandler]
+) -> None:
+    a, b = loopback_collectors(2)
+    a.status = 503
+    handler = handlers(urls=f"{a.url}, {b.url}", failback="300ms")  # a comma-separated string too
+    assert handler.urls == (a.url, b.url)
+    handler.handle(record(0))
+    assert handler.wait_delivered(5) and handler.url == b.url
+    a.status = None
+    seq = 1
+    deadline = time.monotonic() + 10
+    while not a.events():  # batches go to B until the failback interval is over
+        assert time.monotonic() < deadline, "never went back to the first collector"
+        handler.handle(record(seq))
+        assert handler.wait_delivered(5)
+        seq += 1
+        time.sleep(0.05)
+    assert handler.url == a.url and handler.stats.switches == 2
+    assert sorted(seqs(a.events()) + seqs(b.events())) == list(range(seq)), "each record once"
+
+
+def test_urls_from_dict_config(loopback_collectors: Any, restore_logging: None) -> None:
+    import logging.config
+
+    a, b = loopback_collectors(2)
+    a.status = 503
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "handlers": {
+                "events": {
+                    "class": "logbridge.handlers.EventServerHandler",
+                    "urls": [a.url, b.url],
+                    "failback": "never",
+                    "linger": "10ms",
+                }
+            },
+            "loggers": {"dku.audit.dictconfig": {"handlers": ["events"], "level": "INFO"}},
+        }
+    )
+    (handler,) = logging.getLogger("dku.audit.dictconfig").handlers
+    assert isinstance(handler, EventServerHandler)
+    assert handler.urls == (a.url, b.url) and handler.failback is None
+    logging.getLogger("dku.audit.dictconfig").info({"msgType": "x", "seq": 0})
+    assert handler.wait_delivered(5), handler.stats
+    assert seqs(b.events()) == [0] and handler.url == b.url
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"url": "http://a/events", "urls": ["http://b/events"]}, "not both"),
+        ({}, "url: expected http"),
+        ({"urls": []}, "urls: expected at least one"),
+        ({"urls": ["http://a/events", "b:8765"]}, "urls: expected http.*'b:8765'"),
+        ({"url": ["http://a/events", "http://a/events"]}, "listed twice"),
+        ({"url": "http://a/events", "failback": "soon"}, "expected a duration such as 5m, or never"),
+    ],
+)
+def test_bad_urls_are_one_clear_config_error(kwargs: dict[str, Any], message: str) -> None:
+    from logbridge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        EventServerHandler(**kwargs)
 
 
 # ---------------------------------------------------------------------- spool across restarts

@@ -1,5 +1,6 @@
 """Fixtures that start real servers: the collector and the shipper as subprocesses (the process
-harnesses are collectorproc.py and shipperproc.py), moto's S3 server.
+harnesses are collectorproc.py and shipperproc.py), moto's S3 server; and ``audit_logger``,
+which attaches an EventServerHandler to the ``dku.audit`` loggers for a test.
 
 Everything listens on loopback on a free port and is stopped in teardown; nothing here mocks
 the parts under test.
@@ -7,6 +8,7 @@ the parts under test.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -81,6 +83,30 @@ def shipper_fixture(tmp_path: Path) -> Iterator[Callable[..., ShipperProc]]:
         if proc.process is not None and proc.process.poll() is None:
             proc.process.kill()
             proc.process.wait(timeout=10)
+
+
+# ----------------------------------------------------------------------------------- handler
+
+
+@pytest.fixture
+def audit_logger() -> Iterator[Callable[[logging.Handler], None]]:
+    """``attach(handler)``: the handler receives ``dku.audit.*``; detached and closed after."""
+    parent = logging.getLogger("dku.audit")
+    attached: list[logging.Handler] = []
+    saved = (parent.level, parent.propagate)
+    parent.setLevel(logging.INFO)
+    parent.propagate = False
+
+    def attach(handler: logging.Handler) -> None:
+        parent.addHandler(handler)
+        attached.append(handler)
+
+    yield attach
+    for handler in attached:
+        parent.removeHandler(handler)
+        handler.close()
+    parent.setLevel(saved[0])
+    parent.propagate = saved[1]
 
 
 # ----------------------------------------------------------------------------------------- store

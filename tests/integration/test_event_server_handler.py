@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,27 +75,6 @@ def wait_stored(
     wait_for(lambda: len(all_lines(stored(c, read_local_store))) >= count, timeout, f"{count} stored events")
     time.sleep(1.5)  # one more roll period: anything stored twice would be published by now
     return all_lines(stored(c, read_local_store))
-
-
-@pytest.fixture
-def audit_logger() -> Iterator[Callable[[logging.Handler], None]]:
-    """``attach(handler)``: the handler receives ``dku.audit.*``; detached and closed after."""
-    parent = logging.getLogger("dku.audit")
-    attached: list[logging.Handler] = []
-    saved = (parent.level, parent.propagate)
-    parent.setLevel(logging.INFO)
-    parent.propagate = False
-
-    def attach(handler: logging.Handler) -> None:
-        parent.addHandler(handler)
-        attached.append(handler)
-
-    yield attach
-    for handler in attached:
-        parent.removeHandler(handler)
-        handler.close()
-    parent.setLevel(saved[0])
-    parent.propagate = saved[1]
 
 
 def seqs(lines: list[dict[str, Any]]) -> Counter[int]:

@@ -440,6 +440,30 @@ def test_metrics_count_what_was_shipped_and_refused(
     assert "logbridge_shipper_lost_bytes_total 0.0" in text
 
 
+def test_collector_urls_fail_over_and_the_metrics_say_where_batches_go(
+    tmp_path: Path, make_config: Any, loopback_collectors: Any
+) -> None:
+    """The first collector answers 503 to the first batch: that batch and every later one go
+    to the second, exactly once; the metrics name the current collector and count the switch."""
+    from prometheus_client import generate_latest
+
+    a, b = loopback_collectors(2)
+    a.script.append((503, {}, b""))
+    write(tmp_path / "logs" / "a.log", range(0, 250))
+    cfg = make_config(collector={"urls": [a.url, b.url], "retry": {"initial": "10ms", "max": "20ms"}})
+    shipper = Shipper(cfg)
+    shipper.run(once=True)
+    assert_exactly_once(b, 250)
+    assert a.lines == [] and a.request_count() == 1
+    assert b.requests[0].headers["x-logbridge-range"] == a.requests[0].headers["x-logbridge-range"]
+    text = generate_latest(shipper.metrics.registry).decode()
+    assert f'logbridge_shipper_collector{{url="{a.url}"}} 0.0' in text
+    assert f'logbridge_shipper_collector{{url="{b.url}"}} 1.0' in text
+    assert "logbridge_shipper_collector_switches_total 1.0" in text
+    assert f'logbridge_shipper_collector_failures_total{{url="{a.url}"}} 1.0' in text
+    assert "logbridge_shipper_retries_total 1.0" in text
+
+
 def ship_one_batch_then_stop(cfg: Any, loopback_collector: Any) -> int:
     """Run until the collector has taken the first batch and refuses the next, stop, and return
     the bytes left unread (the checkpoint knows the file's size beyond its offset)."""
