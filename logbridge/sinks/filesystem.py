@@ -140,7 +140,7 @@ class FilesystemSink:
 
     @property
     def pending(self) -> int:
-        return len(self.writer.to_publish)
+        return self.writer.unpublished
 
     @property
     def blocked(self) -> bool:

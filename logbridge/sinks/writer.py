@@ -36,7 +36,7 @@ import structlog
 from ..errors import DestinationError, StorageUnavailable
 from ..fileio import fsync_dir, write_all, write_beside
 from .encoders import Encoder
-from .fs import describe, is_local, map_storage_errors, open_filesystem
+from .fs import describe, is_local, is_object_store, map_storage_errors, open_filesystem
 
 log = structlog.get_logger("logbridge.sinks")
 
@@ -97,6 +97,7 @@ class PartitionedWriter:
         self.encoder = encoder  # None: published as staged (NDJSON), by rename or plain upload
         self.fs, self.root = open_filesystem(self.url, dict(storage_options or {}), key or name)
         self.local = is_local(self.fs)
+        self.object_store = is_object_store(self.fs)
         self.open_files: dict[str, StagingFile] = {}  # partition → current staging file
         self.sealed: list[StagingFile] = []  # full: no more appends, published once acknowledged
         self.to_publish: list[StagingFile] = []  # closed, waiting for a (retried) publish
@@ -240,36 +241,65 @@ class PartitionedWriter:
         staging.handle = None
 
     def publish_pending(self) -> int:
-        """Publish every queued file (runs in a worker thread). Failures stay queued.
+        """Publish the files queued when the round starts (a publisher thread); returns how many
+        went. A file that fails stays queued, behind the ones not tried yet.
 
-        Object stores get up to `PUBLISH_CONCURRENCY` uploads at once: a backfill touches
-        hundreds of hour partitions, and one upload at a time would spend minutes on latency."""
+        Object stores get up to `PUBLISH_CONCURRENCY` uploads at once: a backfill touches hundreds
+        of hour partitions, and one upload at a time would spend minutes on latency. Local files
+        are renamed one at a time (a rename is no round trip). The first failure ends the round:
+        uploads under way finish, no new one starts. Against a store that is down every upload
+        would spend the SDK's whole retry schedule failing the same way (about 30 s with gcsfs,
+        85 s with the Azure SDK), and a backlog of hundreds of files would keep the destination
+        from being reported blocked for hours. A failed file goes behind the others, so one file
+        the store refuses (a prefix the credentials may not write) cannot starve the rest."""
         with self._publish_lock:
             with self._queue_lock:
                 batch, self.to_publish = self.to_publish, []
                 self._publishing = batch
-            if self.local or len(batch) < 2:
-                errors = [self._try_publish(staging) for staging in batch]
-            else:
-                with ThreadPoolExecutor(min(PUBLISH_CONCURRENCY, len(batch))) as pool:
-                    errors = list(pool.map(self._try_publish, batch))
-            failed = []
-            for staging, error in zip(batch, errors, strict=True):
-                if error is None:
-                    continue
-                failed.append(staging)
+            errors: list[str | None | _Untried] = [_UNTRIED] * len(batch)
+            failed = threading.Event()
+            take = iter(range(len(batch)))
+            take_lock = threading.Lock()
+
+            def work() -> None:
+                while not failed.is_set():
+                    with take_lock:
+                        index = next(take, None)
+                    if index is None:
+                        return
+                    staging = batch[index]
+                    error = self._try_publish(staging)
+                    errors[index] = error
+                    if error is not None:
+                        failed.set()
+
+            workers = 1 if self.local else min(PUBLISH_CONCURRENCY, len(batch))
+            try:
+                if workers <= 1:
+                    work()
+                else:
+                    with ThreadPoolExecutor(
+                        workers, thread_name_prefix=f"logbridge-publish-{self.name}"
+                    ) as pool:
+                        for future in [pool.submit(work) for _ in range(workers)]:
+                            future.result()  # a bug in a worker is raised here, not lost
+            finally:
+                # Whatever happened, every file not published is queued again.
+                untried = [s for s, e in zip(batch, errors, strict=True) if e is _UNTRIED]
+                failures = [(s, e) for s, e in zip(batch, errors, strict=True) if isinstance(e, str)]
+                with self._queue_lock:
+                    self.to_publish = [*untried, *self.to_publish, *(s for s, _ in failures)]
+                    self._publishing = []
+            for staging, error in failures:
                 self.stats.failures += 1
                 self.stats.last_error = error
                 self.stats.last_failure_at = time.monotonic()
                 log.warning(
                     "publish failed, will retry", destination=self.name, file=staging.relpath, error=error
                 )
-            if batch and not failed:
+            if batch and not failures:
                 self.stats.last_error = None
-            with self._queue_lock:
-                self.to_publish[:0] = failed
-                self._publishing = []
-            return len(batch) - len(failed)
+            return sum(1 for e in errors if e is None)
 
     def _try_publish(self, staging: StagingFile) -> str | None:
         try:
@@ -281,6 +311,12 @@ class PartitionedWriter:
         except OSError as exc:  # the staging side (state_dir)
             return f"{self.name}: cannot read staging file {staging.relpath}: {describe(exc)}"
         return None
+
+    @property
+    def unpublished(self) -> int:
+        """Closed files not published yet: queued, or in the round under way."""
+        with self._queue_lock:
+            return len(self.to_publish) + len(self._publishing)
 
     @property
     def healthy(self) -> bool:
@@ -304,9 +340,14 @@ class PartitionedWriter:
         if self.local:
             size = _publish_local(source, Path(target), encoder)
         else:
-            parent = target.rsplit("/", 1)[0]
-            with contextlib.suppress(OSError, FileExistsError, NotImplementedError):
-                self.fs.makedirs(parent, exist_ok=True)
+            if not self.object_store:  # an fsspec file system with real folders (sftp, smb, …)
+                parent = target.rsplit("/", 1)[0]
+                with contextlib.suppress(OSError, FileExistsError, NotImplementedError):
+                    self.fs.makedirs(parent, exist_ok=True)
+            # Object stores show an object only once its upload is complete (a single request,
+            # or blocks/parts committed at the end), and the target's name is the staging file's:
+            # an upload cut by a crash leaves nothing, and its redo at the next start writes
+            # the same object again, never a second one.
             if encoder is not None:
                 # In memory (a staging file is at most max_bytes, and audit JSON compresses ~10x),
                 # uploaded whole: an object store never shows a partial object.
@@ -339,6 +380,13 @@ class PartitionedWriter:
             self._close(staging)
         self.open_files.clear()
         self.sealed.clear()
+
+
+class _Untried:
+    """A file a round did not get to (it ended at a failure)."""
+
+
+_UNTRIED = _Untried()
 
 
 def _publish_local(source: Path, target: Path, encoder: Encoder | None) -> int:
