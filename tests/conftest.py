@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -263,6 +263,9 @@ class ObjectStore:
 
     def delete(self) -> None:
         """Remove the bucket and what it holds (a store whose bucket is gone)."""
+        if self.protocol == "az":  # Azure deletes a container with its blobs
+            self.emulator.delete_bucket(self.bucket)  # type: ignore[attr-defined]
+            return
         fs = self.filesystem()
         try:
             keys = fs.find(self.bucket)
@@ -334,23 +337,30 @@ def object_store(request: pytest.FixtureRequest) -> ObjectStore:
     return store
 
 
-@pytest.fixture
-def own_object_store(tmp_path: Path) -> Iterator[Callable[[str], ObjectStore]]:
-    """``own_object_store("az" | "gs")`` → a bucket on an emulator of its own, which the test may
-    stop, freeze and start again (the session's emulators serve other tests); stopped after."""
-    started: list[Emulator] = []
+class OwnStores:
+    """``own(protocol)`` → a bucket on an emulator of its own (see `own_object_store`)."""
 
-    def make(protocol: str) -> ObjectStore:
-        emulator = _emulator_or_skip(protocol, tmp_path / f"{protocol}-emulator-{len(started)}")
-        started.append(emulator)
-        emulator.start()
+    def __init__(self, home: Path):
+        self.home = home
+        self.stores: list[ObjectStore] = []
+
+    def __call__(self, protocol: str) -> ObjectStore:
+        emulator = _emulator_or_skip(protocol, self.home / f"{protocol}-emulator-{len(self.stores)}")
         store = ObjectStore(protocol, emulator, "audit-store")
+        self.stores.append(store)
+        emulator.start()
         store.create()
         return store
 
-    yield make
-    for emulator in started:
-        emulator.stop()
+
+@pytest.fixture
+def own_object_store(tmp_path: Path) -> Iterator[OwnStores]:
+    """``own_object_store("az" | "gs")`` → a bucket on an emulator of its own, which the test may
+    stop, freeze and start again (the session's emulators serve other tests); stopped after."""
+    own = OwnStores(tmp_path)
+    yield own
+    for store in own.stores:
+        store.emulator.stop()
 
 
 # ------------------------------------------------------------------------------------ leak check

@@ -105,6 +105,7 @@ class PartitionedWriter:
         # The event loop queues files while a worker thread publishes: a short lock guards the
         # queue, a second one keeps two publication rounds (maintenance, shutdown) apart.
         self._queue_lock = threading.Lock()
+        self._queue_changed = threading.Condition(self._queue_lock)  # queued, or a publication ended
         self._publish_lock = threading.Lock()
         self.stats = PublishStats()
         staging_dir.mkdir(parents=True, exist_ok=True)
@@ -226,8 +227,9 @@ class PartitionedWriter:
                 del self.open_files[partition]
                 self._close(staging)
                 rolled.append(staging)
-        with self._queue_lock:
+        with self._queue_changed:  # a round under way takes them at once
             self.to_publish.extend(s for s in rolled if s.size > 0)
+            self._queue_changed.notify_all()
         for staging in rolled:
             if staging.size == 0:
                 with contextlib.suppress(OSError):
@@ -241,55 +243,61 @@ class PartitionedWriter:
         staging.handle = None
 
     def publish_pending(self) -> int:
-        """Publish the files queued when the round starts (a publisher thread); returns how many
+        """Publish queued files until the queue is empty (a publisher thread); returns how many
         went. A file that fails stays queued, behind the ones not tried yet.
 
-        Object stores get up to `PUBLISH_CONCURRENCY` uploads at once: a backfill touches hundreds
-        of hour partitions, and one upload at a time would spend minutes on latency. Local files
-        are renamed one at a time (a rename is no round trip). The first failure ends the round:
-        uploads under way finish, no new one starts. Against a store that is down every upload
-        would spend the SDK's whole retry schedule failing the same way (about 30 s with gcsfs,
-        85 s with the Azure SDK), and a backlog of hundreds of files would keep the destination
-        from being reported blocked for hours. A failed file goes behind the others, so one file
-        the store refuses (a prefix the credentials may not write) cannot starve the rest."""
+        Object stores get up to `PUBLISH_CONCURRENCY` uploads at once, a new one starting as soon
+        as a file is queued (by `due`, while the round runs) and a place is free, so a slow upload
+        holds up no other: a backfill touches hundreds of hour partitions, and one
+        upload at a time would spend minutes on latency. Local files are renamed one at a time
+        (a rename is no round trip). The first failure ends the round: uploads under way finish,
+        no new one starts. Against a store that is down every upload would spend the SDK's whole
+        retry schedule failing the same way (about 30 s with gcsfs, 85 s with the Azure SDK),
+        and a backlog of hundreds of files would keep the destination from being reported
+        blocked for hours. A failed file goes behind the others, so that one file the store
+        refuses (a prefix the credentials may not write) cannot starve the rest."""
         with self._publish_lock:
-            with self._queue_lock:
-                batch, self.to_publish = self.to_publish, []
-                self._publishing = batch
-            errors: list[str | None | _Untried] = [_UNTRIED] * len(batch)
-            failed = threading.Event()
-            take = iter(range(len(batch)))
-            take_lock = threading.Lock()
+            failures: list[tuple[StagingFile, str]] = []
+            published = 0
+            running = 0
 
-            def work() -> None:
-                while not failed.is_set():
-                    with take_lock:
-                        index = next(take, None)
-                    if index is None:
-                        return
-                    staging = batch[index]
+            def finished(staging: StagingFile, error: str | None) -> None:
+                nonlocal published, running
+                with self._queue_changed:
+                    running -= 1
+                    self._publishing.remove(staging)
+                    if error is None:
+                        published += 1
+                    else:
+                        failures.append((staging, error))
+                    self._queue_changed.notify_all()
+
+            def publish_one(staging: StagingFile) -> None:
+                error: str | None = f"{self.name}: cannot publish {staging.relpath}: a bug, see the log"
+                try:
                     error = self._try_publish(staging)
-                    errors[index] = error
-                    if error is not None:
-                        failed.set()
+                except Exception:  # a bug: logged, and the file stays queued
+                    log.exception("publication failed unexpectedly", destination=self.name)
+                finally:
+                    finished(staging, error)
 
-            workers = 1 if self.local else min(PUBLISH_CONCURRENCY, len(batch))
-            try:
-                if workers <= 1:
-                    work()
-                else:
-                    with ThreadPoolExecutor(
-                        workers, thread_name_prefix=f"logbridge-publish-{self.name}"
-                    ) as pool:
-                        for future in [pool.submit(work) for _ in range(workers)]:
-                            future.result()  # a bug in a worker is raised here, not lost
-            finally:
-                # Whatever happened, every file not published is queued again.
-                untried = [s for s, e in zip(batch, errors, strict=True) if e is _UNTRIED]
-                failures = [(s, e) for s, e in zip(batch, errors, strict=True) if isinstance(e, str)]
-                with self._queue_lock:
-                    self.to_publish = [*untried, *self.to_publish, *(s for s, _ in failures)]
-                    self._publishing = []
+            limit = 1 if self.local else PUBLISH_CONCURRENCY
+            # The lock is released first on the way out, then the (idle) workers are joined.
+            with (
+                ThreadPoolExecutor(limit, thread_name_prefix=f"logbridge-publish-{self.name}") as pool,
+                self._queue_changed,
+            ):
+                while True:
+                    while not failures and self.to_publish and running < limit:
+                        staging = self.to_publish.pop(0)
+                        self._publishing.append(staging)  # still staged, for journal snapshots
+                        running += 1
+                        pool.submit(publish_one, staging)
+                    if running == 0 and (failures or not self.to_publish):
+                        break
+                    # Woken by a finished publication, or by `due` queueing more files.
+                    self._queue_changed.wait()
+                self.to_publish.extend(staging for staging, _ in failures)
             for staging, error in failures:
                 self.stats.failures += 1
                 self.stats.last_error = error
@@ -297,9 +305,9 @@ class PartitionedWriter:
                 log.warning(
                     "publish failed, will retry", destination=self.name, file=staging.relpath, error=error
                 )
-            if batch and not failures:
+            if published and not failures:
                 self.stats.last_error = None
-            return sum(1 for e in errors if e is None)
+            return published
 
     def _try_publish(self, staging: StagingFile) -> str | None:
         try:
@@ -380,13 +388,6 @@ class PartitionedWriter:
             self._close(staging)
         self.open_files.clear()
         self.sealed.clear()
-
-
-class _Untried:
-    """A file a round did not get to (it ended at a failure)."""
-
-
-_UNTRIED = _Untried()
 
 
 def _publish_local(source: Path, target: Path, encoder: Encoder | None) -> int:
