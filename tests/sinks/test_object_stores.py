@@ -16,6 +16,7 @@ from logbridge.errors import ConfigError, DestinationDenied, DestinationError, D
 from logbridge.sinks.filesystem import FilesystemSink
 from logbridge.sinks.fs import map_storage_errors, open_filesystem
 from logbridge.sinks.partition import PartitionPaths
+from logbridge.sinks.writer import PUBLISH_CONCURRENCY
 
 LATER = time.monotonic() + 3600
 # adlfs takes credentials from these when storage_options has none
@@ -111,3 +112,30 @@ def test_gcs_refusals_are_denied() -> None:
     with pytest.raises(DestinationError) as info, map_storage_errors("dest", "cannot publish x"):
         raise HttpError({"code": 503, "message": "Service Unavailable"})
     assert type(info.value) is DestinationError
+
+
+# ----------------------------------------------------------------------------------- publishing
+
+
+def test_a_round_against_a_missing_bucket_stops_at_its_first_failures(
+    object_store: Any, tmp_path: Path
+) -> None:
+    """Twenty files queued, the bucket gone: the round ends once the uploads under way have
+    failed (at most `PUBLISH_CONCURRENCY` attempts, not twenty — against a store that is down,
+    each attempt costs the SDK's whole retry schedule). All twenty go once the bucket is back."""
+    sink = FilesystemSink(
+        "dest",
+        object_store.url("audit"),
+        tmp_path / "staging",
+        partitions=PartitionPaths("{topic}"),
+        storage_options=object_store.storage_options(),
+    )
+    sink.acknowledge([sink.append(f"topic-{n}", b'{"seq":%d}\n' % n) for n in range(20)])
+    sink.roll(LATER)
+    object_store.delete()
+    assert sink.publish() == 0
+    assert 1 <= sink.writer.stats.failures <= PUBLISH_CONCURRENCY
+    assert sink.pending == 20 and sink.blocked
+    object_store.create()
+    assert sink.publish() == 20
+    assert not sink.blocked and len(object_store.read_store("audit")) == 20
