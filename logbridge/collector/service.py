@@ -8,7 +8,7 @@ Who does what:
   pure work on no shared state;
 - the writer thread (`WriterThread`): everything that touches staging files, the journal and the
   high-water marks, one job at a time;
-- a publisher thread per destination (`PUBLISHER` pool): one publication round of that
+- a publisher thread per destination (``_publisher_pool``): one publication round of that
   destination at a time, started by the maintenance round and not awaited by it, so that rolls
   and journal compactions go on while a slow store takes its uploads (and a store that is down
   holds up no other destination); a round uploads several files at once (`PartitionedWriter`);

@@ -268,9 +268,18 @@ class PartitionedWriter:
                     self._publishing.remove(staging)
                     if error is None:
                         published += 1
+                        if not failures:  # the store takes files again (a round can run long)
+                            self.stats.last_error = None
                     else:
                         failures.append((staging, error))
+                        self.stats.failures += 1
+                        self.stats.last_error = error
+                        self.stats.last_failure_at = time.monotonic()
                     self._queue_changed.notify_all()
+                if error is not None:
+                    log.warning(
+                        "publish failed, will retry", destination=self.name, file=staging.relpath, error=error
+                    )
 
             def publish_one(staging: StagingFile) -> None:
                 error: str | None = f"{self.name}: cannot publish {staging.relpath}: a bug, see the log"
@@ -298,15 +307,6 @@ class PartitionedWriter:
                     # Woken by a finished publication, or by `due` queueing more files.
                     self._queue_changed.wait()
                 self.to_publish.extend(staging for staging, _ in failures)
-            for staging, error in failures:
-                self.stats.failures += 1
-                self.stats.last_error = error
-                self.stats.last_failure_at = time.monotonic()
-                log.warning(
-                    "publish failed, will retry", destination=self.name, file=staging.relpath, error=error
-                )
-            if published and not failures:
-                self.stats.last_error = None
             return published
 
     def _try_publish(self, staging: StagingFile) -> str | None:
@@ -333,8 +333,10 @@ class PartitionedWriter:
     @property
     def blocked(self) -> bool:
         """Publishing fails with files waiting: refuse new lines for this destination (503)
-        rather than let the backlog grow without bound."""
-        return not self.healthy and bool(self.to_publish)
+        rather than let the backlog grow without bound. Files being retried count as waiting:
+        a retry may spend a minute in the SDK, and the destination stays refused until one
+        publication succeeds."""
+        return not self.healthy and self.unpublished > 0
 
     def publish(self, source: Path, relpath: str) -> str:
         """Publish one complete staging file to ``{root}/{relpath}``; idempotent.
