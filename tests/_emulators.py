@@ -235,7 +235,9 @@ def read_store(fs: Any, root: str) -> dict[str, list[dict[str, Any]]]:
     files: dict[str, list[dict[str, Any]]] = {}
     root = root.rstrip("/")
     try:
-        keys = fs.find(root)
+        # Files only: a find racing with the first uploads under a prefix may answer the prefix
+        # itself as a "directory" entry (s3fs does; read while the collector publishes).
+        keys = [key for key, info in fs.find(root, detail=True).items() if info["type"] == "file"]
     except FileNotFoundError:
         return {}
     for key in sorted(keys):

@@ -174,7 +174,9 @@ class S3Server:
         fs = self.filesystem()
         root = f"{self.bucket}/{prefix}".rstrip("/")
         files: dict[str, list[dict[str, Any]]] = {}
-        for key in sorted(fs.find(root)):
+        # Files only: a find racing with the first uploads may answer the prefix itself.
+        files_only = [key for key, info in fs.find(root, detail=True).items() if info["type"] == "file"]
+        for key in sorted(files_only):
             name = key.rsplit("/", 1)[-1]
             if is_manifest(name):
                 continue
