@@ -5,9 +5,9 @@ A real ``logbridge collect`` process publishes to a real emulator; the tests rea
 back through fsspec and count every event:
 
 - the DSS samples land under ``{topic}/{routing_key}/%Y/%m/%d/%H/`` of each event's own time;
-- the emulator stopped mid-stream: every post is answered 200 (staged) or 503 (resent later by
-  its sender, as the shipper does) and, once the emulator is back, every acknowledged event is
-  in the store once;
+- the emulator stopped mid-stream, the collector seen trying to upload meanwhile: every post is
+  answered 200 (staged) or 503 (resent later by its sender, as the shipper does) and, once the
+  emulator is back, every acknowledged event is in the store once;
 - a SIGKILL while uploads hang (the emulator frozen: it takes connections and answers nothing)
   leaves the staging files; the next start uploads them again under the same names, so every
   event is there once — whether the store had kept the cut upload or not.
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import struct
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,38 @@ def destination(store: Any, **extra: Any) -> dict[str, Any]:
     }
     dest.update(extra)
     return dest
+
+
+class DeadPort:
+    """The stopped emulator's port, held while it is down so that the test sees the collector
+    try: each connection is reset as soon as it is taken (a store whose process is gone behind
+    its address, as a load balancer with no backend answers), and counted. Polled, no thread."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.count = 0
+
+    def __enter__(self) -> DeadPort:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen(64)
+        self.sock.setblocking(False)
+        return self
+
+    def attempts(self) -> int:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except BlockingIOError:
+                return self.count
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()  # RST
+            self.count += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.attempts()  # reset what waits in the backlog too
+        self.sock.close()
 
 
 def metric(c: Any, name: str, **labels: str) -> float:
@@ -186,15 +220,20 @@ def test_an_emulator_stopped_mid_stream_loses_nothing(
     wait_for(lambda: sum(stored_seqs(store).values()) >= 100, 30, "the first events published")
 
     store.emulator.stop()
-    for hour in range(11, 16):  # a new hour partition per batch: a new file to publish each
-        sender.batch(20, hour=hour)
-    # The collector has rolled files it cannot publish: the outage is met mid-stream, not after.
-    wait_for(
-        lambda: metric(c, "logbridge_files_waiting", destination=f"{protocol}-store") >= 1,
-        30,
-        "files waiting for the store during the outage",
-        interval=0.2,
-    )
+    with DeadPort(store.emulator.port) as dead:
+        for hour in range(11, 16):  # a new hour partition per batch: a new file to publish each
+            sender.batch(20, hour=hour)
+        # The collector met the outage: it rolled files and tried to upload one while the store
+        # was down (not only after it came back).
+        wait_for(
+            lambda: (
+                dead.attempts() >= 1
+                and metric(c, "logbridge_files_waiting", destination=f"{protocol}-store") >= 1
+            ),
+            60,
+            "an upload tried during the outage",
+            interval=0.1,
+        )
     assert set(sender.statuses) <= {200, 503}, sender.statuses
 
     store.emulator.start()  # same port, same data
