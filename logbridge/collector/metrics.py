@@ -57,6 +57,12 @@ class Metrics:
         self.files_published = Counter(
             "logbridge_files_published", "Files published, by destination", ["destination"], registry=r
         )
+        self.files_waiting = Gauge(
+            "logbridge_files_waiting",
+            "Closed staging files not published yet (queued or being uploaded), by destination",
+            ["destination"],
+            registry=r,
+        )
         self.fsync_rounds = Counter(
             "logbridge_fsync_rounds", "Group-commit fsync rounds (one serves many requests)", registry=r
         )

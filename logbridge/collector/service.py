@@ -8,8 +8,12 @@ Who does what:
   pure work on no shared state;
 - the writer thread (`WriterThread`): everything that touches staging files, the journal and the
   high-water marks, one job at a time;
-- a publisher thread (``asyncio.to_thread``): publishing closed files and writing journal
-  snapshots, which touch only what the writer thread handed over.
+- a publisher thread per destination (``_publisher_pool``): one publication round of that
+  destination at a time, started by the maintenance round and not awaited by it, so that rolls
+  and journal compactions go on while a slow store takes its uploads (and a store that is down
+  holds up no other destination); a round uploads several files at once (`PartitionedWriter`);
+- a maintenance thread (``asyncio.to_thread``): the staging probe and journal snapshots, which
+  touch only what the writer thread handed over.
 
 Publishing destinations (`Publisher`: NATS JetStream) are served here, on the event loop, in
 between: a request's lines for them are published and every message acknowledged *before* the
@@ -67,6 +71,11 @@ class CollectorService:
         # mark key → ranges whose messages are being published (event loop only)
         self._inflight: dict[str, list[tuple[int, int]]] = {}
         self._audits: set[asyncio.Task[IngestResult]] = set()
+        # One thread per sink at most: a sink runs one publication round at a time.
+        self._publisher_pool = ThreadPoolExecutor(
+            max(1, len(collector.sinks)), thread_name_prefix="logbridge-publisher"
+        )
+        self._publishing: dict[int, asyncio.Future[int]] = {}  # sink index → its round under way
 
     @property
     def metrics(self) -> Metrics:
@@ -85,6 +94,9 @@ class CollectorService:
         if self._audits:  # authfail events on their way to a publisher: let them finish
             await asyncio.gather(*self._audits, return_exceptions=True)
         try:
+            # Rounds under way end first (their files are then published by close, or stay
+            # staged for the next start when the store is still down).
+            await asyncio.gather(*self._publishing.values(), return_exceptions=True)
             await self.writer.submit(self.collector.close)
         finally:
             for publisher in self.publishers.values():
@@ -92,6 +104,7 @@ class CollectorService:
                     await publisher.close()
             self.writer.stop()
             self._pool.shutdown(wait=True)
+            self._publisher_pool.shutdown(wait=True)
 
     # ---------------------------------------------------------------------------- ingest
 
@@ -214,7 +227,7 @@ class CollectorService:
             if passed:
                 await writer.submit(collector.clear_write_failure, failure)
         if await writer.submit(collector.roll_due):
-            await asyncio.to_thread(collector.publish_all)
+            self._start_publishing()
         snapshot = await writer.submit(collector.begin_compaction)
         if snapshot is not None:
             expired = None
@@ -223,6 +236,17 @@ class CollectorService:
             finally:
                 # Always: the journal's state is the snapshot's until then, written or not.
                 await asyncio.shield(writer.submit(collector.finish_compaction, snapshot, expired))
+
+    def _start_publishing(self) -> None:
+        """A publication round for each sink with files waiting and no round under way."""
+        loop = asyncio.get_running_loop()
+        for index, sink in enumerate(self.collector.sinks):
+            running = self._publishing.get(index)
+            if (running is not None and not running.done()) or not sink.pending:
+                continue
+            future = loop.run_in_executor(self._publisher_pool, self.collector.publish_sink, sink)
+            future.add_done_callback(_log_publisher_failure)
+            self._publishing[index] = future
 
     def storage_problem(self) -> str | None:
         return self.collector.storage_problem()
@@ -248,3 +272,12 @@ def _log_audit_failure(future: asyncio.Future[Any]) -> None:
         log.error("cannot store authfail event", error=str(exc))
     elif exc is not None:
         log.error("cannot store authfail event", error=f"{type(exc).__name__}: {exc}")
+
+
+def _log_publisher_failure(future: asyncio.Future[Any]) -> None:
+    """A round raises only on a bug (store errors keep files queued): say so, the next round retries."""
+    if future.cancelled():
+        return
+    exc = future.exception()
+    if exc is not None:
+        log.error("publication round failed", error=f"{type(exc).__name__}: {exc}")

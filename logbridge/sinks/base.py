@@ -8,7 +8,8 @@ routes lines to it and keeps the journal. One batch goes through a sink in this 
       rollback(receipt)                    the batch failed elsewhere: undo exactly this append
     sync()                                 make every append so far durable (durability: fsync)
     acknowledge(receipts)                  the journal holds the batch: the sink may ship it
-    roll(now) … publish()                  ship what is acknowledged and due (publish: any thread)
+    roll(now) … publish()                  ship what is acknowledged and due (publish: any thread,
+                                           one round at a time; a store's uploads run concurrently)
     recover(acknowledged)                  at start: keep what a killed process acknowledged, drop the rest
 
 A receipt's ``journal_key`` and ``size`` are what the journal records, so that `recover` can tell
@@ -16,8 +17,8 @@ an acknowledged byte from one of a batch that was never answered.
 
 Threads: `append`, `adopt`, `rollback`, `sync`, `acknowledge`, `roll`, `recover`, `staged_sizes`
 and `close` belong to the collector's writer thread; `publish` runs on a publisher thread;
-`prestage` and `discard` on any thread (they touch no shared state); `blocked`, `problem` and
-`staging_bytes` may be read from anywhere (a stale answer is harmless).
+`prestage` and `discard` on any thread (they touch no shared state); `pending`, `blocked`,
+`problem` and `staging_bytes` may be read from anywhere (a stale answer is harmless).
 Errors are the `logbridge.errors` tree: a sink maps its backend's errors at this seam.
 
 A `Publisher` is the other kind of destination: nothing staged, nothing journaled — each
@@ -120,7 +121,7 @@ class Sink(Destination, Protocol):
 
     @property
     def pending(self) -> int:
-        """How many closed pieces wait for `publish`."""
+        """How many closed pieces are not published yet (queued, or being published now)."""
         ...
 
     @property

@@ -140,7 +140,7 @@ class FilesystemSink:
 
     @property
     def pending(self) -> int:
-        return len(self.writer.to_publish)
+        return self.writer.unpublished
 
     @property
     def blocked(self) -> bool:
@@ -152,5 +152,4 @@ class FilesystemSink:
         return f"destination {self.name!r} cannot be written: {self.writer.stats.last_error}"
 
     def staging_bytes(self) -> int:
-        w = self.writer
-        return sum(s.size for s in [*w.live_files(), *w.to_publish])
+        return sum(s.size for s in self.writer.staged_files())  # uploads under way included

@@ -36,7 +36,7 @@ import structlog
 from ..errors import DestinationError, StorageUnavailable
 from ..fileio import fsync_dir, write_all, write_beside
 from .encoders import Encoder
-from .fs import describe, is_local, map_storage_errors, open_filesystem
+from .fs import describe, is_local, is_object_store, map_storage_errors, open_filesystem
 
 log = structlog.get_logger("logbridge.sinks")
 
@@ -97,6 +97,7 @@ class PartitionedWriter:
         self.encoder = encoder  # None: published as staged (NDJSON), by rename or plain upload
         self.fs, self.root = open_filesystem(self.url, dict(storage_options or {}), key or name)
         self.local = is_local(self.fs)
+        self.object_store = is_object_store(self.fs)
         self.open_files: dict[str, StagingFile] = {}  # partition → current staging file
         self.sealed: list[StagingFile] = []  # full: no more appends, published once acknowledged
         self.to_publish: list[StagingFile] = []  # closed, waiting for a (retried) publish
@@ -104,6 +105,7 @@ class PartitionedWriter:
         # The event loop queues files while a worker thread publishes: a short lock guards the
         # queue, a second one keeps two publication rounds (maintenance, shutdown) apart.
         self._queue_lock = threading.Lock()
+        self._queue_changed = threading.Condition(self._queue_lock)  # queued, or a publication ended
         self._publish_lock = threading.Lock()
         self.stats = PublishStats()
         staging_dir.mkdir(parents=True, exist_ok=True)
@@ -225,8 +227,9 @@ class PartitionedWriter:
                 del self.open_files[partition]
                 self._close(staging)
                 rolled.append(staging)
-        with self._queue_lock:
+        with self._queue_changed:  # a round under way takes them at once
             self.to_publish.extend(s for s in rolled if s.size > 0)
+            self._queue_changed.notify_all()
         for staging in rolled:
             if staging.size == 0:
                 with contextlib.suppress(OSError):
@@ -240,36 +243,71 @@ class PartitionedWriter:
         staging.handle = None
 
     def publish_pending(self) -> int:
-        """Publish every queued file (runs in a worker thread). Failures stay queued.
+        """Publish queued files until the queue is empty (a publisher thread); returns how many
+        went. A file that fails stays queued, behind the ones not tried yet.
 
-        Object stores get up to `PUBLISH_CONCURRENCY` uploads at once: a backfill touches
-        hundreds of hour partitions, and one upload at a time would spend minutes on latency."""
+        Object stores get up to `PUBLISH_CONCURRENCY` uploads at once, a new one starting as soon
+        as a file is queued (by `due`, while the round runs) and a place is free, so a slow upload
+        holds up no other: a backfill touches hundreds of hour partitions, and one
+        upload at a time would spend minutes on latency. Local files are renamed one at a time
+        (a rename is no round trip). The first failure ends the round: uploads under way finish,
+        no new one starts. Against a store that is down every upload would spend the SDK's whole
+        retry schedule failing the same way (about 30 s with gcsfs, 85 s with the Azure SDK),
+        and a backlog of hundreds of files would keep the destination from being reported
+        blocked for hours. A failed file goes behind the others, so that one file the store
+        refuses (a prefix the credentials may not write) cannot starve the rest."""
         with self._publish_lock:
-            with self._queue_lock:
-                batch, self.to_publish = self.to_publish, []
-                self._publishing = batch
-            if self.local or len(batch) < 2:
-                errors = [self._try_publish(staging) for staging in batch]
-            else:
-                with ThreadPoolExecutor(min(PUBLISH_CONCURRENCY, len(batch))) as pool:
-                    errors = list(pool.map(self._try_publish, batch))
-            failed = []
-            for staging, error in zip(batch, errors, strict=True):
-                if error is None:
-                    continue
-                failed.append(staging)
-                self.stats.failures += 1
-                self.stats.last_error = error
-                self.stats.last_failure_at = time.monotonic()
-                log.warning(
-                    "publish failed, will retry", destination=self.name, file=staging.relpath, error=error
-                )
-            if batch and not failed:
-                self.stats.last_error = None
-            with self._queue_lock:
-                self.to_publish[:0] = failed
-                self._publishing = []
-            return len(batch) - len(failed)
+            failures: list[tuple[StagingFile, str]] = []
+            published = 0
+            running = 0
+
+            def finished(staging: StagingFile, error: str | None) -> None:
+                nonlocal published, running
+                with self._queue_changed:
+                    running -= 1
+                    self._publishing.remove(staging)
+                    if error is None:
+                        published += 1
+                        if not failures:  # the store takes files again (a round can run long)
+                            self.stats.last_error = None
+                    else:
+                        failures.append((staging, error))
+                        self.stats.failures += 1
+                        self.stats.last_error = error
+                        self.stats.last_failure_at = time.monotonic()
+                    self._queue_changed.notify_all()
+                if error is not None:
+                    log.warning(
+                        "publish failed, will retry", destination=self.name, file=staging.relpath, error=error
+                    )
+
+            def publish_one(staging: StagingFile) -> None:
+                error: str | None = f"{self.name}: cannot publish {staging.relpath}: a bug, see the log"
+                try:
+                    error = self._try_publish(staging)
+                except Exception:  # a bug: logged, and the file stays queued
+                    log.exception("publication failed unexpectedly", destination=self.name)
+                finally:
+                    finished(staging, error)
+
+            limit = 1 if self.local else PUBLISH_CONCURRENCY
+            # The lock is released first on the way out, then the (idle) workers are joined.
+            with (
+                ThreadPoolExecutor(limit, thread_name_prefix=f"logbridge-publish-{self.name}") as pool,
+                self._queue_changed,
+            ):
+                while True:
+                    while not failures and self.to_publish and running < limit:
+                        staging = self.to_publish.pop(0)
+                        self._publishing.append(staging)  # still staged, for journal snapshots
+                        running += 1
+                        pool.submit(publish_one, staging)
+                    if running == 0 and (failures or not self.to_publish):
+                        break
+                    # Woken by a finished publication, or by `due` queueing more files.
+                    self._queue_changed.wait()
+                self.to_publish.extend(staging for staging, _ in failures)
+            return published
 
     def _try_publish(self, staging: StagingFile) -> str | None:
         try:
@@ -283,14 +321,22 @@ class PartitionedWriter:
         return None
 
     @property
+    def unpublished(self) -> int:
+        """Closed files not published yet: queued, or in the round under way."""
+        with self._queue_lock:
+            return len(self.to_publish) + len(self._publishing)
+
+    @property
     def healthy(self) -> bool:
         return self.stats.last_error is None
 
     @property
     def blocked(self) -> bool:
         """Publishing fails with files waiting: refuse new lines for this destination (503)
-        rather than let the backlog grow without bound."""
-        return not self.healthy and bool(self.to_publish)
+        rather than let the backlog grow without bound. Files being retried count as waiting:
+        a retry may spend a minute in the SDK, and the destination stays refused until one
+        publication succeeds."""
+        return not self.healthy and self.unpublished > 0
 
     def publish(self, source: Path, relpath: str) -> str:
         """Publish one complete staging file to ``{root}/{relpath}``; idempotent.
@@ -304,9 +350,14 @@ class PartitionedWriter:
         if self.local:
             size = _publish_local(source, Path(target), encoder)
         else:
-            parent = target.rsplit("/", 1)[0]
-            with contextlib.suppress(OSError, FileExistsError, NotImplementedError):
-                self.fs.makedirs(parent, exist_ok=True)
+            if not self.object_store:  # an fsspec file system with real folders (sftp, smb, …)
+                parent = target.rsplit("/", 1)[0]
+                with contextlib.suppress(OSError, FileExistsError, NotImplementedError):
+                    self.fs.makedirs(parent, exist_ok=True)
+            # Object stores show an object only once its upload is complete (a single request,
+            # or blocks/parts committed at the end), and the target's name is the staging file's:
+            # an upload cut by a crash leaves nothing, and its redo at the next start writes
+            # the same object again, never a second one.
             if encoder is not None:
                 # In memory (a staging file is at most max_bytes, and audit JSON compresses ~10x),
                 # uploaded whole: an object store never shows a partial object.

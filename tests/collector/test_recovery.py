@@ -1,4 +1,5 @@
-"""Start-up recovery: staging files are cut back to what was acknowledged, then published."""
+"""Start-up recovery: staging files are cut back to what was acknowledged, then published (by
+the publisher, not by the start itself: a restart does not wait for the store)."""
 
 from __future__ import annotations
 
@@ -50,6 +51,9 @@ def test_unacknowledged_tail_is_cut_and_the_rest_published(tmp_path: Path) -> No
 
     second = Collector(config(tmp_path))
     second.start()
+    assert stored_seqs(tmp_path / "store") == [], "start-up published: a restart would wait for the store"
+    assert second.routes[0].sink.pending == 1
+    second.publish_all()
     assert stored_seqs(tmp_path / "store") == list(range(10))
     assert list((tmp_path / "state" / "staging").rglob("*.ndjson")) == []
     # the high-water mark survived: the acknowledged range is a duplicate

@@ -1,5 +1,5 @@
 """Fixtures that start real servers: the collector and the shipper as subprocesses (the process
-harnesses are collectorproc.py and shipperproc.py), moto's S3 server; and ``audit_logger``,
+harnesses are collectorproc.py and shipperproc.py), moto's S3 server, the Azure and GCS emulators; and ``audit_logger``,
 which attaches an EventServerHandler to the ``dku.audit`` loggers for a test.
 
 Everything listens on loopback on a free port and is stopped in teardown; nothing here mocks
@@ -144,4 +144,38 @@ def s3_server(s3_server: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     try:
         yield s3_server
     finally:
+        stop_all(request.node.stash.get(RUNNING_COLLECTORS, []))
+
+
+# ---------------------------------------------------------------------------------- Azure, GCS
+
+
+@pytest.fixture
+def az_bucket(az_bucket: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The container of tests/conftest.py, stopping this test's collectors before it is removed
+    (a collector still running would spend its shutdown retrying uploads into nothing)."""
+    try:
+        yield az_bucket
+    finally:
+        stop_all(request.node.stash.get(RUNNING_COLLECTORS, []))
+
+
+@pytest.fixture
+def gs_bucket(gs_bucket: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The bucket of tests/conftest.py, stopping this test's collectors before it is removed."""
+    try:
+        yield gs_bucket
+    finally:
+        stop_all(request.node.stash.get(RUNNING_COLLECTORS, []))
+
+
+@pytest.fixture
+def own_object_store(own_object_store: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Emulators of a test's own (tests/conftest.py), stopping its collectors before them (thawed
+    first: a collector cannot finish its uploads into a frozen store)."""
+    try:
+        yield own_object_store
+    finally:
+        for store in own_object_store.stores:
+            store.emulator.thaw()
         stop_all(request.node.stash.get(RUNNING_COLLECTORS, []))

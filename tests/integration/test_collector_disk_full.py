@@ -695,9 +695,10 @@ def test_acknowledged_files_survive_restarts_while_the_store_is_full(
     read_local_store: Callable[[Path], dict[str, list[dict[str, Any]]]],
 ) -> None:
     """D: staging files that cannot be published stay acknowledged through clean restarts and
-    SIGKILLs: each start's recovery fails to publish them and compacts the journal, and the next
-    start must still know their acknowledged sizes (it used to cut them to nothing and delete
-    them). Once space is back, every event is published once and its range is still a duplicate."""
+    SIGKILLs: each start's recovery queues them and compacts the journal, their publication
+    fails, and the next start must still know their acknowledged sizes (it used to cut them to
+    nothing and delete them). Once space is back, every event is published once and its range is
+    still a duplicate."""
     store_fs = small_tmpfs("store-fs", "2m")
     store = store_fs / "store"
     c = collector(destinations=[{"name": "store", "url": f"file://{store}", "roll": FAST_ROLL}])
@@ -712,7 +713,7 @@ def test_acknowledged_files_survive_restarts_while_the_store_is_full(
     for restart in ("stop", "kill", "stop", "kill"):
         failures = publish_failures(c)
         c.stop() if restart == "stop" else c.kill()
-        c.start(require_healthy=False)  # recovery (and its failed publication) ran before it answers
+        c.start(require_healthy=False)  # recovery ran before it answers; its publication fails after
         assert staging_files(c.home / "state"), f"acknowledged staging files gone after a {restart}"
         wait_for(lambda f=failures: publish_failures(c) > f, 20, f"a failed publication after a {restart}")
     filler.remove()

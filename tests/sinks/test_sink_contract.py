@@ -1,7 +1,9 @@
-"""The `Sink` contract, run over every filesystem sink: ``file://``, ``memory://`` and ``s3://`` (moto).
+"""The `Sink` contract, run over every filesystem sink: ``file://``, ``memory://``, ``s3://`` (moto),
+``az://`` (Azurite) and ``gs://`` (fake-gcs-server).
 
 Each backend is a `Store` fixture: where the sink publishes, how to read what it published, and
-how to make publishing fail for real (a file where the root folder should be; a bucket deleted).
+how to make publishing fail for real (a file where the root folder should be; S3 stopped; an
+Azure container or GCS bucket deleted).
 The tests only speak the protocol (`append`, `rollback`, `acknowledge`, `roll`, `publish`,
 `recover`, `staged_sizes`, `blocked`, `problem`), so a new sink type joins by adding a fixture.
 """
@@ -22,7 +24,7 @@ from logbridge.errors import DestinationError, DestinationNotFound, StorageUnava
 from logbridge.sinks.base import Sink
 from logbridge.sinks.encoders import Gzip
 from logbridge.sinks.filesystem import FilesystemSink
-from logbridge.sinks.fs import map_storage_errors, open_filesystem
+from logbridge.sinks.fs import is_object_store, map_storage_errors, open_filesystem
 from logbridge.sinks.partition import PartitionPaths
 
 LATER = time.monotonic() + 3600  # a roll "now" past every max_age
@@ -79,9 +81,35 @@ class S3Store(Store):
         self.server.restore()
 
 
-@pytest.fixture(params=["file", "memory", "s3"])
+class EmulatedStore(Store):
+    """An Azure container or a GCS bucket of its own on a real emulator (tests/conftest.py)."""
+
+    def __init__(self, bucket: Any):
+        super().__init__(bucket.url("contract"), bucket.storage_options())
+        self.bucket = bucket
+
+    def published(self) -> dict[str, bytes]:
+        fs = self.bucket.filesystem()  # no listing cache
+        try:
+            keys = fs.find(self.root)
+        except FileNotFoundError:
+            return {}
+        return {key[len(self.root) + 1 :]: fs.cat_file(key) for key in keys}
+
+    def break_store(self) -> None:
+        # The container or bucket is gone: a real 404 from the emulator at once (a stopped
+        # emulator would cost the SDK's whole retry schedule, 30-85 s, per attempt).
+        self.bucket.delete()
+
+    def repair_store(self) -> None:
+        self.bucket.create()
+
+
+@pytest.fixture(params=["file", "memory", "s3", "az", "gs"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "file":
+    if request.param in ("az", "gs"):
+        yield EmulatedStore(request.getfixturevalue(f"{request.param}_bucket"))
+    elif request.param == "file":
         yield Store(f"file://{tmp_path / 'store'}", {})
     elif request.param == "memory":
         root = f"memory://contract-{uuid.uuid4().hex}"
@@ -237,3 +265,22 @@ def test_store_errors_are_mapped_to_ours(store: Store) -> None:
     assert isinstance(info.value, DestinationError) and isinstance(info.value, StorageUnavailable)
     assert str(info.value).startswith("dest: cannot read: FileNotFoundError")
     assert isinstance(info.value.__cause__, FileNotFoundError)
+
+
+def test_publishing_never_creates_a_missing_bucket(store: Store, tmp_path: Path) -> None:
+    """An object store's bucket (container) is the user's to create: a publication into a missing
+    one fails naming what to do, and leaves no new bucket behind (s3fs's `makedirs` creates it:
+    a typo in the URL would fill a bucket nobody reads)."""
+    if not is_object_store(store.fs):
+        pytest.skip("folders of a local or memory store are made as needed")
+    bucket = f"missing-{uuid.uuid4().hex[:12]}"
+    url = f"{store.url.split('://')[0]}://{bucket}/audit"
+    sink = make_sink(Store(url, store.storage_options), tmp_path / "staging")
+    sink.acknowledge([sink.append("generic/2026", lines(1))])
+    sink.roll(LATER)
+    assert sink.publish() == 0 and sink.blocked
+    problem = sink.problem()
+    assert problem is not None and "cannot publish" in problem
+    assert "creates no bucket or container: create it, or fix the destination's url" in problem
+    store.fs.invalidate_cache()
+    assert not store.fs.exists(bucket), "publishing created the bucket"
