@@ -38,7 +38,6 @@ from ..errors import ConfigError, StorageUnavailable
 from ..fileio import LockFile, LockHolder
 from ..sinks.nats import (
     _WAIT_BETWEEN_TRIES,
-    PING_INTERVAL,
     RECONNECT_MAX_WAIT,
     _close_quietly,
     _value,
@@ -244,7 +243,6 @@ class Consumer:
             max_reconnect_attempts=-1,
             reconnect_time_wait=int(RECONNECT_MAX_WAIT),
             reconnect_to_server_handler=reconnect_backoff,
-            ping_interval=PING_INTERVAL,
             error_cb=on_error,
             disconnected_cb=on_disconnected,
             reconnected_cb=on_reconnected,
