@@ -497,8 +497,10 @@ async def consume(config: WriterConfig, metrics: WriterMetrics | None = None) ->
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, consumer.stopping.set)
+    started = False
     try:
         await consumer.start()
+        started = True
         log.info(
             "writer started",
             writer_id=consumer.writer_id,
@@ -508,7 +510,8 @@ async def consume(config: WriterConfig, metrics: WriterMetrics | None = None) ->
         await consumer.run()
     finally:
         await consumer.close()
-        log.info("writer stopped", writer_id=consumer.writer_id)
+        if started:
+            log.info("writer stopped", writer_id=consumer.writer_id)
 
 
 def run(config_path: str) -> None:

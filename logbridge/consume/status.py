@@ -39,9 +39,15 @@ async def status(config: WriterConfig) -> dict[str, Any]:
 
 def _writer(w: WriterInfo) -> dict[str, Any]:
     beat = w.heartbeat or {}
+    running = w.running
+    local = _local_lock(beat)
+    if local is not None:  # on this host, its state-dir lock says it better than a heartbeat
+        holder = local.try_acquire("status")
+        local.release()
+        running = holder is not None
     return {
         "writer_id": w.writer_id,
-        "running": w.running,
+        "running": running,
         "last_seen_seconds": round(w.age, 1) if w.age is not None else None,
         "host": beat.get("host"),
         "pid": beat.get("pid"),
@@ -78,6 +84,14 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _local_lock(beat: dict[str, Any]) -> LockFile | None:
+    """The state-dir lock of a writer on this host (None: elsewhere, or its state dir is gone)."""
+    state_dir = str(beat.get("state_dir") or "")
+    if beat.get("host") == socket.gethostname() and state_dir and Path(state_dir).is_dir():
+        return LockFile(Path(state_dir) / "writer.lock")
+    return None
+
+
 async def release(config: WriterConfig, writer_id: str, force: bool) -> tuple[int, list[str]]:
     """Remove ``writer_id``'s claims: refused while it runs (its state-dir lock is held, when
     the state dir is on this host; its heartbeat is fresh, elsewhere, unless ``force``)."""
@@ -92,8 +106,8 @@ async def release(config: WriterConfig, writer_id: str, force: bool) -> tuple[in
             return 0, [f"writer {writer_id!r} holds no claims and has no heartbeat in {n.claims!r}"]
         beat = w.heartbeat or {}
         state_dir = str(beat.get("state_dir") or "")
-        if beat.get("host") == socket.gethostname() and state_dir and Path(state_dir).is_dir():
-            lock = LockFile(Path(state_dir) / "writer.lock")
+        lock = _local_lock(beat)
+        if lock is not None:
             holder = lock.try_acquire("release")
             if holder is not None:
                 raise ConfigError(

@@ -66,10 +66,18 @@ class Writer:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=10)
 
+    @property
+    def started(self) -> bool:
+        """Past start-up (signal handlers set, recovery done): it logged "writer started"."""
+        return bool(self.logs) and "writer started" in self.logs[-1].read_text(errors="replace")
+
     def stop(self, timeout: float = 60.0) -> None:
         if not self.running:
             return
         assert self.process is not None
+        from _polling import wait_for
+
+        wait_for(lambda: self.started or not self.running, 60, f"writer {self.home.name} to start")
         self.process.send_signal(signal.SIGTERM)
         try:
             code = self.process.wait(timeout=timeout)
