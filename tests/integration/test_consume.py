@@ -58,7 +58,7 @@ def payload(start: int, n: int) -> bytes:
     return b"\n".join(lines) + b"\n"
 
 
-def send(url: str, total: int, *, source: str = "consume-test", workers: int = 4, stop: Any = None) -> None:
+def send(url: str, total: int, *, source: str = "consume-test", workers: int = 4, pace: float = 0.0) -> None:
     """Post ``total`` events in batches with ranges, retrying each until a 200 (as the shipper)."""
 
     def post(i: int) -> None:
@@ -78,6 +78,8 @@ def send(url: str, total: int, *, source: str = "consume-test", workers: int = 4
                 except httpx.TransportError:
                     continue
                 if r.status_code == 200:
+                    if pace:
+                        threading.Event().wait(pace)  # spreads the load over time (not a wait for anything)
                     return
                 assert r.status_code == 503, r.text
 
@@ -225,13 +227,18 @@ def test_two_writers_store_every_event_once_while_one_is_sigkilled_five_times(
     w1, w2 = writers("w1", nats_server, store), writers("w2", nats_server, store)
     w1.start()
     w2.start()
-    sender = threading.Thread(target=send, args=(bus.events_url, total))
+    # Paced over ~10 s so that every kill lands mid-stream.
+    sender = threading.Thread(target=send, args=(bus.events_url, total), kwargs={"pace": 0.15})
     sender.start()
     for kill in range(5):
+        wait_for(lambda: w1.started, 60, f"writer 1 to start before kill {kill + 1}")
         before = len(seqs_in(store))
         wait_for(
-            lambda b=before: len(seqs_in(store)) > b and w1.running, 60, f"progress before kill {kill + 1}"
+            lambda b=before: len(seqs_in(store)) > b or not sender.is_alive(),
+            60,
+            f"progress before kill {kill + 1}",
         )
+        assert w1.running, w1.log_tail()
         w1.kill()
         w1.start()
     sender.join()
