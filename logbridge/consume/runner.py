@@ -279,6 +279,8 @@ class Consumer:
             )
             await self._store(store.drop, lost)
         kept = [s for s in pending if s not in lost]
+        if kept:
+            log.info("recovery: acknowledging messages staged before a restart", messages=len(kept))
         for attempt in range(10):
             results = await asyncio.gather(
                 *(self._ack_subject(pending[s].reply) for s in kept), return_exceptions=True
@@ -294,10 +296,6 @@ class Consumer:
         else:
             raise StorageUnavailable(
                 f"cannot acknowledge {len(kept)} messages staged before a restart: JetStream does not confirm"
-            )
-        if kept and pending:
-            log.info(
-                "recovery: acknowledged messages staged before a restart", messages=len(pending) - len(lost)
             )
         if journal.claimed:
             leftover = sorted(journal.claimed)
