@@ -226,7 +226,7 @@ class StoreWriter:
             out.write(data[pos:])
             kept = out.getvalue()
             write_beside(path, lambda fh, b=kept: fh.write(b), durable=self.fsync)  # type: ignore[misc]
-            self.journal.sizes[key] = len(kept)
+            self.journal.append({"files": {key: len(kept)}})
             log.warning(
                 "recovery: dropped the lines of messages whose claim this writer lost",
                 file=key,
@@ -252,14 +252,13 @@ class StoreWriter:
         return published
 
     def compact(self) -> None:
+        # Every file not published yet, at its journaled size: a sink's acknowledged size lags
+        # behind it while messages in the file wait for their acks (they are staged all the same).
+        journaled = self.journal.sizes
         sizes: dict[str, int] = {}
         for sink in self.sinks:
-            sizes.update(sink.staged_sizes())
-        # A file with unacked messages in it: its journaled (written) size, not the acknowledged.
-        for receipts in self._unacked.values():
-            for r in receipts:
-                assert r.journal_key is not None
-                sizes[r.journal_key] = max(sizes.get(r.journal_key, 0), r.size)
+            for key, acknowledged in sink.staged_sizes().items():
+                sizes[key] = max(acknowledged, journaled.get(key, 0))
         self.journal.compact(sizes)
 
     # ------------------------------------------------------------------------ publishing
