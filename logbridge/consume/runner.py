@@ -34,7 +34,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from ..errors import ConfigError, StorageUnavailable
+from ..errors import ConfigError, StateDirInUse, StorageUnavailable
 from ..fileio import LockFile, LockHolder
 from ..sinks.nats import (
     _WAIT_BETWEEN_TRIES,
@@ -60,10 +60,6 @@ KEY = "nats"
 # Test hook (documented in docs/nats.md, Writers): SIGKILL this process after the N-th batch is
 # staged and journaled, before any of its acks is sent — the window exactly-once must survive.
 KILL_BEFORE_ACK = "LOGBRIDGE_TEST_KILL_BEFORE_ACK"
-
-
-class StateDirInUse(ConfigError):
-    pass
 
 
 def state_lock(config: WriterConfig) -> LockFile:

@@ -24,7 +24,7 @@ import structlog
 from .. import envelope
 from ..collector.core import DEAD_LETTER
 from ..collector.ingest import _render
-from ..errors import StorageUnavailable
+from ..errors import BadMessage, StorageUnavailable
 from ..fileio import write_beside
 from ..sinks.base import Receipt
 from ..sinks.filesystem import FilesystemSink
@@ -36,15 +36,6 @@ from .journal import Ranges, WriterJournal
 log = structlog.get_logger("logbridge.consume")
 
 REQUIRED_HEADERS = (PARTITION, TOPIC, EVENTS)
-
-
-class BadMessage(Exception):
-    """A message that is not the collector's format (docs/nats.md): dead-lettered, then acked."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass

@@ -59,32 +59,36 @@ def payload(start: int, n: int) -> bytes:
 
 
 def send(url: str, total: int, *, source: str = "consume-test", workers: int = 4, pace: float = 0.0) -> None:
-    """Post ``total`` events in batches with ranges, retrying each until a 200 (as the shipper)."""
+    """Post ``total`` events in batches with ranges, retrying each until a 200 (as the shipper).
+    Each of ``workers`` senders is one source posting its own batches in order (a source's
+    ranges only grow: a range below the source's mark would be answered as a duplicate)."""
 
-    def post(i: int) -> None:
-        body = payload(i * BATCH, BATCH)
+    def sender(k: int) -> None:
         with httpx.Client(timeout=30.0) as client:
-            while True:
-                try:
-                    r = client.post(
-                        url,
-                        content=body,
-                        headers={
-                            "Content-Type": "application/x-ndjson",
-                            "X-Logbridge-Source": f"{source}/{i % workers}",
-                            "X-Logbridge-Range": f"{i * 10_000_000}-{i * 10_000_000 + len(body)}",
-                        },
-                    )
-                except httpx.TransportError:
-                    continue
-                if r.status_code == 200:
-                    if pace:
-                        threading.Event().wait(pace)  # spreads the load over time (not a wait for anything)
-                    return
-                assert r.status_code == 503, r.text
+            for i in range(k, total // BATCH, workers):
+                body = payload(i * BATCH, BATCH)
+                while True:
+                    try:
+                        r = client.post(
+                            url,
+                            content=body,
+                            headers={
+                                "Content-Type": "application/x-ndjson",
+                                "X-Logbridge-Source": f"{source}/{k}",
+                                "X-Logbridge-Range": f"{i * 10_000_000}-{i * 10_000_000 + len(body)}",
+                            },
+                        )
+                    except httpx.TransportError:
+                        continue
+                    if r.status_code == 200:
+                        assert not r.json().get("duplicate"), r.text
+                        break
+                    assert r.status_code == 503, r.text
+                if pace:
+                    threading.Event().wait(pace)  # spreads the load over time (not a wait for anything)
 
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(post, range(total // BATCH)))
+        list(pool.map(sender, range(workers)))
 
 
 @pytest.fixture

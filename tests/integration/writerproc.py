@@ -53,7 +53,7 @@ class Writer:
                 [sys.executable, "-m", "logbridge", "consume", "--config", str(self.config_path)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**self.env, **(env or {})},
+                env={**self.env, "PYTHONFAULTHANDLER": "1", **(env or {})},
                 cwd=self.home,
             )
 
@@ -82,9 +82,14 @@ class Writer:
         try:
             code = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            raise AssertionError(f"writer ignored SIGTERM:\n{self.log_tail()}") from None
+            # PYTHONFAULTHANDLER: SIGABRT writes every thread's stack to the log.
+            self.process.send_signal(signal.SIGABRT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+            raise AssertionError(f"writer ignored SIGTERM:\n{self.log_tail(80)}") from None
         assert code == 0, f"writer exited with {code}:\n{self.log_tail()}"
 
     def log_tail(self, lines: int = 40) -> str:
