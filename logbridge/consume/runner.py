@@ -319,7 +319,7 @@ class Consumer:
         try:
             while not self.stopping.is_set():
                 try:
-                    msgs = await sub.fetch(self.n.fetch_batch, timeout=1.0)
+                    msgs = await asyncio.wait_for(sub.fetch(self.n.fetch_batch, timeout=1.0), 10.0)
                 except (TimeoutError, nats.errors.TimeoutError):
                     continue
                 except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
@@ -336,11 +336,12 @@ class Consumer:
                     )
                     await asyncio.sleep(0.5)
         finally:
+            # Bounded: on Python 3.11 a cancellation that lands as asyncio.wait_for (inside
+            # nats-py) completes is swallowed, and the task would go on; both loops also end
+            # on `stopping`.
             for task in tasks:
                 task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await asyncio.wait(tasks, timeout=HEARTBEAT_EVERY + ACK_TIMEOUT)
 
     async def handle(self, msgs: list[Msg]) -> None:
         started = time.monotonic()
@@ -423,7 +424,7 @@ class Consumer:
 
     async def _maintenance(self) -> None:
         store = self.store
-        while True:
+        while not self.stopping.is_set():
             await asyncio.sleep(0.5)
             try:
                 if self._ack_retry:
@@ -454,7 +455,7 @@ class Consumer:
     async def _heartbeats(self) -> None:
         assert self.claims is not None
         where = str(self.config.resolved_state_dir().resolve())
-        while True:
+        while not self.stopping.is_set():
             with contextlib.suppress(nats.errors.Error, nats.js.errors.Error, TimeoutError):
                 await self.claims.heartbeat(where)
             await asyncio.sleep(HEARTBEAT_EVERY)
