@@ -20,6 +20,7 @@ _COMMANDS = {
     "ship": "logbridge.shipper.command:ship",
     "log4j": "logbridge.log4j.command:log4j",
     "demo": "logbridge.demo:demo",
+    "consume": "logbridge.consume.command:consume",
 }
 
 

@@ -8,6 +8,7 @@
     │   └── StateDirInUse        another live collector holds the state dir (collector.lock)
     │       └── StateDirBusy     another live shipper holds the state dir (lock)
     ├── EnvelopeError            one incoming line is not a readable audit event
+    │   └── BadMessage           a NATS message is not the collector's format (a writer dead-letters it)
     ├── RequestError             an HTTP request the collector cannot read (HTTP 400)
     │   ├── HeadersTooLarge      request line and headers over ``limits.max_header_bytes``
     │   └── BodyError            a whole request body cannot be read
@@ -73,6 +74,11 @@ class EnvelopeError(LogbridgeError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class BadMessage(EnvelopeError):
+    """A JetStream message a ``logbridge consume`` writer cannot store (docs/nats.md): it goes
+    to the dead letter with ``reason``, then is acked."""
 
 
 class RequestError(LogbridgeError):

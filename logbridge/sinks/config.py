@@ -120,31 +120,18 @@ class NatsTLS(StrictModel):
 _NATS_SCHEMES = ("nats", "tls", "ws", "wss")
 
 
-class NatsDestination(PartitionedDestination):
-    """NATS JetStream (DESIGN §5, §6; docs/nats.md): each request's lines published as one
-    message per store partition to ``stream``, before the request is answered.
+class NatsConnection(StrictModel):
+    """How to reach the NATS servers: what a ``nats`` destination and a ``logbridge consume``
+    writer's ``nats`` section share (`logbridge.sinks.nats.connect_options` reads these keys)."""
 
-    The partition keys (``path``, ``partition_time``, ``timezone``, ``routing_key_placeholder``…)
-    are the filesystem destination's: a message holds the lines a filesystem destination with
-    the same keys would append to one partition, and says which (``Logbridge-Partition``)."""
-
-    type: Literal["nats"]
     servers: list[str] = Field(min_length=1)
     stream: str = Field(default="AUDIT", pattern=r"^[A-Za-z0-9_-]{1,200}$")
-    subject: str = "audit.{topic}.{routing_key}"
     # Credentials: at most one of a creds file, a token, a user and password (secrets by *_env).
     creds_file: str | None = None
     token_env: str | None = None
     user: str | None = None
     password_env: str | None = None
     tls: NatsTLS | None = None
-    # The stream, created with these or checked against them at start.
-    replicas: int = Field(default=1, ge=1, le=5)
-    max_bytes: Size | None = None  # none: no limit of the stream's own (the server's apply)
-    max_age: Duration | None = None  # none: messages are kept until removed by limits or writers
-    duplicate_window: Duration = 120.0
-    # The longest wait for JetStream's ack of one message before the request is answered 503.
-    publish_timeout: Duration = 5.0
     # The longest wait for a server at start (each server is tried twice).
     connect_timeout: Duration = 5.0
 
@@ -166,6 +153,39 @@ class NatsDestination(PartitionedDestination):
                 )
         return servers
 
+    @model_validator(mode="after")
+    def _one_credential(self) -> NatsConnection:
+        given = [k for k in ("creds_file", "token_env", "user") if getattr(self, k)]
+        if len(given) > 1:
+            raise ValueError(
+                f"set at most one of creds_file, token_env, user (+ password_env), got {', '.join(given)}"
+            )
+        if bool(self.user) != bool(self.password_env):
+            raise ValueError("user and password_env go together")
+        if self.connect_timeout <= 0:
+            raise ValueError("connect_timeout must be more than 0")
+        return self
+
+
+class NatsDestination(PartitionedDestination, NatsConnection):
+    """NATS JetStream (DESIGN §5, §6; docs/nats.md): each request's lines published as one
+    message per store partition to ``stream``, before the request is answered.
+
+    The partition keys (``path``, ``partition_time``, ``timezone``, ``routing_key_placeholder``…)
+    are the filesystem destination's: a message holds the lines a filesystem destination with
+    the same keys would append to one partition, and says which (``Logbridge-Partition``).
+    The connection keys (``servers``, credentials, ``tls``) are `NatsConnection`'s."""
+
+    type: Literal["nats"]
+    subject: str = "audit.{topic}.{routing_key}"
+    # The stream, created with these or checked against them at start.
+    replicas: int = Field(default=1, ge=1, le=5)
+    max_bytes: Size | None = None  # none: no limit of the stream's own (the server's apply)
+    max_age: Duration | None = None  # none: messages are kept until removed by limits or writers
+    duplicate_window: Duration = 120.0
+    # The longest wait for JetStream's ack of one message before the request is answered 503.
+    publish_timeout: Duration = 5.0
+
     @field_validator("subject")
     @classmethod
     def _subject_template(cls, value: str) -> str:
@@ -176,13 +196,6 @@ class NatsDestination(PartitionedDestination):
 
     @model_validator(mode="after")
     def _consistent(self) -> NatsDestination:
-        given = [k for k in ("creds_file", "token_env", "user") if getattr(self, k)]
-        if len(given) > 1:
-            raise ValueError(
-                f"set at most one of creds_file, token_env, user (+ password_env), got {', '.join(given)}"
-            )
-        if bool(self.user) != bool(self.password_env):
-            raise ValueError("user and password_env go together")
         if self.duplicate_window <= 0:
             raise ValueError("duplicate_window must be more than 0 (it is what makes a retry harmless)")
         if self.max_age is not None and self.max_age < self.duplicate_window:
@@ -191,8 +204,8 @@ class NatsDestination(PartitionedDestination):
             )
         if self.max_bytes is not None and self.max_bytes <= 0:
             raise ValueError("max_bytes must be more than 0 (leave it out for no limit)")
-        if self.publish_timeout <= 0 or self.connect_timeout <= 0:
-            raise ValueError("publish_timeout and connect_timeout must be more than 0")
+        if self.publish_timeout <= 0:
+            raise ValueError("publish_timeout must be more than 0")
         return self
 
 

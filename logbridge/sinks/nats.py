@@ -68,7 +68,7 @@ from ..errors import (
     LogbridgeError,
 )
 from .base import BatchOrigin, Published
-from .config import NatsDestination
+from .config import NatsConnection, NatsDestination
 from .fs import require_module
 from .partition import PartitionPaths
 from .subjects import SubjectTemplate, header_value, subject_token
@@ -179,7 +179,7 @@ def _percent(c: str) -> str:
 # ------------------------------------------------------------------------------ connection
 
 
-def _redact(server: str) -> str:
+def redact(server: str) -> str:
     """A server URL without the user and password it may carry, for messages and logs."""
     url = urlsplit(server if "://" in server else f"nats://{server}")
     host = url.hostname or "?"
@@ -192,11 +192,11 @@ def _redact(server: str) -> str:
     return f"{url.scheme}://{host}{port}"
 
 
-def _needs_tls(dest: NatsDestination) -> bool:
+def _needs_tls(dest: NatsConnection) -> bool:
     return dest.tls is not None or any(s.split("://", 1)[0] in ("tls", "wss") for s in dest.servers)
 
 
-def tls_context(dest: NatsDestination, key: str) -> ssl.SSLContext:
+def tls_context(dest: NatsConnection, key: str) -> ssl.SSLContext:
     """The TLS context of ``dest.tls`` (the system's CAs when it names none). `ConfigError`
     naming the key for a file that cannot be loaded."""
     tls = dest.tls
@@ -211,12 +211,15 @@ def tls_context(dest: NatsDestination, key: str) -> ssl.SSLContext:
     return ctx
 
 
-def connect_options(dest: NatsDestination, key: str) -> dict[str, Any]:
-    """nats-py ``connect`` options for ``dest``: credentials read now (a missing variable or
-    file is a `ConfigError` naming the key; no value is ever logged), TLS loaded."""
+def connect_options(dest: NatsConnection, key: str, client_name: str | None = None) -> dict[str, Any]:
+    """nats-py ``connect`` options for ``dest`` (a destination, or a writer's ``nats`` section):
+    credentials read now (a missing variable or file is a `ConfigError` naming the key; no
+    value is ever logged), TLS loaded."""
+    if client_name is None:
+        client_name = f"logbridge collector ({getattr(dest, 'name', '?')})"
     options: dict[str, Any] = {
         "servers": list(dest.servers),
-        "name": f"logbridge collector ({dest.name})",
+        "name": client_name,
         "connect_timeout": dest.connect_timeout,
         "ping_interval": PING_INTERVAL,
         "max_outstanding_pings": MAX_OUTSTANDING_PINGS,
@@ -241,7 +244,7 @@ def connect_options(dest: NatsDestination, key: str) -> dict[str, Any]:
     return options
 
 
-def _credentials_hint(dest: NatsDestination) -> str:
+def _credentials_hint(dest: NatsConnection) -> str:
     if dest.creds_file:
         return f"check creds_file ({dest.creds_file})"
     if dest.token_env:
@@ -251,7 +254,7 @@ def _credentials_hint(dest: NatsDestination) -> str:
     return "the server wants credentials: set creds_file, token_env, or user + password_env"
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     text = str(exc).strip()
     if isinstance(exc, nats.js.errors.APIError):
         text = exc.description or type(exc).__name__
@@ -274,21 +277,21 @@ def _is_auth_error(exc: BaseException) -> bool:
     return "authorization violation" in text or "authentication" in text or "user authentication" in text
 
 
-def _connect_failure(dest: NatsDestination, key: str, exc: BaseException, seen: list[BaseException]) -> str:
+def connect_failure(dest: NatsConnection, key: str, exc: BaseException, seen: list[BaseException]) -> str:
     """One line for a failed connection at start, naming what to check."""
-    servers = ", ".join(_redact(s) for s in dest.servers)
+    servers = ", ".join(redact(s) for s in dest.servers)
     causes = [exc, *reversed(seen)]
     for cause in causes:
         if _is_auth_error(cause):
             return f"{key}: the NATS server at {servers} refused the credentials: {_credentials_hint(dest)}"
     for cause in causes:
         if isinstance(cause, ssl.SSLError | ssl.CertificateError):
-            return f"{key}: TLS with the NATS server at {servers} failed: {_describe(cause)}; check tls and servers"
+            return f"{key}: TLS with the NATS server at {servers} failed: {describe_error(cause)}; check tls and servers"
     last = next((c for c in causes if not isinstance(c, nats.errors.NoServersError)), exc)
     if isinstance(last, TimeoutError):
         reason = f"no answer within connect_timeout ({dest.connect_timeout:g}s)"
     else:
-        reason = _describe(last)
+        reason = describe_error(last)
     return f"{key}: cannot reach NATS at {servers}: {reason}; is nats-server running there? (check servers)"
 
 
@@ -427,13 +430,13 @@ async def _check_destination(dest: NatsDestination, key: str) -> tuple[str, int]
         )
     except Exception as exc:
         await _close_quietly(nc)
-        raise ConfigError(_connect_failure(dest, key, exc, seen)) from None
+        raise ConfigError(connect_failure(dest, key, exc, seen)) from None
     try:
         js = nc.jetstream(timeout=dest.connect_timeout)
         try:
             await js.account_info()
         except (TimeoutError, nats.errors.Error):
-            servers = ", ".join(_redact(s) for s in dest.servers)
+            servers = ", ".join(redact(s) for s in dest.servers)
             raise ConfigError(
                 f"{key}: JetStream does not answer on the NATS server at {servers}: "
                 "start nats-server with -js (and enable JetStream for this account)"
@@ -442,7 +445,7 @@ async def _check_destination(dest: NatsDestination, key: str) -> tuple[str, int]
             return await ensure_stream(js, dest, key)
         except (TimeoutError, nats.errors.Error) as exc:
             raise ConfigError(
-                f"{key}: cannot create or check stream {dest.stream!r}: {_describe(exc)}"
+                f"{key}: cannot create or check stream {dest.stream!r}: {describe_error(exc)}"
             ) from None
     finally:
         await _close_quietly(nc)
@@ -481,7 +484,7 @@ class NatsSink:
             template,
             dest.routing_key_placeholder,
         )
-        self.servers = [_redact(s) for s in dest.servers]
+        self.servers = [redact(s) for s in dest.servers]
         # The largest message (headers + body): the server's max_payload once connected, or the
         # stream's max_msg_size when that is smaller.
         self.max_payload = 1024 * 1024
@@ -532,9 +535,9 @@ class NatsSink:
             **options,
             allow_reconnect=True,
             max_reconnect_attempts=-1,  # forever
-            # Only for the first connection (later ones wait as `_backoff` says).
+            # Only for the first connection (later ones wait as `reconnect_backoff` says).
             reconnect_time_wait=int(RECONNECT_MAX_WAIT),
-            reconnect_to_server_handler=_backoff,
+            reconnect_to_server_handler=reconnect_backoff,
             error_cb=self._on_error,
             disconnected_cb=self._on_disconnected,
             reconnected_cb=self._on_reconnected,
@@ -547,7 +550,7 @@ class NatsSink:
         self._set_max_payload(server=nc.max_payload)
         self._last_error = None
         url = nc.connected_url
-        log.info("connected to NATS", destination=self.name, server=_redact(url.geturl()) if url else None)
+        log.info("connected to NATS", destination=self.name, server=redact(url.geturl()) if url else None)
         await self._check_stream()
 
     async def _check_stream(self) -> None:
@@ -562,7 +565,7 @@ class NatsSink:
                 self._stream_problem = str(exc)
                 log.error("stream conflicts with the destination", destination=self.name, error=str(exc))
             except (TimeoutError, nats.errors.Error) as exc:
-                self._stream_problem = f"cannot check stream {self.dest.stream!r}: {_describe(exc)}"
+                self._stream_problem = f"cannot check stream {self.dest.stream!r}: {describe_error(exc)}"
             else:
                 self._set_max_payload(stream=max_msg_size)
                 self._stream_problem = None
@@ -572,7 +575,7 @@ class NatsSink:
             wait = min(wait * 2, 30.0)
 
     async def _on_error(self, exc: Exception) -> None:
-        self._last_error = _describe(exc)
+        self._last_error = describe_error(exc)
         if not self._logged_error:  # once per outage: a retry every two seconds is not news
             self._logged_error = True
             log.warning("NATS connection error", destination=self.name, error=self._last_error)
@@ -793,14 +796,16 @@ class NatsSink:
             )
         if isinstance(exc, LogbridgeError):
             return exc
-        return DestinationUnreachable(f"{where}: NATS connection lost while publishing ({_describe(exc)})")
+        return DestinationUnreachable(
+            f"{where}: NATS connection lost while publishing ({describe_error(exc)})"
+        )
 
 
 def _headers_size(headers: dict[str, str]) -> int:
     return sum(len(k) + len(v) + 4 for k, v in headers.items())
 
 
-def _backoff(servers: list[Any], info: dict[str, Any]) -> tuple[Any, float]:
+def reconnect_backoff(servers: list[Any], info: dict[str, Any]) -> tuple[Any, float]:
     """nats-py's ``reconnect_to_server_handler``: the least-tried server, after a wait that
     doubles with its failed attempts (none for the first), capped, with jitter."""
     server = min(servers, key=lambda s: s.reconnects)
