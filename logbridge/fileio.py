@@ -64,6 +64,18 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def append_or_cut(fd: int, data: bytes, size: int) -> None:
+    """Append ``data`` to the file ``fd``, ``size`` bytes long: all of it, or the file is cut
+    back to ``size`` and the `OSError` raised (a journal never keeps half a record it could
+    mistake for a whole one, e.g. on a full disk)."""
+    try:
+        write_all(fd, data)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, size)
+        raise
+
+
 @dataclass(frozen=True)
 class LockHolder:
     """What the process holding a `LockFile` wrote in it (either may be unknown: it may not

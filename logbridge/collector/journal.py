@@ -43,7 +43,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from ..fileio import write_all, write_beside
+from ..fileio import append_or_cut, write_beside
 
 _COMPACT_AT = 32 * 1024 * 1024
 _COMPACT_EVERY = 3600.0  # seconds: so that expired sources are forgotten on a quiet collector too
@@ -250,13 +250,7 @@ class Journal:
                 rec["t"] = now
             recs.append(rec)
         data = b"".join(b"\n" + orjson.dumps(rec) for rec in recs)
-        fd = self._handle.fileno()
-        try:
-            write_all(fd, data)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, self._size)
-            raise
+        append_or_cut(self._handle.fileno(), data, self._size)
         self._size += len(data)
         self._bytes += len(data)
         for rec in recs:

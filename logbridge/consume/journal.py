@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from ..fileio import write_all, write_beside
+from ..fileio import append_or_cut, write_beside
 
 # A message's staged bytes: (journal key, start, end) for each destination it went to.
 Ranges = list[tuple[str, int, int]]
@@ -106,13 +106,7 @@ class WriterJournal:
         """One record to the OS (`fsync` makes it durable). Raises `OSError` with the journal as
         it was (or a torn record that `load` skips)."""
         data = b"\n" + orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS)
-        fd = self._handle.fileno()
-        try:
-            write_all(fd, data)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, self._size)
-            raise
+        append_or_cut(self._handle.fileno(), data, self._size)
         self._size += len(data)
         self._apply(orjson.loads(data))
 
