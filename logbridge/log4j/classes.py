@@ -70,6 +70,14 @@ OTHER_LOG4J_APPENDERS = {
     "org.apache.log4j.varia.FallbackErrorHandler",
 }
 
+
+
+def is_application_appender(cls: str) -> bool:
+    """A class of the application's own: log4j loads it from the application's classpath and
+    logbridge cannot know its bean properties nor whether it needs a layout."""
+    return cls not in APPENDERS and cls not in OTHER_LOG4J_APPENDERS
+
+
 JSON_AUDIT_LAYOUT = "com.dataiku.dip.logging.JSONAuditLayout"
 
 LAYOUTS: dict[str, dict[str, str]] = {

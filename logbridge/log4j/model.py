@@ -29,6 +29,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Literal
 
 from . import classes
@@ -39,14 +40,38 @@ ROOT = "root"
 _JAVA_CLASS_NAME = re.compile(r"^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$")
 
 
+Kind = Literal["log4j", "python", "note"]
+# Severities, lowest first: what `logbridge log4j check --fail-on` compares against.
+SEVERITIES: tuple[str, ...] = ("note", "difference", "warning", "error")
+Severity = Literal["note", "difference", "warning", "error"]
+
+
 @dataclass(frozen=True)
 class Diagnostic:
-    """One message: ``kind="log4j"`` is printed by log4j itself (``message`` is its exact text);
-    ``kind="python"`` is logbridge's note on what Python does differently."""
+    """One finding about a file, of one of three kinds:
+
+    - ``log4j``: printed by log4j itself, ``message`` is its exact text; a ``log4j:WARN`` is a
+      *warning*, a ``log4j:ERROR`` an *error* (``at_first_event``: printed when the first event
+      reaches the appender, not while configuring).
+    - ``python``: what Python does differently from log4j; ``severity`` says how much it
+      matters: *error* when events log4j writes are lost (or log4j itself fails where logbridge
+      carries on), *warning* when events go somewhere else, *difference* when they look different.
+    - ``note``: log4j and logbridge do the same; worth knowing (an appender nobody uses...).
+    """
 
     message: str
     line: int | None = None
-    kind: Literal["log4j", "python"] = "log4j"
+    kind: Kind = "log4j"
+    effect: Severity = "difference"  # for kind="python" only
+    at_first_event: bool = False
+
+    @property
+    def severity(self) -> Severity:
+        if self.kind == "log4j":
+            return "error" if self.message.startswith("log4j:ERROR") else "warning"
+        if self.kind == "note":
+            return "note"
+        return self.effect
 
     def render(self, source: str) -> str:
         where = f"{source}:{self.line}: " if self.line is not None else f"{source}: "
@@ -73,6 +98,9 @@ class AppenderSpec:
     threshold: int | None = None
     # log4j's appender accepted the configuration but will refuse every event with this error.
     broken: str | None = None
+    # An application class configured without a layout: taken as one whose requiresLayout() is
+    # false (it writes nothing Python could reproduce, so Python drops its events).
+    needs_no_layout: bool = False
 
 
 @dataclass
@@ -141,11 +169,16 @@ class _Reader:
         self._add("log4j:ERROR " + msg, key, "log4j")
 
     def note(self, msg: str, key: str | None = None) -> None:
-        self._add(msg, key, "python")
+        """log4j does the same; worth saying (see `Diagnostic`)."""
+        self._add(msg, key, "note")
 
-    def _add(self, msg: str, key: str | None, kind: Literal["log4j", "python"]) -> None:
+    def differ(self, msg: str, key: str | None, effect: Severity = "difference") -> None:
+        """Python does differently; ``effect``: "error" loses events, "warning" redirects them."""
+        self._add(msg, key, "python", effect)
+
+    def _add(self, msg: str, key: str | None, kind: Kind, effect: Severity = "difference") -> None:
         line = self.props.line(key) if key is not None else None
-        self.model.diagnostics.append(Diagnostic(msg, line, kind))
+        self.model.diagnostics.append(Diagnostic(msg, line, kind, effect))
 
     # -- OptionConverter ---------------------------------------------------------------------
     def find_and_subst(self, key: str) -> str | None:
@@ -178,10 +211,11 @@ class _Reader:
                 if name in active:
                     # log4j recurses until StackOverflowError kills the configuration (and the
                     # application's startup); logbridge reads the looping reference as empty.
-                    self.note(
+                    self.differ(
                         "${} substitution loops (" + " -> ".join((*active, name)) + "): log4j dies "
                         "with StackOverflowError; logbridge substitutes an empty string",
                         key,
+                        "error",
                     )
                 else:
                     out.append(self.subst(replacement, key, (*active, name)))
@@ -196,7 +230,7 @@ class _Reader:
             name, clazz = value.split("#", 1)
             if clazz != "org.apache.log4j.Level":
                 self.warn(f"custom level class [{clazz}] not found.", key)
-                self.note(f"custom level class {clazz} has no Python equivalent", key)
+                self.differ(f"custom level class {clazz} has no Python equivalent", key)
                 return default
             value = name
         if value.upper() == "NULL":
@@ -227,7 +261,7 @@ class _Reader:
                 key == "log4j.reset"
                 or (key.startswith("log4j.appender.") and ".errorhandler" in key and key.count(".") >= 3)
             ):
-                self.note(f"{key} has no Python equivalent and is ignored", key)
+                self.differ(f"{key} has no Python equivalent and is ignored", key)
             elif key.startswith("log4j.additivity."):
                 name = key[len("log4j.additivity.") :]
                 if "log4j.logger." + name not in props and "log4j.category." + name not in props:
@@ -243,8 +277,50 @@ class _Reader:
                     self.note(
                         f"appender {name} is defined but no logger uses it: log4j never creates it", key
                     )
-        m.appenders = dict(self.registry)
+        self._layoutless_application_appenders()
+        # In the order they are defined in the file (log4j creates them in its hash order).
+        m.appenders = dict(sorted(self.registry.items(), key=lambda kv: kv[1].line or 0))
         return m
+
+    def _layoutless_application_appenders(self) -> None:
+        """Say what Python does with the events of application appenders that take no layout:
+        it drops them. Events are *lost* when some logger's events reach no other appender
+        that Python writes with; otherwise only what the class did with them (count them,
+        send them to a monitor) is missing."""
+        m = self.model
+        writers = {
+            n for n, a in self.registry.items()
+            if not a.needs_no_layout and a.broken is None and a.cls not in classes.NO_LAYOUT
+        }  # fmt: skip
+        reach: dict[str, list[str]] = {}
+        for spec in (m.root, *m.loggers.values()):
+            chain: list[str] = []
+            name: str | None = spec.name
+            while name is not None:
+                lg = m.root if name == ROOT else m.loggers.get(name)
+                if lg is not None:
+                    chain += lg.appenders
+                    if name != ROOT and not lg.additivity:
+                        break
+                name = _parent(name)
+            reach[spec.name] = chain
+        for a in self.registry.values():
+            if not a.needs_no_layout:
+                continue
+            alone = sorted(n for n, chain in reach.items() if a.name in chain and not writers & set(chain))
+            what = (
+                f"appender {a.name}: {a.cls} is an application class configured without a layout; "
+                "Python cannot run it and drops the events it receives"
+            )
+            key = "log4j.appender." + a.name
+            if alone:
+                self.differ(
+                    what + f": events of logger(s) {', '.join(alone)} reach no other appender and are lost",
+                    key,
+                    "error",
+                )
+            else:
+                self.differ(what + " (every logger that reaches it also writes through another appender)", key)
 
     def _root(self) -> None:
         key = "log4j.rootLogger"
@@ -259,29 +335,33 @@ class _Reader:
             self._parse_category(self.model.root, key, value)
 
     def _loggers(self) -> None:
-        seen: dict[str, str] = {}
+        # The model lists loggers in file order; log4j configures them in its hash order
+        # (Properties.propertyNames()), which decides the order of its messages and, for a logger
+        # given as both log4j.category.X and log4j.logger.X, which one wins.
         for key in self.props.names():
-            if key.startswith("log4j.category."):
-                name = key[len("log4j.category.") :]
-            elif key.startswith("log4j.logger."):
-                name = key[len("log4j.logger.") :]
-            else:
+            name = _logger_key_name(key)
+            if name is not None and name not in self.model.loggers:
+                self.model.loggers[name] = LoggerSpec(name, None, line=self.props.line(key))
+        seen: dict[str, str] = {}
+        for key in self.props.property_names_java_order():
+            name = _logger_key_name(key)
+            if name is None:
                 continue
             if name in seen:
-                # log4j applies both in Hashtable order; logbridge lets log4j.logger.* win.
                 self.note(
-                    f"{key} and {seen[name]} both configure logger {name}; log4j applies them in "
-                    "hash order, logbridge uses log4j.logger.*",
+                    f"{key} and {seen[name]} both configure logger {name}: log4j applies both, in "
+                    f"the hash order of its Properties, so {key} wins (logbridge does the same)",
                     key,
                 )
-                if key.startswith("log4j.category."):
-                    continue
             seen[name] = key
             if name == "":
-                self.note("a logger named '' is Python's root logger", key)
+                self.differ(
+                    "a logger named '' is Python's root logger: its appenders receive every event",
+                    key,
+                    "warning",
+                )
             value = self.find_and_subst(key) or ""
-            spec = LoggerSpec(name, None, line=self.props.line(key))
-            self.model.loggers[name] = spec
+            spec = self.model.loggers[name]
             self._parse_category(spec, key, value)
             add = self.find_and_subst("log4j.additivity." + name)
             if add:
@@ -328,8 +408,8 @@ class _Reader:
             # Not in log4j-1.2.17.jar (or not a class name at all): log4j cannot load it either.
             self.error(f"Could not instantiate class [{cls}].", key)
             return None
-        # A class of the application's own (on its classpath, not ours).
-        self.note(f"{kind} class {cls} has no Python equivalent", key)
+        # A class of the application's own (on its classpath, not ours): the caller says what
+        # Python does instead.
         return cls
 
     def _parse_appender(self, name: str, ref_key: str) -> AppenderSpec | None:
@@ -342,28 +422,25 @@ class _Reader:
             return None
         spec = AppenderSpec(name, cls, self.props.line(prefix))
         bean = classes.APPENDERS.get(cls)
-        if cls not in classes.NO_LAYOUT:
-            layout_key = prefix + ".layout"
+        layout_key = prefix + ".layout"
+        if classes.is_application_appender(cls) and layout_key not in self.props:
+            # log4j asks the class (requiresLayout()); Hadoop's EventCounter, Accumulo's
+            # AsyncSocketAppender and the like say no, and log4j then prints nothing. logbridge
+            # cannot ask, so a layout-less application appender is taken as one that needs none.
+            spec.needs_no_layout = True
+        elif cls not in classes.NO_LAYOUT:
             lcls = self._instantiate(
                 layout_key, "layout", classes.LAYOUTS, classes.OTHER_LOG4J_LAYOUTS, prefix
             )
             if lcls is not None:
                 spec.layout = ComponentSpec(lcls, line=self.props.line(layout_key))
                 spec.layout.options = self._set_properties(
-                    layout_key + ".", classes.LAYOUTS.get(lcls), lcls, is_appender=False
+                    layout_key + ".",
+                    classes.LAYOUTS.get(lcls),
+                    lcls,
+                    is_appender=False,
+                    on_set=lambda prop, value, key: self._pattern_errors(lcls, prop, value, key),
                 )
-                if lcls in ("org.apache.log4j.PatternLayout", "org.apache.log4j.EnhancedPatternLayout"):
-                    from .enhanced import EnhancedPatternLayoutFormatter
-                    from .pattern import PatternLayoutFormatter
-
-                    layout = (
-                        EnhancedPatternLayoutFormatter
-                        if lcls == "org.apache.log4j.EnhancedPatternLayout"
-                        else PatternLayoutFormatter
-                    )
-                    pattern = spec.layout.options.get("conversionPattern", "%m%n")
-                    for msg in layout(pattern).errors:
-                        self._add(msg, layout_key + ".ConversionPattern", "log4j")
                 if lcls == "org.apache.log4j.TTCCLayout" and "dateFormat" in spec.layout.options:
                     from .dateformat import NAMED_FORMATS, DateFormatError, compile_pattern
 
@@ -372,14 +449,15 @@ class _Reader:
                         try:
                             compile_pattern(fmt)
                         except DateFormatError as exc:
-                            self.note(
+                            self.differ(
                                 f"TTCCLayout DateFormat {fmt!r}: {exc}; log4j throws this out of "
                                 "PropertyConfigurator (the rest of the file is not read); logbridge "
                                 "prints no date",
                                 layout_key + ".DateFormat",
+                                "error",
                             )
-                if lcls in classes.OTHER_LOG4J_LAYOUTS:
-                    self.note(
+                if lcls not in classes.LAYOUTS:
+                    self.differ(
                         f"layout {lcls} has no Python equivalent; PatternLayout %m%n is used", layout_key
                     )
             elif cls == "org.apache.log4j.net.SyslogAppender":
@@ -391,22 +469,50 @@ class _Reader:
             spec.threshold = self.to_level(spec.options["threshold"], LEVELS["DEBUG"], None)
         self._activate(spec)
         self._filters(spec)
-        if cls in classes.OTHER_LOG4J_APPENDERS:
-            self.note(
+        if classes.is_application_appender(cls) and spec.needs_no_layout:
+            pass  # said once every logger is known (_layoutless_application_appenders)
+        elif cls in classes.OTHER_LOG4J_APPENDERS or classes.is_application_appender(cls):
+            self.differ(
                 f"appender {name}: {cls} has no Python equivalent; its events go to stderr "
                 "through its layout instead (none is lost)",
                 prefix,
+                "warning",
             )
         self.registry[name] = spec
         return spec
 
+    def _pattern_errors(self, lcls: str, prop: str, pattern: str, key: str) -> None:
+        """setConversionPattern parses the pattern at once: its errors come with the option."""
+        if prop != "conversionPattern" or lcls not in (
+            "org.apache.log4j.PatternLayout",
+            "org.apache.log4j.EnhancedPatternLayout",
+        ):
+            return
+        from .enhanced import EnhancedPatternLayoutFormatter
+        from .pattern import PatternLayoutFormatter
+
+        layout = (
+            EnhancedPatternLayoutFormatter
+            if lcls == "org.apache.log4j.EnhancedPatternLayout"
+            else PatternLayoutFormatter
+        )
+        for msg in layout(pattern).errors:
+            self._add(msg, key, "log4j")
+
     def _set_properties(
-        self, prefix: str, bean: dict[str, str] | None, cls: str, *, is_appender: bool
+        self,
+        prefix: str,
+        bean: dict[str, str] | None,
+        cls: str,
+        *,
+        is_appender: bool,
+        on_set: Callable[[str, str, str], None] | None = None,
     ) -> dict[str, str]:
-        """PropertySetter.setProperties: returns bean property → value for accepted options."""
+        """PropertySetter.setProperties: returns bean property → value for accepted options,
+        walking the keys in log4j's order (its warnings come out in that order)."""
         out: dict[str, str] = {}
         n = len(prefix)
-        for key in self.props.names():
+        for key in self.props.property_names_java_order():
             if not key.startswith(prefix) or key.find(".", n + 1) > 0:
                 continue
             value = self.find_and_subst(key)
@@ -431,6 +537,8 @@ class _Reader:
             converted = self._converted(prop, value, ptype, key)
             if converted is not None:
                 out[prop] = converted
+                if on_set is not None:
+                    on_set(prop, converted, key)
         return out
 
     def _converted(self, prop: str, value: str, ptype: str, key: str) -> str | None:
@@ -493,7 +601,13 @@ class _Reader:
                         if periodicity(SimpleDateFormat(pattern)) is None:
                             self.warn(f"Unknown periodicity for appender [{name}].", key)
                     except DateFormatError as exc:
-                        self.note(f"DatePattern {pattern!r}: {exc}", key)
+                        self.differ(
+                            f"DatePattern {pattern!r}: {exc}; log4j throws this out of "
+                            "PropertyConfigurator (the rest of the file is not read); logbridge "
+                            "writes without rolling",
+                            key,
+                            "error",
+                        )
             enc = o.get("encoding")
             if enc is not None:
                 import codecs
@@ -525,7 +639,7 @@ class _Reader:
         prefix = f"log4j.appender.{spec.name}.filter."
         n = len(prefix)
         groups: dict[str, list[tuple[str, str | None, str]]] = {}
-        for key in self.props.names():
+        for key in self.props.keys_java_order():  # Properties.keys(), as parseAppenderFilters
             if not key.startswith(prefix):
                 continue
             dot = key.find(".", n)
@@ -542,7 +656,11 @@ class _Reader:
                 if clazz.startswith("org.apache.log4j.") or not _JAVA_CLASS_NAME.match(clazz):
                     self.error(f"Could not instantiate class [{clazz}].", fkey)
                 else:
-                    self.note(f"filter class {clazz} has no Python equivalent; it is left out", fkey)
+                    self.differ(
+                        f"filter class {clazz} has no Python equivalent; it is left out (the events "
+                        "it would decide on are written)",
+                        fkey,
+                    )
                 continue
             bean = classes.FILTERS[clazz]
             f = ComponentSpec(clazz, line=self.props.line(fkey))
@@ -558,6 +676,21 @@ class _Reader:
                 if converted is not None:
                     f.options[prop] = converted
             spec.filters.append(f)
+
+
+def _logger_key_name(key: str) -> str | None:
+    for prefix in ("log4j.category.", "log4j.logger."):
+        if key.startswith(prefix):
+            return key[len(prefix) :]
+    return None
+
+
+def _parent(name: str) -> str | None:
+    """The logger a log4j logger's events go to next: the nearest configured ancestor is found
+    by the caller walking every dotted prefix, then root."""
+    if name == ROOT:
+        return None
+    return name.rsplit(".", 1)[0] if "." in name else ROOT
 
 
 def _to_boolean(value: str, default: bool) -> bool:

@@ -38,7 +38,10 @@ class Properties:
     def __init__(self, entries: list[Entry] | None = None, source: str = "<properties>"):
         self.source = source
         self._entries: dict[str, Entry] = {}
+        # Java's maps keep a key where it was first put; the order log4j walks depends on it.
+        self._first_put: dict[str, None] = {}
         for e in entries or []:
+            self._first_put.setdefault(e.key)
             # Last wins, as Hashtable.put does; the key keeps its newest line for messages.
             self._entries.pop(e.key, None)
             self._entries[e.key] = e
@@ -65,6 +68,95 @@ class Properties:
 
     def as_dict(self) -> dict[str, str]:
         return {k: e.value for k, e in self._entries.items()}
+
+    def keys_java_order(self) -> list[str]:
+        """The order of ``Properties.keys()`` in JDK 17 (its ConcurrentHashMap's order), which
+        log4j's ``parseAppenderFilters`` walks."""
+        return _concurrent_hash_map_order(list(self._first_put))
+
+    def property_names_java_order(self) -> list[str]:
+        """The order of ``Properties.propertyNames()`` in JDK 17 (a fresh Hashtable filled in
+        ``keys()`` order), which log4j walks to configure loggers and set options: the order in
+        which it prints its messages."""
+        return _hashtable_order(self.keys_java_order())
+
+
+def java_string_hash(s: str) -> int:
+    """String.hashCode() over UTF-16 code units, as a signed 32-bit int."""
+    h = 0
+    for unit in _utf16_units(s):
+        h = (31 * h + unit) & 0xFFFFFFFF
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def _utf16_units(s: str) -> Iterator[int]:
+    for ch in s:
+        cp = ord(ch)
+        if cp > 0xFFFF:
+            cp -= 0x10000
+            yield 0xD800 | (cp >> 10)
+            yield 0xDC00 | (cp & 0x3FF)
+        else:
+            yield cp
+
+
+def _concurrent_hash_map_order(keys: list[str]) -> list[str]:
+    """Iteration order of JDK 17's ``new ConcurrentHashMap<>(8)`` after putting ``keys`` in order
+    (as ``Properties.load`` does): 16 bins to start, doubled when the count reaches 3/4 of them;
+    a resize splits each bin into a low and a high list, keeping the tail that shares one
+    destination (``lastRun``) in order and prepending the nodes before it."""
+    n = 16
+    table: list[list[tuple[int, str]]] = [[] for _ in range(n)]
+    count = 0
+    for key in keys:
+        h = java_string_hash(key) & 0xFFFFFFFF
+        spread = (h ^ (h >> 16)) & 0x7FFFFFFF
+        table[spread & (n - 1)].append((spread, key))
+        count += 1
+        if count >= n - (n >> 2):
+            table = _chm_transfer(table, n)
+            n *= 2
+    return [key for bin_ in table for _, key in bin_]
+
+
+def _chm_transfer(table: list[list[tuple[int, str]]], n: int) -> list[list[tuple[int, str]]]:
+    new: list[list[tuple[int, str]]] = [[] for _ in range(2 * n)]
+    for i, nodes in enumerate(table):
+        if not nodes:
+            continue
+        run_bit = nodes[0][0] & n
+        last_run = 0
+        for j in range(1, len(nodes)):
+            b = nodes[j][0] & n
+            if b != run_bit:
+                run_bit, last_run = b, j
+        low = nodes[last_run:] if run_bit == 0 else []
+        high = nodes[last_run:] if run_bit != 0 else []
+        for node in nodes[:last_run]:
+            (high if node[0] & n else low).insert(0, node)
+        new[i], new[i + n] = low, high
+    return new
+
+
+def _hashtable_order(keys: list[str]) -> list[str]:
+    """Enumeration order of a ``new Hashtable<>()`` (11 buckets, load factor 0.75) after putting
+    ``keys`` in order: new entries go to the head of their bucket; a rehash to 2n+1 buckets walks
+    the old buckets from the last; the enumeration walks buckets from the last."""
+    cap, threshold = 11, 8
+    table: list[list[tuple[int, str]]] = [[] for _ in range(cap)]
+    count = 0
+    for key in keys:
+        h = java_string_hash(key) & 0x7FFFFFFF
+        if count >= threshold:
+            old, cap = table, cap * 2 + 1
+            threshold = int(cap * 0.75)
+            table = [[] for _ in range(cap)]
+            for bucket in reversed(old):
+                for node in bucket:
+                    table[node[0] % cap].insert(0, node)
+        table[h % cap].insert(0, (h, key))
+        count += 1
+    return [key for bucket in reversed(table) for _, key in bucket]
 
 
 def _line_starts(text: str) -> list[int]:

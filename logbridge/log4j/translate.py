@@ -87,6 +87,10 @@ def filter_config(filters: list[ComponentSpec]) -> dict[str, Any]:
     return {"()": "logbridge.log4j.filters.FilterChain", "filters": chain}
 
 
+def _has_layout(a: AppenderSpec) -> bool:
+    return a.cls not in classes.NO_LAYOUT and not a.needs_no_layout
+
+
 def handler_config(a: AppenderSpec, threshold: int) -> dict[str, Any]:
     o = a.options
     h: dict[str, Any]
@@ -130,13 +134,17 @@ def handler_config(a: AppenderSpec, threshold: int) -> dict[str, Any]:
             "facility_printing": _bool(o.get("facilityPrinting"), False),
             "header": _bool(o.get("header"), False),
         }
+    elif a.needs_no_layout:
+        # An application class that takes no layout (Hadoop's EventCounter counts events,
+        # Accumulo's AsyncSocketAppender serializes them): nothing Python could write for it.
+        h = {"class": "logging.NullHandler"}
     else:
         # No Python equivalent: the events go to stderr through the appender's layout, so
         # that none is lost (documented in docs/log4j-compatibility.md).
         h = {"class": _H + "ConsoleAppenderHandler", "target": "System.err"}
     if a.broken is not None and "()" not in h and h["class"].startswith(_H):
         h["broken"] = a.broken
-    if a.cls not in classes.NO_LAYOUT:
+    if _has_layout(a):
         h["formatter"] = a.name
     level = max(a.threshold if a.threshold is not None else ALL, threshold)
     if level > ALL:
@@ -164,7 +172,7 @@ def to_dict_config(model: Model) -> dict[str, Any]:
     formatters = {
         n: formatter_config(model.appenders[n].layout)
         for n in used
-        if model.appenders[n].cls not in classes.NO_LAYOUT
+        if _has_layout(model.appenders[n])
     }
     filters = {n: filter_config(model.appenders[n].filters) for n in used if model.appenders[n].filters}
     threshold = model.threshold

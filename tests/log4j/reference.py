@@ -14,6 +14,7 @@ import logging.config
 import os
 import subprocess
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,10 +56,13 @@ class Run:
     threshold: str
     loggers: dict[str, dict[str, Any]]
     enabled: list[bool]
-    configure_messages: list[str]  # the "log4j:" lines printed while configuring, sorted
+    configure_messages: list[str]  # the "log4j:" lines printed while configuring, in order
     stdout: str
     stderr: str
     files: dict[str, bytes]
+    # logbridge only: the messages its model predicts (`check` prints them), in its order; the
+    # others (a file that cannot be opened) come from the handlers, after the model's.
+    model_messages: list[str] = field(default_factory=list)
 
 
 EXTRA_VARIABLES: dict[str, str] = {}
@@ -112,7 +116,8 @@ def _read_files(root: Path) -> dict[str, bytes]:
 def _log4j_lines(text: str, out_dir: Path) -> list[str]:
     text = text.replace(str(out_dir), "<dir>")
     # LogLog.debug lines ("log4j: ...", with log4j.debug=true) are log4j's narration, not messages.
-    return sorted(line for line in text.splitlines() if line.startswith(("log4j:WARN", "log4j:ERROR")))
+    # In the order printed: logbridge walks the file in log4j's hash order, as log4j does.
+    return [line for line in text.splitlines() if line.startswith(("log4j:WARN", "log4j:ERROR"))]
 
 
 def run_java(harness_dir: Path, props: Path, loggers: list[str], events: list[Event], out_dir: Path) -> Run:
@@ -150,6 +155,17 @@ def run_java(harness_dir: Path, props: Path, loggers: list[str], events: list[Ev
         stderr=rep["stderr"].replace(str(out_dir), "<dir>"),
         files=_read_files(out_dir),
     )
+
+
+def assert_same_messages(py: Run, java: Run) -> None:
+    """The same configure messages, and the model's in log4j's order (which `check
+    --log4j-order` prints): log4j's list without those logbridge's handlers print is the model's."""
+    assert sorted(py.configure_messages) == sorted(java.configure_messages)
+    from_handlers = Counter(py.configure_messages) - Counter(py.model_messages)
+    java_model = list(java.configure_messages)
+    for m in from_handlers.elements():
+        java_model.remove(m)
+    assert py.model_messages == java_model, "\n".join(["logbridge:", *py.model_messages, "log4j:", *java_model])
 
 
 def make_record(e: Event) -> logging.LogRecord:
@@ -263,4 +279,5 @@ def run_python(props: Path, loggers: list[str], events: list[Event], out_dir: Pa
         stdout=out.ev.getvalue(),
         stderr=err.ev.getvalue().replace(str(out_dir), "<dir>"),
         files=_read_files(out_dir),
+        model_messages=_log4j_lines("\n".join(model.log4j_messages()), out_dir),
     )

@@ -115,3 +115,31 @@ def test_same_as_java_properties_load(log4j_harness: Path, tmp_path: Path) -> No
         except Log4jConfigError:
             ours = {"!error": "Malformed \\uxxxx encoding."}
         assert ours == expected, repr(text)
+
+
+_KEY_PARTS = ["log4j", "logger", "appender", "A", "R", "com", "example", "filter", "1", "layout", "File", "é"]
+
+
+@pytest.mark.java
+def test_key_order_same_as_java(log4j_harness: Path, tmp_path: Path) -> None:
+    """log4j prints its messages in the order of Properties.keys()/propertyNames(): hash orders
+    that `keys_java_order`/`property_names_java_order` reproduce, for files of 0 to 400 keys
+    (resizes included), duplicate keys kept where they were first put."""
+    rng = random.Random(4321)
+    files, parsed = [], []
+    for i in range(150):
+        n = rng.choice([0, 1, 5, 11, 12, 13, 40, 100, 400]) if i < 60 else rng.randint(0, 200)
+        keys = [".".join(rng.choice(_KEY_PARTS) for _ in range(rng.randint(1, 5))) + str(rng.randint(0, 999))
+                for _ in range(n)]
+        keys += rng.sample(keys, k=min(len(keys), 3))  # duplicates
+        f = tmp_path / f"{i}.properties"
+        f.write_bytes("".join(f"{escape_key(k)}=v{j}\n" for j, k in enumerate(keys)).encode("latin-1"))
+        files.append(str(f))
+        parsed.append(load_properties(f))
+    out = tmp_path / "order.json"
+    subprocess.run(
+        ["java", "-cp", f"{JAR}:{log4j_harness}", "PropsOrder", str(out), *files], check=True, timeout=60
+    )
+    for props, expected in zip(parsed, json.loads(out.read_text(encoding="utf-8")), strict=True):
+        assert props.keys_java_order() == expected["keys"]
+        assert props.property_names_java_order() == expected["names"]
