@@ -64,8 +64,13 @@ class _Log4jMixin:
     terminator = ""
     broken: str | None = None
     _broken_reported = False
+    closed = False  # see ClosedAppenderHandler
+    name: str | None
 
     def _refuse(self) -> bool:
+        if self.closed:
+            _log4j_error(f"Attempted to append to closed appender named [{self.name}].")
+            return True
         if self.broken is None:
             return False
         if not self._broken_reported:
@@ -479,6 +484,17 @@ class SyslogAppenderHandler(_Log4jMixin, logging.Handler):
         super().close()
 
 
+class ClosedAppenderHandler(_Log4jMixin, logging.Handler):
+    """An appender log4j closed while configuring (a logger configured twice, as
+    ``log4j.category.X`` and ``log4j.logger.X``, closes the appenders of the first): every event
+    sent to it is refused with log4j's error, each time, as ``AppenderSkeleton.doAppend`` does."""
+
+    closed = True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._refuse()
+
+
 class OffHandler(logging.NullHandler):
     """An appender whose Threshold is OFF: it takes nothing."""
 
@@ -489,6 +505,7 @@ class OffHandler(logging.NullHandler):
 
 __all__ = [
     "AsyncAppenderHandler",
+    "ClosedAppenderHandler",
     "ConsoleAppenderHandler",
     "DailyRollingFileAppenderHandler",
     "FileAppenderHandler",

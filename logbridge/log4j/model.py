@@ -101,6 +101,9 @@ class AppenderSpec:
     # An application class configured without a layout: taken as one whose requiresLayout() is
     # false (it writes nothing Python could reproduce, so Python drops its events).
     needs_no_layout: bool = False
+    # Configured again (log4j.category.X and log4j.logger.X), a logger's removeAllAppenders()
+    # closes the appenders it had: log4j then refuses every event sent to them, with an error.
+    closed: bool = False
 
 
 @dataclass
@@ -385,6 +388,8 @@ class _Reader:
                     self.error("You have tried to set a null level to root.", key)
                 else:
                     spec.level = lvl
+        for name in spec.appenders:  # Category.removeAllAppenders() closes them
+            self.registry[name].closed = True
         spec.appenders = []
         for token in tokens:
             name = token.strip()

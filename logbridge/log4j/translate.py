@@ -144,6 +144,8 @@ def handler_config(a: AppenderSpec, threshold: int) -> dict[str, Any]:
         h = {"class": _H + "ConsoleAppenderHandler", "target": "System.err"}
     if a.broken is not None and "()" not in h and h["class"].startswith(_H):
         h["broken"] = a.broken
+    if a.closed and a.cls != "org.apache.log4j.varia.NullAppender":
+        return _closed_handler(a, h, threshold)
     if _has_layout(a):
         h["formatter"] = a.name
     level = max(a.threshold if a.threshold is not None else ALL, threshold)
@@ -151,6 +153,19 @@ def handler_config(a: AppenderSpec, threshold: int) -> dict[str, Any]:
         h["level"] = dict_level(level)
     if a.filters:
         h["filters"] = [a.name]
+    return h
+
+
+def _closed_handler(a: AppenderSpec, h: dict[str, Any], threshold: int) -> dict[str, Any]:
+    """A closed appender refuses every event before its threshold and filters are asked
+    (AppenderSkeleton.doAppend), so only the repository's threshold stays in front of it."""
+    if "()" in h or not h["class"].startswith(_H):
+        h = {"class": _H + "ClosedAppenderHandler"}
+    else:
+        h = {k: v for k, v in h.items() if k not in ("level", "filters")}
+        h["."] = {"closed": True}
+    if threshold > ALL:
+        h["level"] = dict_level(min(threshold, OFF))
     return h
 
 
