@@ -82,7 +82,7 @@ def _print_log4j_messages(model: Model) -> None:
     for d in model.diagnostics:
         if d.kind == "log4j":
             sys.stderr.write(d.message + "\n")
-        else:
+        elif d.kind == "python":  # notes (log4j does the same) are for `check` only
             warnings.warn(d.render(model.source), Log4jCompatibilityWarning, stacklevel=3)
 
 

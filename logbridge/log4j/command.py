@@ -10,6 +10,7 @@ import click
 import yaml
 
 from ..errors import ConfigError, Log4jConfigError
+from . import check as check_findings
 from . import translate_file
 
 
@@ -65,31 +66,33 @@ def convert(file: str, fmt: str, defines: tuple[str, ...]) -> None:
 @log4j.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @_define
-def check(file: str, defines: tuple[str, ...]) -> None:
-    """Print every message log4j 1.2 would print for FILE, and what has no Python equivalent,
-    with line numbers. Exit status 1 when there is anything to say."""
+@click.option(
+    "--fail-on",
+    type=click.Choice(check_findings.FAIL_ON_LEVELS),
+    default=check_findings.DEFAULT_FAIL_ON,
+    show_default=True,
+    help="Exit 1 when a finding is at this severity or above (note < difference < warning < "
+    "error): 'warning' fails on what log4j warns about or reports as an error and on what "
+    "loses or redirects events in Python; 'never' only reports.",
+)
+@click.option(
+    "--log4j-order",
+    is_flag=True,
+    help="Print log4j's own messages in the order log4j prints them (its hash order of the "
+    "file's keys) instead of by line.",
+)
+def check(file: str, defines: tuple[str, ...], fail_on: str, log4j_order: bool) -> None:
+    """Say what log4j 1.2 prints for FILE and what Python does differently, with line numbers.
+
+    Three kinds of lines: log4j's own (log4j:WARN/log4j:ERROR, verbatim), what behaves
+    differently in Python (python, python [warning], python [error]), and notes (log4j and
+    logbridge agree; worth knowing). The exit status follows --fail-on; a file that cannot be
+    read exits 2.
+    """
     _config, model = _translate(file, defines)
-    log4j_count = 0
-    for d in sorted(model.diagnostics, key=lambda d: (d.line is None, d.line or 0)):
-        where = f"{file}:{d.line}: " if d.line is not None else f"{file}: "
-        if d.kind == "log4j":
-            log4j_count += 1
-            click.echo(where + d.message)
-        else:
-            click.echo(where + "logbridge: " + d.message)
-    for a in model.appenders.values():
-        if a.broken:
-            # Printed by log4j at the appender's first event, not while configuring.
-            log4j_count += 1
-            where = f"{file}:{a.line}: " if a.line is not None else f"{file}: "
-            click.echo(
-                f"{where}log4j:ERROR {a.broken} (at the first event: appender {a.name} drops every event)"
-            )
-    notes = sum(1 for d in model.diagnostics if d.kind == "python")
-    if model.diagnostics or log4j_count:
-        click.echo(
-            f"{file}: {log4j_count} message(s) from log4j, {notes} note(s) on the Python translation",
-            err=True,
-        )
+    found = check_findings.findings(model)
+    for d in check_findings.in_print_order(found, log4j_order=log4j_order):
+        click.echo(check_findings.render(d, file))
+    click.echo(check_findings.summary(found, file, fail_on), err=True)
+    if check_findings.fails(found, fail_on):
         sys.exit(1)
-    click.echo(f"{file}: OK, log4j prints nothing and the translation is exact", err=True)
