@@ -71,7 +71,6 @@ OTHER_LOG4J_APPENDERS = {
 }
 
 
-
 def is_application_appender(cls: str) -> bool:
     """A class of the application's own: log4j loads it from the application's classpath and
     logbridge cannot know its bean properties nor whether it needs a layout."""

@@ -28,8 +28,8 @@ import getpass
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Literal
 
 from . import classes
@@ -323,7 +323,9 @@ class _Reader:
                     "error",
                 )
             else:
-                self.differ(what + " (every logger that reaches it also writes through another appender)", key)
+                self.differ(
+                    what + " (every logger that reaches it also writes through another appender)", key
+                )
 
     def _root(self) -> None:
         key = "log4j.rootLogger"

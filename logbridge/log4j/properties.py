@@ -107,12 +107,10 @@ def _concurrent_hash_map_order(keys: list[str]) -> list[str]:
     destination (``lastRun``) in order and prepending the nodes before it."""
     n = 16
     table: list[list[tuple[int, str]]] = [[] for _ in range(n)]
-    count = 0
-    for key in keys:
+    for count, key in enumerate(keys, 1):
         h = java_string_hash(key) & 0xFFFFFFFF
         spread = (h ^ (h >> 16)) & 0x7FFFFFFF
         table[spread & (n - 1)].append((spread, key))
-        count += 1
         if count >= n - (n >> 2):
             table = _chm_transfer(table, n)
             n *= 2
@@ -144,8 +142,7 @@ def _hashtable_order(keys: list[str]) -> list[str]:
     the old buckets from the last; the enumeration walks buckets from the last."""
     cap, threshold = 11, 8
     table: list[list[tuple[int, str]]] = [[] for _ in range(cap)]
-    count = 0
-    for key in keys:
+    for count, key in enumerate(keys):
         h = java_string_hash(key) & 0x7FFFFFFF
         if count >= threshold:
             old, cap = table, cap * 2 + 1
@@ -155,7 +152,6 @@ def _hashtable_order(keys: list[str]) -> list[str]:
                 for node in bucket:
                     table[node[0] % cap].insert(0, node)
         table[h % cap].insert(0, (h, key))
-        count += 1
     return [key for bucket in reversed(table) for _, key in bucket]
 
 

@@ -185,9 +185,7 @@ def to_dict_config(model: Model) -> dict[str, Any]:
     """The dictConfig dict for a model; `logging.config.dictConfig` accepts it as is."""
     used = [n for n in model.appenders]
     formatters = {
-        n: formatter_config(model.appenders[n].layout)
-        for n in used
-        if _has_layout(model.appenders[n])
+        n: formatter_config(model.appenders[n].layout) for n in used if _has_layout(model.appenders[n])
     }
     filters = {n: filter_config(model.appenders[n].filters) for n in used if model.appenders[n].filters}
     threshold = model.threshold

@@ -165,7 +165,9 @@ def assert_same_messages(py: Run, java: Run) -> None:
     java_model = list(java.configure_messages)
     for m in from_handlers.elements():
         java_model.remove(m)
-    assert py.model_messages == java_model, "\n".join(["logbridge:", *py.model_messages, "log4j:", *java_model])
+    assert py.model_messages == java_model, "\n".join(
+        ["logbridge:", *py.model_messages, "log4j:", *java_model]
+    )
 
 
 def make_record(e: Event) -> logging.LogRecord:

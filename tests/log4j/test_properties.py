@@ -129,8 +129,10 @@ def test_key_order_same_as_java(log4j_harness: Path, tmp_path: Path) -> None:
     files, parsed = [], []
     for i in range(150):
         n = rng.choice([0, 1, 5, 11, 12, 13, 40, 100, 400]) if i < 60 else rng.randint(0, 200)
-        keys = [".".join(rng.choice(_KEY_PARTS) for _ in range(rng.randint(1, 5))) + str(rng.randint(0, 999))
-                for _ in range(n)]
+        keys = [
+            ".".join(rng.choice(_KEY_PARTS) for _ in range(rng.randint(1, 5))) + str(rng.randint(0, 999))
+            for _ in range(n)
+        ]
         keys += rng.sample(keys, k=min(len(keys), 3))  # duplicates
         f = tmp_path / f"{i}.properties"
         f.write_bytes("".join(f"{escape_key(k)}=v{j}\n" for j, k in enumerate(keys)).encode("latin-1"))
