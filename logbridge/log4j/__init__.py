@@ -54,12 +54,14 @@ class _NoAppenderWarning(logging.Handler):
     """Python's last-resort handler, made to say what log4j says when an event finds no
     appender (once per process) instead of printing the event."""
 
-    def __init__(self) -> None:
+    def __init__(self, threshold: int = levels.ALL) -> None:
         super().__init__(logging.NOTSET)
         self.warned = False
+        # log4j.threshold stops an event before log4j looks for appenders: no warning then.
+        self.threshold = threshold
 
     def handle(self, record: logging.LogRecord) -> bool:
-        if not self.warned:
+        if not self.warned and record.levelno >= self.threshold:
             self.warned = True
             sys.stderr.write(
                 f"log4j:WARN No appenders could be found for logger ({record.name}).\n"
@@ -130,5 +132,5 @@ def configure(config: Any, **variables: str) -> Model | None:
         raise ConfigError(str(exc), source=str(path)) from exc
     _print_log4j_messages(model)
     logging.config.dictConfig(dict_config)
-    logging.lastResort = _NoAppenderWarning()
+    logging.lastResort = _NoAppenderWarning(model.threshold)
     return model

@@ -52,6 +52,14 @@ def _log4j_error(message: str) -> None:
         pass
 
 
+def _log4j_warn(message: str) -> None:
+    try:
+        sys.stderr.write("log4j:WARN " + message + "\n")
+        sys.stderr.flush()
+    except Exception:
+        pass
+
+
 def utf16_len(s: str) -> int:
     """String.length(): characters outside the BMP count twice."""
     n = len(s)
@@ -125,8 +133,11 @@ class FileAppenderHandler(_Log4jMixin, logging.FileHandler):
         buffer_size: int = DEFAULT_BUFFER_SIZE,
         immediate_flush: bool = True,
         broken: str | None = None,
+        unsupported_encoding: bool = False,
     ):
         self.append = append
+        # Encoding named no charset: log4j warns again whenever it reopens the file (rollovers).
+        self.unsupported_encoding = unsupported_encoding
         self.buffered_io = buffered_io
         self.buffer_size = buffer_size
         # BufferedIO switches ImmediateFlush off, as FileAppender.setFile does.
@@ -137,7 +148,9 @@ class FileAppenderHandler(_Log4jMixin, logging.FileHandler):
         super().__init__(
             filename, mode="a" if append else "w", encoding=encoding, delay=True, errors="replace"
         )
-        if broken is None:
+        # log4j opens the file in activateOptions() whenever File is set, even for an appender
+        # that will refuse every event for want of a layout: the (empty) file appears.
+        if broken is None or not broken.startswith("No output stream"):
             try:
                 self.stream = self._open()
             except OSError:
@@ -176,6 +189,13 @@ class FileAppenderHandler(_Log4jMixin, logging.FileHandler):
 
     def _after_open(self) -> None:
         """Hook for subclasses: the file has just been opened (or failed to)."""
+
+    def _reopen_stream(self) -> Any:
+        """FileAppender.setFile at a rollover: createWriter's warnings, then the file."""
+        if self.unsupported_encoding:
+            _log4j_warn("Error initializing output writer.")
+            _log4j_warn("Unsupported encoding?")
+        return self._open()
 
     def write_event(self, text: str) -> None:
         if self.stream is None:
@@ -255,7 +275,7 @@ class RollingFileAppenderHandler(FileAppenderHandler):
         self._close_stream()
         saved, self.mode = self.mode, mode
         try:
-            self.stream = self._open()
+            self.stream = self._reopen_stream()
         finally:
             self.mode = saved
         self.count = os.path.getsize(base) if mode == "a" and os.path.exists(base := self.baseFilename) else 0
@@ -307,7 +327,7 @@ class DailyRollingFileAppenderHandler(FileAppenderHandler):
             _log4j_error(f"Failed to rename [{self.baseFilename}] to [{self.scheduled_filename}].")
         saved, self.mode = self.mode, "a"
         try:
-            self.stream = self._open()
+            self.stream = self._reopen_stream()
         finally:
             self.mode = saved
         self.scheduled_filename = dated

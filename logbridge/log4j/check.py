@@ -29,7 +29,7 @@ def findings(model: Model) -> list[Diagnostic]:
     """The model's findings, then the errors log4j prints only once events arrive."""
     out = list(model.diagnostics)
     for a in model.appenders.values():
-        if a.closed and a.cls != "org.apache.log4j.varia.NullAppender":
+        if a.refuses_when_closed:
             out.append(
                 Diagnostic(
                     f"log4j:ERROR Attempted to append to closed appender named [{a.name}].",

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from . import classes
-from .levels import ALL, LEVELS, level_from_name
+from .levels import ALL, LEVELS, level_from_name, log4j_name
 from .properties import Properties
 
 ROOT = "root"
@@ -104,6 +104,17 @@ class AppenderSpec:
     # Configured again (log4j.category.X and log4j.logger.X), a logger's removeAllAppenders()
     # closes the appenders it had: log4j then refuses every event sent to them, with an error.
     closed: bool = False
+    unsupported_encoding: bool = False  # Encoding names no charset
+
+    @property
+    def refuses_when_closed(self) -> bool:
+        """log4j's appenders set their ``closed`` flag in close() (NullAppender ignores it);
+        whether an application class does is unknown, so it is taken as not refusing."""
+        return (
+            self.closed
+            and self.cls != "org.apache.log4j.varia.NullAppender"
+            and not classes.is_application_appender(self.cls)
+        )
 
 
 @dataclass
@@ -446,7 +457,7 @@ class _Reader:
                     classes.LAYOUTS.get(lcls),
                     lcls,
                     is_appender=False,
-                    on_set=lambda prop, value, key: self._pattern_errors(lcls, prop, value, key),
+                    on_set=lambda prop, value, key, _out: self._pattern_errors(lcls, prop, value, key),
                 )
                 if lcls == "org.apache.log4j.TTCCLayout" and "dateFormat" in spec.layout.options:
                     from .dateformat import NAMED_FORMATS, DateFormatError, compile_pattern
@@ -468,10 +479,16 @@ class _Reader:
                         f"layout {lcls} has no Python equivalent; PatternLayout %m%n is used", layout_key
                     )
             elif cls == "org.apache.log4j.net.SyslogAppender":
-                spec.broken = f'No layout set for SyslogAppender named "{name}".'
+                pass  # SyslogAppender.append sends the bare message when there is no layout
             else:
                 spec.broken = f"No layout set for the appender named [{name}]."
-        spec.options = self._set_properties(prefix + ".", bean, cls, is_appender=True)
+        spec.options = self._set_properties(
+            prefix + ".",
+            bean,
+            cls,
+            is_appender=True,
+            on_set=lambda p, v, k, out: self._appender_set(cls, p, v, k, out),
+        )
         if "threshold" in spec.options:
             spec.threshold = self.to_level(spec.options["threshold"], LEVELS["DEBUG"], None)
         self._activate(spec)
@@ -513,7 +530,7 @@ class _Reader:
         cls: str,
         *,
         is_appender: bool,
-        on_set: Callable[[str, str, str], None] | None = None,
+        on_set: Callable[[str, str, str, dict[str, str]], None] | None = None,
     ) -> dict[str, str]:
         """PropertySetter.setProperties: returns bean property → value for accepted options,
         walking the keys in log4j's order (its warnings come out in that order)."""
@@ -545,7 +562,7 @@ class _Reader:
             if converted is not None:
                 out[prop] = converted
                 if on_set is not None:
-                    on_set(prop, converted, key)
+                    on_set(prop, converted, key, out)
         return out
 
     def _converted(self, prop: str, value: str, ptype: str, key: str) -> str | None:
@@ -570,20 +587,32 @@ class _Reader:
             return v.lower() if v.lower() in ("true", "false") else None
         if ptype == classes.PRIORITY:
             lvl = self.to_level(v, LEVELS["DEBUG"], None)
-            return None if lvl is None else v
+            # The Level object is what the bean gets: keep its name, converted once.
+            return None if lvl is None else log4j_name(lvl)
         return None
+
+    def _appender_set(self, cls: str, prop: str, value: str, key: str, out: dict[str, str]) -> None:
+        """What an appender's setters do as each option is set (in log4j's order): their
+        messages come then, and a later setter of the same field wins."""
+        if cls == "org.apache.log4j.ConsoleAppender" and prop == "target":
+            v = value.strip()
+            if v.lower() in ("system.out", "system.err"):
+                out["target"] = "System.out" if v.lower() == "system.out" else "System.err"
+            else:
+                self.warn(f"[{value}] should be System.out or System.err.", key)
+                self.warn("Using previously set target, System.out by default.", key)
+                del out["target"]
+        if cls == "org.apache.log4j.RollingFileAppender" and prop in ("maxFileSize", "maximumFileSize"):
+            size = out.pop(prop)
+            if prop == "maxFileSize":
+                # setMaxFileSize falls back to the field's current value + 1 (10 MB + 1 at first).
+                current = int(out.get("maximumFileSize", classes.DEFAULT_MAX_FILE_SIZE))
+                size = str(self._file_size(size, key, current + 1))
+            out["maximumFileSize"] = size
 
     def _activate(self, spec: AppenderSpec) -> None:
         """The messages each appender's activateOptions() prints, and its state after it."""
         o, name, key = spec.options, spec.name, "log4j.appender." + spec.name
-        if spec.cls == "org.apache.log4j.ConsoleAppender" and "target" in o:
-            v = o["target"].strip()
-            if v.lower() in ("system.out", "system.err"):
-                o["target"] = "System.out" if v.lower() == "system.out" else "System.err"
-            else:
-                self.warn(f"[{o['target']}] should be System.out or System.err.", key + ".Target")
-                self.warn("Using previously set target, System.out by default.", key + ".Target")
-                del o["target"]
         if spec.cls in (
             "org.apache.log4j.FileAppender",
             "org.apache.log4j.RollingFileAppender",
@@ -594,9 +623,8 @@ class _Reader:
             if "file" not in o:
                 self.warn(f"File option not set for appender [{name}].", key)
                 self.warn("Are you using FileAppender instead of ConsoleAppender?", key)
-                spec.broken = spec.broken or f"No output stream or file set for the appender named [{name}]."
-            if spec.cls == "org.apache.log4j.RollingFileAppender" and "maxFileSize" in o:
-                o["maximumFileSize"] = str(self._file_size(o.pop("maxFileSize"), key))
+                # WriterAppender.checkEntryConditions asks for the stream before the layout.
+                spec.broken = f"No output stream or file set for the appender named [{name}]."
             if spec.cls == "org.apache.log4j.DailyRollingFileAppender":
                 from .dateformat import DateFormatError, SimpleDateFormat, periodicity
 
@@ -622,11 +650,15 @@ class _Reader:
                 try:
                     codecs.lookup(enc)
                 except LookupError:
-                    self.warn("Error initializing output writer.", key + ".Encoding")
-                    self.warn("Unsupported encoding?", key + ".Encoding")
+                    # FileAppender.createWriter warns each time it opens the file (at rollovers
+                    # too), and writes in the default charset.
+                    spec.unsupported_encoding = True
+                    if "file" in o:
+                        self.warn("Error initializing output writer.", key + ".Encoding")
+                        self.warn("Unsupported encoding?", key + ".Encoding")
                     del o["encoding"]
 
-    def _file_size(self, value: str, key: str) -> int:
+    def _file_size(self, value: str, key: str, default: int) -> int:
         """OptionConverter.toFileSize(value, maxFileSize + 1): KB/MB/GB only, else the default."""
         s = value.strip().upper()
         mult = 1
@@ -638,9 +670,9 @@ class _Reader:
         try:
             return _java_int(s) * mult
         except ValueError:
-            self.error(f"[{s}] is not in proper int form.", key + ".MaxFileSize")
-            self.error(f"[{value}] not in expected format.", key + ".MaxFileSize")
-            return classes.DEFAULT_MAX_FILE_SIZE + 1
+            self.error(f"[{s}] is not in proper int form.", key)
+            self.error(f"[{value}] not in expected format.", key)
+            return default
 
     def _filters(self, spec: AppenderSpec) -> None:
         prefix = f"log4j.appender.{spec.name}.filter."
@@ -680,6 +712,11 @@ class _Reader:
                     self.warn(f"No such property [{prop}] in {clazz}.", okey)
                     continue
                 converted = self._converted(prop, value, ptype, okey)
+                if converted is not None and prop == "levelToMatch":
+                    # LevelMatchFilter.setLevelToMatch: OptionConverter.toLevel(value, null), with
+                    # its warnings; an unknown name matches nothing.
+                    lvl = self.to_level(converted, None, okey)
+                    converted = "NULL" if lvl is None else log4j_name(lvl)
                 if converted is not None:
                     f.options[prop] = converted
             spec.filters.append(f)

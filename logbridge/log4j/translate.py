@@ -29,6 +29,7 @@ def _bool(v: str | None, default: bool) -> bool:
 
 
 def _level_opt(v: str | None) -> int | None:
+    # The model has converted Priority options already (custom level classes included).
     if v is None:
         return None
     return LEVELS.get(v.strip().upper(), LEVELS["DEBUG"])
@@ -105,6 +106,8 @@ def handler_config(a: AppenderSpec, threshold: int) -> dict[str, Any]:
         h = {"class": FILE_CLASSES[a.cls], "filename": o.get("file", "")}
         h["append"] = _bool(o.get("append"), True)
         h["encoding"] = o.get("encoding", "utf-8")
+        if a.unsupported_encoding:
+            h["unsupported_encoding"] = True
         if _bool(o.get("bufferedIO"), False):
             h["buffered_io"] = True
             h["buffer_size"] = int(o.get("bufferSize", classes.DEFAULT_BUFFER_SIZE))
@@ -144,7 +147,7 @@ def handler_config(a: AppenderSpec, threshold: int) -> dict[str, Any]:
         h = {"class": _H + "ConsoleAppenderHandler", "target": "System.err"}
     if a.broken is not None and "()" not in h and h["class"].startswith(_H):
         h["broken"] = a.broken
-    if a.closed and a.cls != "org.apache.log4j.varia.NullAppender":
+    if a.refuses_when_closed:
         return _closed_handler(a, h, threshold)
     if _has_layout(a):
         h["formatter"] = a.name
@@ -187,6 +190,11 @@ def to_dict_config(model: Model) -> dict[str, Any]:
     formatters = {
         n: formatter_config(model.appenders[n].layout) for n in used if _has_layout(model.appenders[n])
     }
+    for n in used:
+        a = model.appenders[n]
+        if a.cls == "org.apache.log4j.net.SyslogAppender" and a.layout is None:
+            # No layout: the bare message, and the throwable's lines as packets of their own.
+            formatters[n] = {"()": "logbridge.log4j.pattern.PatternLayoutFormatter", "pattern": "%m"}
     filters = {n: filter_config(model.appenders[n].filters) for n in used if model.appenders[n].filters}
     threshold = model.threshold
     handlers = {n: handler_config(model.appenders[n], threshold) for n in used}

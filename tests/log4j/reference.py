@@ -120,7 +120,7 @@ def _log4j_lines(text: str, out_dir: Path) -> list[str]:
     return [line for line in text.splitlines() if line.startswith(("log4j:WARN", "log4j:ERROR"))]
 
 
-def run_java(harness_dir: Path, props: Path, loggers: list[str], events: list[Event], out_dir: Path) -> Run:
+def _write_spec(props: Path, loggers: list[str], events: list[Event], out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = [f"props\t{_esc(str(props))}", f"starttime\t{START_MS}"]
     spec += [f"sysprop\t{k}\t{_esc(v)}" for k, v in variables(out_dir).items()]
@@ -136,15 +136,10 @@ def run_java(harness_dir: Path, props: Path, loggers: list[str], events: list[Ev
     spec_path = out_dir.parent / (out_dir.name + ".spec")
     report_path = out_dir.parent / (out_dir.name + ".json")
     spec_path.write_text("\n".join(spec) + "\n", encoding="utf-8")
-    cp = f"{JAR}{os.pathsep}{harness_dir}"
-    proc = subprocess.run(
-        ["java", *JAVA_FLAGS, "-cp", cp, "Harness", str(spec_path), str(report_path)],
-        capture_output=True,
-        timeout=60,
-        cwd=out_dir,
-    )
-    if proc.returncode != 0:
-        raise AssertionError(f"harness failed: {proc.stderr.decode(errors='replace')}")
+    return spec_path, report_path
+
+
+def _read_report(report_path: Path, out_dir: Path) -> Run:
     rep = json.loads(report_path.read_text(encoding="utf-8"))
     return Run(
         threshold=rep["threshold"],
@@ -155,6 +150,51 @@ def run_java(harness_dir: Path, props: Path, loggers: list[str], events: list[Ev
         stderr=rep["stderr"].replace(str(out_dir), "<dir>"),
         files=_read_files(out_dir),
     )
+
+
+def run_java(harness_dir: Path, props: Path, loggers: list[str], events: list[Event], out_dir: Path) -> Run:
+    run = run_java_batch(harness_dir, [(props, loggers, events, out_dir)])[0]
+    assert run is not None, f"log4j hung on {props}: {HUNG[str(props)][:3000]}"
+    return run
+
+
+Job = tuple[Path, list[str], list[Event], Path]  # properties file, loggers, events, output dir
+HUNG: dict[str, str] = {}  # properties file → log4j's thread stacks, for configurations log4j hung on
+
+
+def run_java_batch(harness_dir: Path, jobs: list[Job], timeout: float = 120) -> list[Run | None]:
+    """Several configurations in one JVM (each in a fresh log4j Hierarchy). A configuration
+    that log4j hangs on (its harness watchdog exits 3 after 20 s, with the threads' stacks) gets
+    None, is recorded in `HUNG`, and the rest run in a new JVM."""
+    specs = [_write_spec(props, loggers, events, out_dir) for props, loggers, events, out_dir in jobs]
+    cp = f"{JAR}{os.pathsep}{harness_dir}"
+    done = 0
+    while done < len(jobs):
+        args = [str(p) for pair in specs[done:] for p in pair]
+        try:
+            proc = subprocess.run(
+                ["java", *JAVA_FLAGS, "-cp", cp, "Harness", *args],
+                capture_output=True,
+                timeout=timeout,
+                cwd=jobs[0][3],
+            )
+        except subprocess.TimeoutExpired as exc:
+            started = (exc.stderr or b"").decode(errors="replace").strip().splitlines()[-1:]
+            raise AssertionError(f"harness timed out after {timeout} s, at {started}") from None
+        err = proc.stderr.decode(errors="replace")
+        if proc.returncode == 3 and "\nhung " in "\n" + err:
+            hung_spec = err.split("hung ", 1)[1].splitlines()[0]
+            hung = next(i for i, (spec, _) in enumerate(specs) if str(spec) == hung_spec)
+            HUNG[str(jobs[hung][0])] = err.split("hung ", 1)[1]
+            done = hung + 1
+            continue
+        if proc.returncode != 0:
+            raise AssertionError(f"harness failed: {err}")
+        done = len(jobs)
+    return [
+        _read_report(report, job[3]) if str(job[0]) not in HUNG else None
+        for (_, report), job in zip(specs, jobs, strict=True)
+    ]
 
 
 def assert_same_messages(py: Run, java: Run) -> None:
@@ -255,7 +295,7 @@ def run_python(props: Path, loggers: list[str], events: list[Event], out_dir: Pa
         err.write("".join(m + "\n" for m in model.log4j_messages()))
         cfg = log4j.translate.to_dict_config(model)
         logging.config.dictConfig(cfg)
-        logging.lastResort = log4j._NoAppenderWarning()
+        logging.lastResort = log4j._NoAppenderWarning(model.threshold)
         out.configuring = err.configuring = False
         enabled = []
         for e in events:

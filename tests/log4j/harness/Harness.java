@@ -1,7 +1,7 @@
 // Reference harness: configures real log4j 1.2.17 from a properties file and reports, as JSON,
 // what it did. pytest compiles this once per session and compares logbridge against it.
 //
-// Usage: java -cp log4j-1.2.jar:. Harness SPEC OUT
+// Usage: java -cp log4j-1.2.jar:. Harness SPEC OUT [SPEC OUT]...  (several: one fresh Hierarchy each)
 // SPEC is a tab-separated text file written by tests/log4j/reference.py (fields escaped with
 // \\ \t \n \r, \N = null):
 //   props PATH                       the properties file (PropertyConfigurator.configure(PATH))
@@ -105,12 +105,48 @@ public class Harness {
 
   public static void main(String[] args) {
     try {
-      run(args);
+      {
+        // SPEC OUT [SPEC OUT]...: one JVM start for many configurations, each in a fresh
+        // Hierarchy so that nothing (levels, appenders, the once-only "No appenders" warning)
+        // carries over from the previous one.
+        Object guard = new Object();
+        for (int i = 0; i + 1 < args.length; i += 2) {
+          LogManager.setRepositorySelector(
+              new DefaultRepositorySelector(new Hierarchy(new RootLogger(Level.DEBUG))), guard);
+          REAL_ERR.println("config " + args[i]);
+          REAL_ERR.flush();
+          Thread watchdog = watchdog(args[i]);
+          run(new String[] {args[i], args[i + 1]});
+          watchdog.interrupt();
+        }
+      }
     } catch (Throwable t) {
       t.printStackTrace(REAL_ERR);
       System.exit(1);
     }
     System.exit(0);  // no lingering appender threads (AsyncAppender)
+  }
+
+  /** A configuration that does not finish in 20 s: its threads' stacks, then exit status 3
+   * (reference.py starts a new JVM for the configurations after it). */
+  static Thread watchdog(String spec) {
+    Thread t = new Thread(() -> {
+      try {
+        Thread.sleep(20000);
+      } catch (InterruptedException e) {
+        return;
+      }
+      REAL_ERR.println("hung " + spec);
+      for (Map.Entry<Thread, StackTraceElement[]> e : Thread.getAllStackTraces().entrySet()) {
+        REAL_ERR.println("thread " + e.getKey().getName() + " " + e.getKey().getState());
+        for (StackTraceElement f : e.getValue()) REAL_ERR.println("\tat " + f);
+      }
+      REAL_ERR.flush();
+      Runtime.getRuntime().halt(3);
+    });
+    t.setDaemon(true);
+    t.start();
+    return t;
   }
 
   static void run(String[] args) throws Exception {
