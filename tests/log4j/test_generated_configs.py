@@ -59,8 +59,9 @@ def test_generated_configurations_same_as_log4j(log4j_harness: Path, tmp_path: P
             jobs, run_java_batch(log4j_harness, jobs), strict=True
         ):
             if java is None:
-                # log4j itself hung (seen once in thousands of runs, not reproduced alone): there
-                # is nothing to compare; the harness's thread dump says where.
+                # log4j itself deadlocked: an AsyncAppender with Blocking=false that discarded
+                # events makes LogManager.shutdown() wait for its dispatcher, which waits for the
+                # Hierarchy lock shutdown holds (README). Nothing to compare; the dump says where.
                 warnings.warn(f"log4j hung on {props.name}:\n{HUNG[str(props)][:4000]}", stacklevel=1)
                 continue
             py = run_python(props, loggers, events, java_dir.parent / "py")
