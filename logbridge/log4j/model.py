@@ -492,6 +492,7 @@ class _Reader:
         if "threshold" in spec.options:
             spec.threshold = self.to_level(spec.options["threshold"], LEVELS["DEBUG"], None)
         self._activate(spec)
+        self._async_shutdown_note(spec)
         self._filters(spec)
         if classes.is_application_appender(cls) and spec.needs_no_layout:
             pass  # said once every logger is known (_layoutless_application_appenders)
@@ -657,6 +658,15 @@ class _Reader:
                         self.warn("Error initializing output writer.", key + ".Encoding")
                         self.warn("Unsupported encoding?", key + ".Encoding")
                     del o["encoding"]
+
+    def _async_shutdown_note(self, spec: AppenderSpec) -> None:
+        if spec.cls == "org.apache.log4j.AsyncAppender" and spec.options.get("blocking") == "false":
+            self.differ(
+                f"AsyncAppender {spec.name} with Blocking=false: once it has discarded events, log4j "
+                "1.2.17 deadlocks in LogManager.shutdown() (the dispatcher asks for a logger while "
+                "shutdown holds the hierarchy's lock); logbridge counts them and shuts down",
+                "log4j.appender." + spec.name,
+            )
 
     def _file_size(self, value: str, key: str, default: int) -> int:
         """OptionConverter.toFileSize(value, maxFileSize + 1): KB/MB/GB only, else the default."""

@@ -73,7 +73,13 @@ class ConfigGenerator:
         if rng.random() < 0.3:
             lines.append(f"log4j.threshold={rng.choice(LEVELS)}")
         root_key = "log4j.rootLogger" if rng.random() < 0.9 else "log4j.rootCategory"
-        lines.append(f"{root_key}={self._logger_value(rng, used)}")
+        root_value = self._logger_value(rng, used)
+        if rng.random() < 0.2:  # through a ${} variable of the file, as Hadoop's files do
+            lines.append(f"root.logger={root_value}")
+            root_value = rng.choice(["${root.logger}", "${root.logger", "${undefined.var}"])
+        lines.append(f"{root_key}={root_value}")
+        if rng.random() < 0.1:
+            lines.append(rng.choice(["log4j.debug=true", "log4j.configDebug=true", "log4j.debug=false"]))
         loggers = rng.sample(LOGGER_NAMES, k=rng.randint(0, 4))
         for name in loggers:
             kind = "category" if rng.random() < 0.15 else "logger"
