@@ -43,21 +43,21 @@ from .dateformat import SimpleDateFormat, next_boundary_ms, periodicity
 from .levels import OFF
 
 
-def _log4j_error(message: str) -> None:
-    # LogLog.error: straight to the process's stderr, never through logging.
+def _loglog(prefix: str, message: str) -> None:
+    # LogLog.warn/error: straight to the process's stderr, never through logging.
     try:
-        sys.stderr.write("log4j:ERROR " + message + "\n")
+        sys.stderr.write(prefix + message + "\n")
         sys.stderr.flush()
     except Exception:
         pass
+
+
+def _log4j_error(message: str) -> None:
+    _loglog("log4j:ERROR ", message)
 
 
 def _log4j_warn(message: str) -> None:
-    try:
-        sys.stderr.write("log4j:WARN " + message + "\n")
-        sys.stderr.flush()
-    except Exception:
-        pass
+    _loglog("log4j:WARN ", message)
 
 
 def utf16_len(s: str) -> int:

@@ -140,7 +140,9 @@ def test_key_order_same_as_java(log4j_harness: Path, tmp_path: Path) -> None:
         parsed.append(load_properties(f))
     out = tmp_path / "order.json"
     subprocess.run(
-        ["java", "-cp", f"{JAR}:{log4j_harness}", "PropsOrder", str(out), *files], check=True, timeout=60
+        ["java", "-cp", f"{JAR}:{log4j_harness}", "PropsDump", "--order", str(out), *files],
+        check=True,
+        timeout=60,
     )
     for props, expected in zip(parsed, json.loads(out.read_text(encoding="utf-8")), strict=True):
         assert props.keys_java_order() == expected["keys"]
