@@ -104,7 +104,9 @@ def _concurrent_hash_map_order(keys: list[str]) -> list[str]:
     """Iteration order of JDK 17's ``new ConcurrentHashMap<>(8)`` after putting ``keys`` in order
     (as ``Properties.load`` does): 16 bins to start, doubled when the count reaches 3/4 of them;
     a resize splits each bin into a low and a high list, keeping the tail that shares one
-    destination (``lastRun``) in order and prepending the nodes before it."""
+    destination (``lastRun``) in order and prepending the nodes before it. Not reproduced: a bin
+    of more than 8 keys, which the JDK treeifies or answers with an early resize (astronomically
+    rare for real files); only the order of log4j's messages could then differ."""
     n = 16
     table: list[list[tuple[int, str]]] = [[] for _ in range(n)]
     for count, key in enumerate(keys, 1):
