@@ -147,3 +147,11 @@ def test_key_order_same_as_java(log4j_harness: Path, tmp_path: Path) -> None:
     for props, expected in zip(parsed, json.loads(out.read_text(encoding="utf-8")), strict=True):
         assert props.keys_java_order() == expected["keys"]
         assert props.property_names_java_order() == expected["names"]
+
+
+@given(st.lists(st.text(max_size=12), max_size=80))
+def test_java_orders_are_permutations_of_the_keys(keys: list[str]) -> None:
+    props = parse_properties("".join(f"{escape_key(k)}=v\n" for k in keys if k))
+    unique = sorted(set(k for k in keys if k))
+    assert sorted(props.keys_java_order()) == unique
+    assert sorted(props.property_names_java_order()) == unique
