@@ -21,6 +21,7 @@ log4j's OnlyOnceErrorHandler does.
 
 from __future__ import annotations
 
+import codecs
 import logging
 import logging.handlers
 import os
@@ -60,10 +61,27 @@ def utf16_len(s: str) -> int:
     return n
 
 
+def _codec_name(encoding: str | None) -> str | None:
+    if encoding is None:
+        return None
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        return None
+
+
+def layout_text(formatter: logging.Formatter | None, which: str) -> str | None:
+    """The layout's ``header`` or ``footer`` (HTMLLayout has both), None when it has none."""
+    make = getattr(formatter, which, None)
+    text = make() if callable(make) else None
+    return text if isinstance(text, str) else None
+
+
 class _Log4jMixin:
     terminator = ""
     broken: str | None = None
     _broken_reported = False
+    formatter: logging.Formatter | None
 
     def _refuse(self) -> bool:
         if self.broken is None:
@@ -72,6 +90,35 @@ class _Log4jMixin:
             self._broken_reported = True
             _log4j_error(self.broken)
         return True
+
+    def _write_layout_text(self, which: str) -> str:
+        """WriterAppender.writeHeader/writeFooter: the layout's text, straight to the open
+        stream (not through filters or thresholds); returns what was written."""
+        text = layout_text(self.formatter, which)
+        if text is None or self.broken is not None or not self._stream_open():
+            return ""
+        try:
+            self._write_raw(text)
+        except Exception:  # noqa: BLE001 - a header must not stop configuration
+            _log4j_error(f"Failed to write the layout's {which}.")
+            return ""
+        return text
+
+    def _stream_open(self) -> bool:
+        return getattr(self, "stream", None) is not None
+
+    def _write_raw(self, text: str) -> None:
+        stream: Any = getattr(self, "stream")  # noqa: B009 - set by the logging base class
+        stream.write(text)
+        stream.flush()
+
+    def setFormatter(self, fmt: logging.Formatter | None) -> None:  # noqa: N802 - logging's name
+        # log4j sets the layout, then activateOptions() opens the file and writes the header.
+        super().setFormatter(fmt)  # type: ignore[misc]
+        self._header_written(self._write_layout_text("header"))
+
+    def _header_written(self, text: str) -> None:
+        """Hook: the header was written when the layout was set."""
 
 
 class ConsoleAppenderHandler(_Log4jMixin, logging.StreamHandler):  # type: ignore[type-arg]
@@ -83,29 +130,75 @@ class ConsoleAppenderHandler(_Log4jMixin, logging.StreamHandler):  # type: ignor
         follow: bool = False,
         immediate_flush: bool = True,
         broken: str | None = None,
+        encoding: str | None = None,
     ):
         self.target = target
         self.follow = follow
         self.immediate_flush = immediate_flush
         self.broken = broken
+        self._closed = False
+        self._pending_header = ""
         super().__init__(self._current())
+        # Encoding: the appender's own charset, written to the stream's bytes (an unknown one was
+        # reported while configuring; the stream's charset is used then, as log4j uses the JVM's).
+        self._encoder_name = _codec_name(encoding)
+        self._encoder = (
+            codecs.getincrementalencoder(self._encoder_name)("replace") if self._encoder_name else None
+        )
 
     def _current(self) -> TextIO:
         return sys.stderr if self.target == "System.err" else sys.stdout
+
+    def setFormatter(self, fmt: logging.Formatter | None) -> None:  # noqa: N802 - logging's name
+        logging.Handler.setFormatter(self, fmt)
+        # log4j writes the header into its OutputStreamWriter, whose buffer holds it until the
+        # first event (or the footer) is flushed: it reaches the console with that event.
+        header = layout_text(fmt, "header")
+        self._pending_header = "" if header is None or self.broken is not None else header
+
+    def _write_raw(self, text: str, flush: bool = True) -> None:
+        stream = self._current() if self.follow else self.stream
+        text, self._pending_header = self._pending_header + text, ""
+        if self._encoder is not None and self._encoder_name is not None:
+            data = self._encoder.encode(text)
+            buffer = getattr(stream, "buffer", None)
+            if buffer is not None:
+                stream.flush()  # what went through the text layer comes first
+                buffer.write(data)
+                if flush:
+                    buffer.flush()
+                return
+            # A text-only stream (io.StringIO, a test's capture): the characters the charset kept.
+            text = data.decode(self._encoder_name, "replace")
+        try:
+            stream.write(text)
+        except UnicodeEncodeError:
+            # A character the stream's own charset cannot hold: Java's writer prints '?', it does
+            # not lose the event.
+            charset = getattr(stream, "encoding", None) or "ascii"
+            stream.write(text.encode(charset, "replace").decode(charset))
+        if flush:
+            stream.flush()
 
     def emit(self, record: logging.LogRecord) -> None:
         if self._refuse():
             return
         try:
-            msg = self.format(record)
-            stream = self._current() if self.follow else self.stream
-            stream.write(msg)
-            if self.immediate_flush:
-                stream.flush()
+            self._write_raw(self.format(record), self.immediate_flush)
         except RecursionError:
             raise
         except Exception:
             self.handleError(record)
+
+    def close(self) -> None:
+        self.acquire()
+        try:
+            if not self._closed:
+                self._closed = True
+                self._write_layout_text("footer")
+        finally:
+            self.release()
+        super().close()
 
 
 class FileAppenderHandler(_Log4jMixin, logging.FileHandler):
@@ -189,6 +282,14 @@ class FileAppenderHandler(_Log4jMixin, logging.FileHandler):
         except Exception:
             self.handleError(record)
 
+    def close(self) -> None:
+        self.acquire()
+        try:
+            self._write_layout_text("footer")  # once: the stream is None after the first close
+        finally:
+            self.release()
+        super().close()
+
 
 class RollingFileAppenderHandler(FileAppenderHandler):
     """``org.apache.log4j.RollingFileAppender``."""
@@ -254,6 +355,15 @@ class RollingFileAppenderHandler(FileAppenderHandler):
         finally:
             self.mode = saved
         self.count = os.path.getsize(base) if mode == "a" and os.path.exists(base := self.baseFilename) else 0
+        # setFile writes the header through the counting writer; in append mode the count is
+        # then reset to the file's length, which does not hold the unflushed header yet.
+        header = self._write_layout_text("header")
+        if mode == "w":
+            self.count += utf16_len(header)
+
+    def _header_written(self, text: str) -> None:
+        if not self.append:
+            self.count += utf16_len(text)
 
 
 class DailyRollingFileAppenderHandler(FileAppenderHandler):
@@ -305,6 +415,7 @@ class DailyRollingFileAppenderHandler(FileAppenderHandler):
             self.stream = self._open()
         finally:
             self.mode = saved
+        self._write_layout_text("header")
         self.scheduled_filename = dated
 
 

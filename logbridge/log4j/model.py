@@ -494,16 +494,16 @@ class _Reader:
                             self.warn(f"Unknown periodicity for appender [{name}].", key)
                     except DateFormatError as exc:
                         self.note(f"DatePattern {pattern!r}: {exc}", key)
-            enc = o.get("encoding")
-            if enc is not None:
-                import codecs
+        enc = o.get("encoding")  # WriterAppender.createWriter: files and the console alike
+        if enc is not None:
+            import codecs
 
-                try:
-                    codecs.lookup(enc)
-                except LookupError:
-                    self.warn("Error initializing output writer.", key + ".Encoding")
-                    self.warn("Unsupported encoding?", key + ".Encoding")
-                    del o["encoding"]
+            try:
+                codecs.lookup(enc)
+            except LookupError:
+                self.warn("Error initializing output writer.", key + ".Encoding")
+                self.warn("Unsupported encoding?", key + ".Encoding")
+                del o["encoding"]
 
     def _file_size(self, value: str, key: str) -> int:
         """OptionConverter.toFileSize(value, maxFileSize + 1): KB/MB/GB only, else the default."""
