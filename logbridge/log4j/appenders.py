@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+from .charsets import python_codec
 from .classes import (
     DEFAULT_BUFFER_SIZE,
     DEFAULT_DATE_PATTERN,
@@ -59,15 +60,6 @@ def utf16_len(s: str) -> int:
     if not s.isascii():
         n += sum(1 for ch in s if ord(ch) > 0xFFFF)
     return n
-
-
-def _codec_name(encoding: str | None) -> str | None:
-    if encoding is None:
-        return None
-    try:
-        return codecs.lookup(encoding).name
-    except LookupError:
-        return None
 
 
 def layout_text(formatter: logging.Formatter | None, which: str) -> str | None:
@@ -141,7 +133,7 @@ class ConsoleAppenderHandler(_Log4jMixin, logging.StreamHandler):  # type: ignor
         super().__init__(self._current())
         # Encoding: the appender's own charset, written to the stream's bytes (an unknown one was
         # reported while configuring; the stream's charset is used then, as log4j uses the JVM's).
-        self._encoder_name = _codec_name(encoding)
+        self._encoder_name = python_codec(encoding) if encoding is not None else None
         self._encoder = (
             codecs.getincrementalencoder(self._encoder_name)("replace") if self._encoder_name else None
         )
@@ -222,9 +214,8 @@ class FileAppenderHandler(_Log4jMixin, logging.FileHandler):
         self.broken = broken
         # Relative names resolve against the working directory, as java.io.File does.
         # Java's writers replace what the charset cannot encode with '?'; so does errors="replace".
-        super().__init__(
-            filename, mode="a" if append else "w", encoding=encoding, delay=True, errors="replace"
-        )
+        codec = (python_codec(encoding) or "utf-8") if encoding is not None else None
+        super().__init__(filename, mode="a" if append else "w", encoding=codec, delay=True, errors="replace")
         if broken is None:
             try:
                 self.stream = self._open()

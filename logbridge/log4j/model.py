@@ -496,11 +496,9 @@ class _Reader:
                         self.note(f"DatePattern {pattern!r}: {exc}", key)
         enc = o.get("encoding")  # WriterAppender.createWriter: files and the console alike
         if enc is not None:
-            import codecs
+            from .charsets import python_codec
 
-            try:
-                codecs.lookup(enc)
-            except LookupError:
+            if python_codec(enc) is None:
                 self.warn("Error initializing output writer.", key + ".Encoding")
                 self.warn("Unsupported encoding?", key + ".Encoding")
                 del o["encoding"]

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from logbridge.log4j.charsets import python_codec
+
 from .reference import Event, Run, run_java, run_python, standard_events
 
 pytestmark = pytest.mark.java
@@ -117,7 +119,15 @@ def test_xml_and_html_layouts_on_generated_events_same_as_log4j(
         "log4j.appender.CON=org.apache.log4j.ConsoleAppender",
         f"log4j.appender.CON.layout={cls}",
         "log4j.appender.CON.layout.LocationInfo=true",
+        # Rolled files: each gets the header again (counted in the size), no footer.
+        "log4j.appender.ROLL=org.apache.log4j.RollingFileAppender",
+        "log4j.appender.ROLL.File=${dir}/roll.log",
+        "log4j.appender.ROLL.MaxFileSize=20KB",
+        "log4j.appender.ROLL.MaxBackupIndex=3",
+        "log4j.appender.ROLL.Append=false",
+        f"log4j.appender.ROLL.layout={cls}",
     ]
+    lines[0] += ", ROLL"
     loggers = ["root", "com.example.deep.Service", "a<b>.c&d"]
     events = random_events(rng, loggers, 150) + standard_events(loggers)
     case = _props(tmp_path, lines)
@@ -129,6 +139,7 @@ def test_xml_and_html_layouts_on_generated_events_same_as_log4j(
         }
         run.stdout_bytes = _SESSION_START.sub(b"Log session start time <time><br>", run.stdout_bytes)
     _same(java, py)
+    assert "roll.log.2" in java.files  # the rolled files were compared too
 
 
 def test_html_header_start_time_is_java_date_to_string(tmp_path: Path, paris_tz: None) -> None:
@@ -212,6 +223,10 @@ def _console_case(tmp_path: Path, encoding: str | None, layout: str = "PatternLa
         lines.append("log4j.appender.CON.layout.ConversionPattern=%p %m%n")
     if encoding is not None:
         lines.append(f"log4j.appender.CON.Encoding={encoding}")
+        # The same charset on a file, appended to twice (Java writes UTF-16's BOM each time).
+        lines[0] += ", FILE"
+        lines += _file_appender("FILE", "org.apache.log4j.PatternLayout", ConversionPattern="%m%n")
+        lines.append(f"log4j.appender.FILE.Encoding={encoding}")
     return _props(tmp_path, lines)
 
 
@@ -219,7 +234,18 @@ _UNENCODABLE = ["héllo wörld", "✓ done", "€ 5", "😀 smile", "日本語",
 
 
 @pytest.mark.parametrize(
-    "encoding", ["ISO-8859-1", "US-ASCII", "UTF-8", "windows-1252", "UTF-16BE", "NOT-A-CHARSET"]
+    "encoding",
+    [
+        "ISO-8859-1",
+        "US-ASCII",
+        "UTF-8",
+        "windows-1252",
+        "UTF-16BE",
+        "UTF-16",
+        "UTF-32",
+        "rot13",
+        "NOT-A-CHARSET",
+    ],
 )
 def test_console_encoding_same_as_log4j(
     encoding: str, log4j_harness: Path, tmp_path: Path, paris_tz: None
@@ -228,10 +254,14 @@ def test_console_encoding_same_as_log4j(
     cannot hold is ``?``, no event is lost; an unknown charset warns and uses the default."""
     case = _console_case(tmp_path, encoding)
     events = [Event("root", "INFO", 1582124702441 + i, m) for i, m in enumerate(_UNENCODABLE)]
+    for run_dir in ("java", "py"):
+        (tmp_path / run_dir).mkdir()
+        (tmp_path / run_dir / "FILE.log").write_bytes("before\n".encode(python_codec(encoding) or "utf-8"))
     java = run_java(log4j_harness, case, ["root"], events, tmp_path / "java")
     py = run_python(case, ["root"], events, tmp_path / "py")
     _same(java, py)
-    assert py.stdout_bytes.count(b"\n" if "16" not in encoding else b"\x00\n") == len(_UNENCODABLE)
+    lines = py.stdout_bytes.decode(python_codec(encoding) or "utf-8").splitlines()
+    assert len(lines) == len(_UNENCODABLE)
 
 
 @pytest.mark.parametrize("layout", ["PatternLayout", "HTMLLayout"])
