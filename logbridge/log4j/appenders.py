@@ -73,6 +73,7 @@ class _Log4jMixin:
     terminator = ""
     broken: str | None = None
     _broken_reported = False
+    _headed_stream: object = None  # the stream whose header is written
     formatter: logging.Formatter | None
 
     def _refuse(self) -> bool:
@@ -94,6 +95,8 @@ class _Log4jMixin:
         except Exception:  # noqa: BLE001 - a header must not stop configuration
             _log4j_error(f"Failed to write the layout's {which}.")
             return ""
+        if which == "header":
+            self._headed_stream = getattr(self, "stream", None)
         return text
 
     def _stream_open(self) -> bool:
@@ -107,7 +110,9 @@ class _Log4jMixin:
     def setFormatter(self, fmt: logging.Formatter | None) -> None:  # noqa: N802 - logging's name
         # log4j sets the layout, then activateOptions() opens the file and writes the header.
         super().setFormatter(fmt)  # type: ignore[misc]
-        self._header_written(self._write_layout_text("header"))
+        stream = getattr(self, "stream", None)
+        if stream is None or stream is not self._headed_stream:  # a second setFormatter: no second header
+            self._header_written(self._write_layout_text("header"))
 
     def _header_written(self, text: str) -> None:
         """Hook: the header was written when the layout was set."""
@@ -143,10 +148,14 @@ class ConsoleAppenderHandler(_Log4jMixin, logging.StreamHandler):  # type: ignor
 
     def setFormatter(self, fmt: logging.Formatter | None) -> None:  # noqa: N802 - logging's name
         logging.Handler.setFormatter(self, fmt)
+        if self._headed_stream is not None:
+            return  # the header went out with the first formatter
         # log4j writes the header into its OutputStreamWriter, whose buffer holds it until the
         # first event (or the footer) is flushed: it reaches the console with that event.
         header = layout_text(fmt, "header")
         self._pending_header = "" if header is None or self.broken is not None else header
+        if self._pending_header:
+            self._headed_stream = self.stream
 
     def _write_raw(self, text: str, flush: bool = True) -> None:
         stream = self._current() if self.follow else self.stream
