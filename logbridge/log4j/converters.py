@@ -102,12 +102,21 @@ def method_name(r: logging.LogRecord) -> str:
     return r.funcName if location_known(r) and r.funcName and r.funcName != _UNKNOWN_FUNCTION else NA
 
 
+def location_parts(r: logging.LogRecord) -> tuple[str, str, str, str]:
+    """Class, method, file and line, as XMLLayout's ``<log4j:locationInfo>`` prints them."""
+    if not location_known(r):
+        return getattr(r, "className", None) or NA, NA, NA, NA
+    method = r.funcName if r.funcName and r.funcName != _UNKNOWN_FUNCTION else NA
+    return getattr(r, "className", None) or r.module, method, r.filename or NA, str(r.lineno)
+
+
 def location(r: logging.LogRecord) -> str | None:
     """``LocationInfo.fullInfo``: ``class.method(file:line)``; null when the location is unknown
     (PatternLayout then prints nothing, EnhancedPatternLayout ``null``)."""
     if not location_known(r):
         return None
-    return f"{class_name(r)}.{method_name(r)}({file_name(r)}:{line_number(r)})"
+    cls, method, file, line = location_parts(r)
+    return f"{cls}.{method}({file}:{line})"
 
 
 def last_elements(name: str, count: int) -> str:

@@ -13,12 +13,9 @@ from __future__ import annotations
 import logging
 
 from .converters import (
-    class_name,
-    file_name,
     java_sorted,
     java_str,
-    line_number,
-    method_name,
+    location_parts,
     record_mdc,
     record_millis,
     record_ndc,
@@ -53,10 +50,10 @@ class XMLLayoutFormatter(logging.Formatter):
             body = "".join(escape_cdata(line) + _CRLF for line in lines)
             out.append(f"<log4j:throwable><![CDATA[{body}]]></log4j:throwable>{_CRLF}")
         if self.location_info:
+            cls, method, file, line = location_parts(record)
             out.append(
-                f'<log4j:locationInfo class="{escape_tags(class_name(record))}" '
-                f'method="{escape_tags(method_name(record))}" file="{escape_tags(file_name(record))}" '
-                f'line="{line_number(record)}"/>{_CRLF}'
+                f'<log4j:locationInfo class="{escape_tags(cls)}" method="{escape_tags(method)}" '
+                f'file="{escape_tags(file)}" line="{line}"/>{_CRLF}'
             )
         if self.properties:
             mdc = record_mdc(record)
