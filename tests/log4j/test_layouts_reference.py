@@ -126,8 +126,13 @@ def test_xml_and_html_layouts_on_generated_events_same_as_log4j(
         "log4j.appender.ROLL.MaxBackupIndex=3",
         "log4j.appender.ROLL.Append=false",
         f"log4j.appender.ROLL.layout={cls}",
+        # Appending: log4j counts the file's length before its (unflushed) header.
+        "log4j.appender.ROLLA=org.apache.log4j.RollingFileAppender",
+        "log4j.appender.ROLLA.File=${dir}/rolla.log",
+        "log4j.appender.ROLLA.MaxFileSize=10KB",
+        f"log4j.appender.ROLLA.layout={cls}",
     ]
-    lines[0] += ", ROLL"
+    lines[0] += ", ROLL, ROLLA"
     loggers = ["root", "com.example.deep.Service", "a<b>.c&d"]
     events = random_events(rng, loggers, 150) + standard_events(loggers)
     case = _props(tmp_path, lines)
@@ -139,7 +144,7 @@ def test_xml_and_html_layouts_on_generated_events_same_as_log4j(
         }
         run.stdout_bytes = _SESSION_START.sub(b"Log session start time <time><br>", run.stdout_bytes)
     _same(java, py)
-    assert "roll.log.2" in java.files  # the rolled files were compared too
+    assert "roll.log.2" in java.files and "rolla.log.1" in java.files  # rolled files compared too
 
 
 def test_html_header_start_time_is_java_date_to_string(tmp_path: Path, paris_tz: None) -> None:
