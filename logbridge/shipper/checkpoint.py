@@ -130,6 +130,18 @@ class Entry:
         return max(0, self.size - self.offset)
 
 
+def decode(raw: bytes) -> dict[str, Entry]:
+    """The entries of a checkpoint file's bytes, by source id; `ValueError` naming what is wrong
+    when they are not a checkpoint of this version (also read by other processes: `shipped`)."""
+    try:
+        doc = orjson.loads(raw)
+        if doc.get("version") != VERSION:
+            raise ValueError(f"unknown checkpoint version {doc.get('version')!r}")
+        return {e["source"]: Entry(**e) for e in doc["files"]}
+    except (TypeError, KeyError, AttributeError) as exc:
+        raise ValueError(f"not a checkpoint: {type(exc).__name__}: {exc}") from exc
+
+
 class CheckpointStore:
     """The checkpoint file of one state dir."""
 
@@ -149,11 +161,8 @@ class CheckpointStore:
         except FileNotFoundError:
             return {}
         try:
-            doc = orjson.loads(raw)
-            if doc.get("version") != VERSION:
-                raise ValueError(f"unknown checkpoint version {doc.get('version')!r}")
-            return {e["source"]: Entry(**e) for e in doc["files"]}
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            return decode(raw)
+        except ValueError as exc:
             aside = self.path.with_name(f"{FILE_NAME}.corrupt-{int(time.time())}")
             os.replace(self.path, aside)
             log.error(
