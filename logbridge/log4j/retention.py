@@ -191,7 +191,7 @@ class RetentionGuard:
                 self.say(
                     "WARN",
                     f"{self.owner}: {exc}; no backup is known to be shipped"
-                    + (", so backups are kept (within the caps)." if self.keeps else ".")
+                    + (", so backups are kept (within the caps)." if self.keeps else "."),
                 )
             return None
         self._unreadable_said = None
@@ -281,7 +281,7 @@ class RetentionGuard:
         self.say(
             "ERROR",
             f"{self.owner}: deleted [{loss.path}] before the shipper had shipped it: "
-            f"{loss.unshipped} of its {loss.size} bytes were not acknowledged ({why})."
+            f"{loss.unshipped} of its {loss.size} bytes were not acknowledged ({why}).",
         )
         self._pending.append(loss)
 

@@ -65,7 +65,9 @@ class ShippedView:
         try:
             raw = path.read_bytes()
         except OSError as exc:
-            raise CheckpointUnreadable(f"cannot read the shipper's checkpoint {path}: {exc.strerror}") from exc
+            raise CheckpointUnreadable(
+                f"cannot read the shipper's checkpoint {path}: {exc.strerror}"
+            ) from exc
         try:
             return cls(decode(raw).values())
         except ValueError as exc:

@@ -104,7 +104,9 @@ def test_unshipped_backups_are_kept_past_max_backup_index_then_deleted_once_ship
     tmp_path: Path, loopback_collector: Any, capsys: pytest.CaptureFixture[str], loss_events: list[Any]
 ) -> None:
     logs = tmp_path / "logs"
-    h = _rolling(logs / "app.log", max_backup_index=2, retention={"shipper_state_dir": str(tmp_path / "state")})
+    h = _rolling(
+        logs / "app.log", max_backup_index=2, retention={"shipper_state_dir": str(tmp_path / "state")}
+    )
     _write(h, 0, 12)  # 6 rollovers, no shipper has run: nothing is known to be shipped
     assert _backups(logs) == ["app.log", *(f"app.log.{i}" for i in range(1, 7))]
     assert h.retention is not None and h.retention.stats.kept_files == 4
@@ -240,7 +242,9 @@ def test_bad_or_unknown_properties_options_are_named(tmp_path: Path) -> None:
         "log4j.appender.A.logbridge.ShipperStateDir=/var/lib/logbridge/shipper\n"
     )
     props.write_text(base + "log4j.appender.A.logbridge.MaxKeptFiles=many\n")
-    with pytest.raises(ConfigError, match=r"log4j\.appender\.A\.logbridge\.MaxKeptFiles: expected a whole number"):
+    with pytest.raises(
+        ConfigError, match=r"log4j\.appender\.A\.logbridge\.MaxKeptFiles: expected a whole number"
+    ):
         logbridge.configure(props)
     props.write_text(base + "log4j.appender.A.logbridge.KeepUnshiped=true\n")
     notes = [d.message for d in load_model(props).diagnostics]

@@ -19,9 +19,7 @@ def _lines(first: int, n: int) -> bytes:
     return b"".join(b'{"msgType":"t","seq":%d}\n' % i for i in range(first, first + n))
 
 
-def test_a_shipped_file_is_known_by_inode_and_bytes_after_a_rename(
-    tmp_path: Path, make_config: Any
-) -> None:
+def test_a_shipped_file_is_known_by_inode_and_bytes_after_a_rename(tmp_path: Path, make_config: Any) -> None:
     cfg = make_config()
     log = tmp_path / "logs" / "a.log"
     log.write_bytes(_lines(0, 50))
