@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
-from ..shipper.shipped import CheckpointUnreadable, FileShipping, ShippedView, unknown
+from ..shipper.shipped import CachedView, CheckpointUnreadable, FileShipping, ShippedView, unknown
 from ..units import parse_size
 
 LOSS_TOPIC = "generic-failure"
@@ -175,6 +175,7 @@ class RetentionGuard:
         self._pending: list[BackupLoss] = []
         self._unreadable_said: str | None = None
         self._reporting = threading.local()
+        self._checkpoint = CachedView(settings.shipper_state_dir)
 
     @property
     def keeps(self) -> bool:
@@ -184,7 +185,7 @@ class RetentionGuard:
 
     def _view(self) -> ShippedView | None:
         try:
-            view = ShippedView.read(self.settings.shipper_state_dir)
+            view = self._checkpoint.read()
         except CheckpointUnreadable as exc:
             if self._unreadable_said != str(exc):
                 self._unreadable_said = str(exc)

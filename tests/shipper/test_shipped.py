@@ -52,6 +52,20 @@ def test_a_file_the_shipper_never_saw_is_wholly_unshipped(tmp_path: Path, make_c
     assert state.acked == 0 and state.unshipped == other.stat().st_size
 
 
+def test_a_malformed_entry_counts_as_nothing_shipped(tmp_path: Path, make_config: Any) -> None:
+    cfg = make_config()
+    log = tmp_path / "logs" / "a.log"
+    log.write_bytes(_lines(0, 3))
+    st = log.stat()
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / FILE_NAME).write_bytes(
+        b'{"version": 1, "files": [{"source": "x", "dev": %d, "ino": %d, "offset": 999}]}'
+        % (st.st_dev, st.st_ino)
+    )
+    state = ShippedView.read(cfg.state_dir).of(log)
+    assert state.acked == 0 and not state.shipped
+
+
 def test_a_reused_inode_with_other_bytes_is_not_taken_for_the_shipped_file(
     tmp_path: Path, make_config: Any
 ) -> None:
@@ -70,7 +84,10 @@ def test_a_missing_or_bad_checkpoint_is_reported_and_left_alone(tmp_path: Path) 
     with pytest.raises(CheckpointUnreadable, match="cannot read the shipper's checkpoint"):
         ShippedView.read(tmp_path)
     bad = tmp_path / FILE_NAME
-    bad.write_bytes(b'{"version": 1, "files": [{"source": "x"}]}')
+    bad.write_bytes(b'{"version": 1, "files": {"source": "x"}}')
+    with pytest.raises(CheckpointUnreadable, match="unreadable"):
+        ShippedView.read(tmp_path)
+    bad.write_bytes(b"[1, 2")
     with pytest.raises(CheckpointUnreadable, match="unreadable"):
         ShippedView.read(tmp_path)
     bad.write_bytes(b'{"version": 99, "files": []}')
