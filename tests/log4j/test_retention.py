@@ -23,17 +23,10 @@ from logbridge.log4j.retention import LOSS_MSG_TYPE, compaction_moves
 from logbridge.shipper import Shipper
 from logbridge.shipper.config import validate_dict
 
-from .reference import reset_logging
-
 LINE = 50  # bytes a record takes with "%m%n" (49 characters and the newline)
 
 
-@pytest.fixture(autouse=True)
-def clean_logging() -> Iterator[None]:
-    saved = logging.lastResort
-    yield
-    reset_logging()
-    logging.lastResort = saved
+pytestmark = pytest.mark.usefixtures("clean_logging")
 
 
 class Collected(logging.Handler):
