@@ -212,13 +212,16 @@ class _RetentionMixin(FileAppenderHandler):
         )
         self.retention = RetentionGuard(settings, f"{kind} [{filename}]", _log4j_say)
 
-    def emit(self, record: logging.LogRecord) -> None:
-        super().emit(record)
-        if self.retention is not None:
+    def handle(self, record: logging.LogRecord) -> bool:
+        rv = super().handle(record)
+        guard = self.retention
+        if guard is not None and guard.has_pending and self.lock is not None:
+            # Once the handler's lock is released: the loss events go through other handlers.
             try:
-                self.retention.report_pending(self.name or self.baseFilename)
+                guard.report_pending(self.name or self.baseFilename, self.lock)
             except Exception:
                 self.handleError(record)
+        return rv
 
 
 class RollingFileAppenderHandler(_RetentionMixin):

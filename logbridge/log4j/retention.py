@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -286,26 +287,36 @@ class RetentionGuard:
         )
         self._pending.append(loss)
 
-    def report_pending(self, appender: str) -> None:
-        """Write an audit event per loss not yet written: after the rollover, once the handler
-        is whole again (the event may well come back to this same handler)."""
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._pending)
+
+    def report_pending(self, appender: str, lock: AbstractContextManager[Any]) -> None:
+        """Write an audit event per loss not yet written. Called by the handler after its rollover,
+        *outside* its lock (``lock`` guards the list only): the event goes to other handlers,
+        whose locks must never be taken while this one is held (two guarded handlers reporting to
+        each other would deadlock), and it may well come back to this same handler."""
         if getattr(self._reporting, "active", False):
-            return  # the outer call drains what this nested one would have
+            return  # the outer call, on this thread, drains what this nested one would have
         self._reporting.active = True
         try:
             from .. import audit
 
-            while self._pending:
-                loss = self._pending.pop(0)
-                audit.emit(
-                    LOSS_TOPIC,
-                    LOSS_MSG_TYPE,
-                    appender=appender,
-                    file=loss.path,
-                    bytes=loss.size,
-                    unshippedBytes=loss.unshipped,
-                    reason=loss.why,
-                )
+            while True:
+                with lock:
+                    losses, self._pending = self._pending, []
+                if not losses:
+                    return
+                for loss in losses:
+                    audit.emit(
+                        LOSS_TOPIC,
+                        LOSS_MSG_TYPE,
+                        appender=appender,
+                        file=loss.path,
+                        bytes=loss.size,
+                        unshippedBytes=loss.unshipped,
+                        reason=loss.why,
+                    )
         finally:
             self._reporting.active = False
 
