@@ -297,26 +297,25 @@ class RetentionGuard:
         whose locks must never be taken while this one is held (two guarded handlers reporting to
         each other would deadlock), and it may well come back to this same handler."""
         if getattr(self._reporting, "active", False):
-            return  # the outer call, on this thread, drains what this nested one would have
+            return  # an event written by this thread's report came back here: the next call
         self._reporting.active = True
         try:
             from .. import audit
 
-            while True:
-                with lock:
-                    losses, self._pending = self._pending, []
-                if not losses:
-                    return
-                for loss in losses:
-                    audit.emit(
-                        LOSS_TOPIC,
-                        LOSS_MSG_TYPE,
-                        appender=appender,
-                        file=loss.path,
-                        bytes=loss.size,
-                        unshippedBytes=loss.unshipped,
-                        reason=loss.why,
-                    )
+            # One pass: losses that these events cause in turn (they may roll this very file)
+            # wait for the next record, so a file smaller than an event cannot loop forever.
+            with lock:
+                losses, self._pending = self._pending, []
+            for loss in losses:
+                audit.emit(
+                    LOSS_TOPIC,
+                    LOSS_MSG_TYPE,
+                    appender=appender,
+                    file=loss.path,
+                    bytes=loss.size,
+                    unshippedBytes=loss.unshipped,
+                    reason=loss.why,
+                )
         finally:
             self._reporting.active = False
 

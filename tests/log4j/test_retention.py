@@ -249,3 +249,29 @@ def test_a_bad_retention_mapping_is_a_config_error_naming_the_key(tmp_path: Path
         _rolling(tmp_path / "app.log", retention={"shipper_state_dir": "/x", "max_kept_bytes": "lots"})
     with pytest.raises(ConfigError, match="retention: unknown key"):
         _rolling(tmp_path / "app.log", retention={"shipper_state_dir": "/x", "keep": True})
+
+
+def test_loss_events_that_come_back_to_the_same_handler_do_not_loop(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The handler also takes ``dku.audit.generic-failure``, and a loss event is longer than its
+    MaxFileSize: each event written rolls the file and loses the backup again. Every call ends;
+    every loss is counted, and its event written once the next record comes."""
+    logs = tmp_path / "logs"
+    retention = {"shipper_state_dir": str(tmp_path / "none"), "max_kept_files": 0}
+    h = _rolling(logs / "app.log", max_backup_index=1, retention=retention)
+    failures = logging.getLogger("dku.audit.generic-failure")
+    failures.addHandler(h)
+    failures.setLevel(logging.INFO)
+    failures.propagate = False
+    try:
+        _write(h, 0, 40)
+    finally:
+        failures.removeHandler(h)
+        h.close()
+    assert h.retention is not None
+    stats = h.retention.stats
+    assert stats.lost_files >= 19  # at least every rollover of the 40 records lost a backup
+    written = sum(p.read_text().count(LOSS_MSG_TYPE) for p in logs.iterdir())
+    assert 0 < written <= stats.lost_files
+    assert capsys.readouterr().err.count("log4j:ERROR") == stats.lost_files
