@@ -106,9 +106,9 @@ def test_rolling_past_max_backup_index_while_the_collector_is_down(
     backups = sorted(p.name for p in logs.glob("audit.log.*"))
     if keep:
         assert guard.stats.lost_files == 0 and guard.stats.kept_files >= 30, guard.stats
-        assert len(backups) == MAX_BACKUP_INDEX + guard.stats.kept_files
+        assert len(backups) == MAX_BACKUP_INDEX + guard.stats.kept_files, backups
     else:
-        assert guard.stats.lost_files >= 30 and len(backups) == MAX_BACKUP_INDEX
+        assert guard.stats.lost_files >= 30 and len(backups) == MAX_BACKUP_INDEX, (guard.stats, backups)
 
     c.start()
     s.wait_caught_up(60)
@@ -135,12 +135,17 @@ def test_rolling_past_max_backup_index_while_the_collector_is_down(
         stats = guard.stats
         # Each loss: a log4j:ERROR line naming the file, the counters, an event in the store.
         lines = [line for line in err.splitlines() if "before the shipper had shipped it" in line]
-        assert len(lines) == stats.lost_files and len(losses) == stats.lost_files
+        assert len(lines) == stats.lost_files and len(losses) == stats.lost_files, (
+            f"{len(lines)} lines on stderr, {len(losses)} loss events stored, {stats}\n{s.log_tail()}"
+        )
         assert all(f"deleted [{logs / 'audit.log.2'}]" in line for line in lines)
         assert {e["file"] for e in losses} == {str(logs / "audit.log.2")}
         assert sum(e["unshippedBytes"] for e in losses) == stats.lost_bytes
         # Nothing lost silently: every missing event is within the reported bytes, none twice.
         missing = set(range(total)) - set(counts)
-        assert missing and not [seq for seq, n in counts.items() if n > 1]
+        twice = [seq for seq, n in counts.items() if n > 1]
+        assert missing and not twice, f"{len(missing)} missing, {len(twice)} stored twice\n{s.log_tail()}"
         line_bytes = min(e["bytes"] for e in losses) // 16  # a 4KB file holds 16+ events
-        assert len(missing) * line_bytes <= stats.lost_bytes
+        assert len(missing) * line_bytes <= stats.lost_bytes, (
+            f"{len(missing)} events missing, more than the {stats.lost_bytes} bytes reported lost hold"
+        )
