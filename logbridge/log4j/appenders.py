@@ -10,6 +10,8 @@
   to ``file.1 … file.N``.
 - `DailyRollingFileAppenderHandler`: rolls at the ``DatePattern`` boundary, before writing the
   first event of the new period, to ``file`` + the pattern formatted at the previous period.
+- Both rolling handlers take ``retention`` (off by default): backups the shipper has not shipped
+  are kept rather than deleted, and deletions of unshipped bytes are reported (`retention`).
 - `AsyncAppenderHandler`: a `QueueHandler` whose `QueueListener` feeds named handlers.
 - `SyslogAppenderHandler`: log4j's SyslogAppender packets over UDP.
 
