@@ -275,3 +275,26 @@ def test_loss_events_that_come_back_to_the_same_handler_do_not_loop(
     written = sum(p.read_text().count(LOSS_MSG_TYPE) for p in logs.iterdir())
     assert 0 < written <= stats.lost_files
     assert capsys.readouterr().err.count("log4j:ERROR") == stats.lost_files
+
+
+def _first_seq(path: Path) -> int:
+    return int(path.read_text().split('"seq":', 1)[1].split("}", 1)[0])
+
+
+def test_a_kept_backup_shipped_out_of_order_goes_and_the_rest_close_up_in_order(
+    tmp_path: Path, loopback_collector: Any
+) -> None:
+    logs = tmp_path / "logs"
+    h = _rolling(
+        logs / "app.log", max_backup_index=2, retention={"shipper_state_dir": str(tmp_path / "state")}
+    )
+    _write(h, 0, 12)  # app.log.1 … app.log.6, nothing shipped: 4 kept past MaxBackupIndex
+    before = {i: _first_seq(logs / f"app.log.{i}") for i in range(1, 7)}
+    assert [before[i] for i in range(6, 0, -1)] == [0, 2, 4, 6, 8, 10]  # oldest last
+    _ship(tmp_path, loopback_collector.url, str(logs / "app.log.4"))  # only that one is shipped
+    _write(h, 12, 2)  # one rollover: .4 goes, .2 .3 .5 .6 are kept as .3 .4 .5 .6, .1 → .2
+    h.close()
+    after = {i: _first_seq(logs / f"app.log.{i}") for i in range(1, 7)}
+    assert after == {1: 12, 2: before[1], 3: before[2], 4: before[3], 5: before[5], 6: before[6]}
+    assert h.retention is not None and h.retention.stats.deleted_shipped == 1
+    assert sorted(e["seq"] for e in loopback_collector.events()) == [before[4], before[4] + 1]
