@@ -10,6 +10,8 @@
   to ``file.1 … file.N``.
 - `DailyRollingFileAppenderHandler`: rolls at the ``DatePattern`` boundary, before writing the
   first event of the new period, to ``file`` + the pattern formatted at the previous period.
+- Both rolling handlers take ``retention`` (off by default): backups the shipper has not shipped
+  are kept rather than deleted, and deletions of unshipped bytes are reported (`retention`).
 - `AsyncAppenderHandler`: a `QueueHandler` whose `QueueListener` feeds named handlers.
 - `SyslogAppenderHandler`: log4j's SyslogAppender packets over UDP.
 
@@ -30,7 +32,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 from .charsets import python_codec
@@ -43,15 +45,21 @@ from .classes import (
 from .converters import throwable_lines
 from .dateformat import SimpleDateFormat, next_boundary_ms, periodicity
 from .levels import OFF
+from .retention import RetentionGuard, RetentionSettings
+from .retention import attempt as _try
 
 
-def _log4j_error(message: str) -> None:
-    # LogLog.error: straight to the process's stderr, never through logging.
+def _log4j_say(level: str, message: str) -> None:
+    # LogLog.error/warn: straight to the process's stderr, never through logging.
     try:
-        sys.stderr.write("log4j:ERROR " + message + "\n")
+        sys.stderr.write(f"log4j:{level} {message}\n")
         sys.stderr.flush()
     except Exception:
         pass
+
+
+def _log4j_error(message: str) -> None:
+    _log4j_say("ERROR", message)
 
 
 def utf16_len(s: str) -> int:
@@ -291,20 +299,51 @@ class FileAppenderHandler(_Log4jMixin, logging.FileHandler):
         super().close()
 
 
-class RollingFileAppenderHandler(FileAppenderHandler):
-    """``org.apache.log4j.RollingFileAppender``."""
+class _RetentionMixin(FileAppenderHandler):
+    """The retention guard of a rolling handler (`retention`): None keeps log4j's deletions."""
+
+    retention: RetentionGuard | None = None
+
+    def _guard(self, filename: str, retention: Mapping[str, Any] | RetentionSettings | None) -> None:
+        if retention is None:
+            return
+        kind = type(self).__name__
+        settings = (
+            retention
+            if isinstance(retention, RetentionSettings)
+            else RetentionSettings.from_config(retention, f"{kind} {filename}")
+        )
+        self.retention = RetentionGuard(settings, f"{kind} [{filename}]", _log4j_say)
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        rv = super().handle(record)
+        guard = self.retention
+        if guard is not None and guard.has_pending and self.lock is not None:
+            # Once the handler's lock is released: the loss events go through other handlers.
+            try:
+                guard.report_pending(self.name or self.baseFilename, self.lock)
+            except Exception:
+                self.handleError(record)
+        return rv
+
+
+class RollingFileAppenderHandler(_RetentionMixin):
+    """``org.apache.log4j.RollingFileAppender``; ``retention`` (a mapping of
+    `RetentionSettings`) keeps backups the shipper has not shipped yet (`retention`)."""
 
     def __init__(
         self,
         filename: str,
         max_file_size: int = DEFAULT_MAX_FILE_SIZE,
         max_backup_index: int = DEFAULT_MAX_BACKUP_INDEX,
+        retention: Mapping[str, Any] | RetentionSettings | None = None,
         **kwargs: Any,
     ):
         self.max_file_size = max_file_size
         self.max_backup_index = max_backup_index
         self.count = 0
         self.next_rollover = 0
+        self._guard(filename, retention)
         super().__init__(filename, **kwargs)
 
     def _after_open(self) -> None:
@@ -320,13 +359,25 @@ class RollingFileAppenderHandler(FileAppenderHandler):
             self.roll_over()
 
     def roll_over(self) -> None:
-        """RollingFileAppender.rollOver: file.N is dropped, file.i → file.i+1, file → file.1."""
+        """RollingFileAppender.rollOver: file.N is dropped, file.i → file.i+1, file → file.1.
+        With a guard that keeps, file.N and older are kept (renumbered past N) until shipped."""
         self.next_rollover = self.count + self.max_file_size
         ok = True
         base = self.baseFilename
+        guard = self.retention
+        if guard is not None and guard.keeps:
+            ok, moved_live = guard.make_room(base, max(self.max_backup_index, 0), self._close_stream)
+            if not ok or moved_live:
+                # A failed rename: go on writing the same file, as log4j does.
+                self._reopen("a" if not ok else "w")
+                if ok:
+                    self.next_rollover = 0
+                return
         if self.max_backup_index > 0:
             last = f"{base}.{self.max_backup_index}"
             if os.path.exists(last):
+                if guard is not None and not guard.keeps:
+                    guard.retire(last, f"MaxBackupIndex={self.max_backup_index}", set_aside=False)
                 ok = _try(os.remove, last)
             for i in range(self.max_backup_index - 1, 0, -1):
                 if not ok:
@@ -366,16 +417,19 @@ class RollingFileAppenderHandler(FileAppenderHandler):
             self.count += utf16_len(text)
 
 
-class DailyRollingFileAppenderHandler(FileAppenderHandler):
-    """``org.apache.log4j.DailyRollingFileAppender``; ``clock`` returns epoch seconds."""
+class DailyRollingFileAppenderHandler(_RetentionMixin):
+    """``org.apache.log4j.DailyRollingFileAppender``; ``clock`` returns epoch seconds;
+    ``retention`` sets aside (rather than deletes) an unshipped dated file in the way."""
 
     def __init__(
         self,
         filename: str,
         date_pattern: str = DEFAULT_DATE_PATTERN,
         clock: Callable[[], float] = time.time,
+        retention: Mapping[str, Any] | RetentionSettings | None = None,
         **kwargs: Any,
     ):
+        self._guard(filename, retention)
         self.date_pattern = date_pattern
         self.clock = clock
         self.fmt = SimpleDateFormat(date_pattern)
@@ -407,7 +461,11 @@ class DailyRollingFileAppenderHandler(FileAppenderHandler):
             self.stream.close()
             self.stream = None  # type: ignore[assignment]
         if os.path.exists(self.scheduled_filename):
-            _try(os.remove, self.scheduled_filename)
+            if self.retention is not None:
+                why = f"a dated file of the same name [{self.scheduled_filename}] was in the way"
+                self.retention.retire(self.scheduled_filename, why, set_aside=True)
+            if os.path.exists(self.scheduled_filename):
+                _try(os.remove, self.scheduled_filename)
         if not _try(os.rename, self.baseFilename, self.scheduled_filename):
             _log4j_error(f"Failed to rename [{self.baseFilename}] to [{self.scheduled_filename}].")
         saved, self.mode = self.mode, "a"
@@ -417,14 +475,6 @@ class DailyRollingFileAppenderHandler(FileAppenderHandler):
             self.mode = saved
         self._write_layout_text("header")
         self.scheduled_filename = dated
-
-
-def _try(fn: Callable[..., Any], *args: str) -> bool:
-    try:
-        fn(*args)
-        return True
-    except OSError:
-        return False
 
 
 class _DrainingListener(logging.handlers.QueueListener):

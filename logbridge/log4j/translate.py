@@ -13,6 +13,7 @@ from typing import Any
 from . import classes
 from .levels import ALL, LEVELS, OFF, dict_level
 from .model import AppenderSpec, ComponentSpec, LoggerSpec, Model
+from .retention import settings_from_properties
 
 _H = "logbridge.log4j.appenders."
 FILE_CLASSES = {
@@ -125,6 +126,9 @@ def handler_config(a: AppenderSpec, threshold: int) -> dict[str, Any]:
             h["max_backup_index"] = int(o.get("maxBackupIndex", classes.DEFAULT_MAX_BACKUP_INDEX))
         elif a.cls == "org.apache.log4j.DailyRollingFileAppender":
             h["date_pattern"] = o.get("datePattern", classes.DEFAULT_DATE_PATTERN)
+        retention = settings_from_properties(a.logbridge, f"log4j.appender.{a.name}.logbridge")
+        if retention is not None:
+            h["retention"] = retention.as_config()
     elif a.cls == "org.apache.log4j.varia.NullAppender":
         h = {"class": "logging.NullHandler"}
     elif a.cls == "org.apache.log4j.AsyncAppender":
