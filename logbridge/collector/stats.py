@@ -1,0 +1,332 @@
+"""Live numbers for the operator page, gathered at one call per stored batch.
+
+`LiveStats.record` runs on the writer thread right after a batch is stored (never for a refused
+or duplicate one) and works per batch, not per event: a few dict updates, and references to the
+batch's lines as the sinks got them (already joined, one ``bytes`` per partition) put in a ring.
+Everything that parses — the recent events, a node's lag, the dead letter's latest reasons —
+waits until the page asks (`recent`, `nodes`), on the event loop. A lock guards the state: the
+writer thread writes it, the event loop reads it.
+
+Everything is bounded whatever the senders choose: node labels (`MAX_NODES`, the least recently
+seen dropped first; labels cut to `MAX_LABEL`), topics (`MAX_TOPICS`, the rest counted under
+`OTHER_TOPIC`), the ring (``recent_events`` lines and `RECENT_BYTES`; of a partition's lines only
+the last `PIECE_BYTES` are kept), the dead letter's latest records (`DEAD_KEEP`).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .. import envelope
+from .ingest import Prepared
+
+MAX_NODES = 1000
+MAX_TOPICS = 200
+MAX_LABEL = 200
+OTHER_TOPIC = "(other topics)"
+RECENT_BYTES = 8 * 1024 * 1024
+PIECE_BYTES = 256 * 1024
+DEAD_KEEP = 20
+DEAD_FIELD_CHARS = 300
+RATE_WINDOW = 10  # seconds the ingest rate is averaged over
+MINUTE = 60
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One stored batch in the ring: its lines by route, as the sinks got them."""
+
+    received: float
+    pieces: list[tuple[int, bytes]]  # (route index, lines each ending in "\n")
+    events: int  # lines kept (the most any one route got)
+    size: int
+
+
+@dataclass(slots=True)
+class _Node:
+    label: str
+    address: str
+    last_seen: float
+    events: int
+    batches: int
+    last_line: bytes | None  # the last line of its last batch: how old it was gives the lag
+    last_received: float
+
+
+class LiveStats:
+    """What the operator page shows that Prometheus counters cannot: rates over the last seconds,
+    who was seen when, the latest events and dead-letter reasons."""
+
+    def __init__(self, recent_events: int = 500, stale_after: float = 300.0):
+        self.recent_events = recent_events
+        self.stale_after = stale_after
+        self.started = time.time()
+        self._lock = threading.Lock()
+        self._seconds: collections.deque[tuple[int, dict[str, int]]] = collections.deque()
+        self._totals: dict[str, int] = {}
+        self._nodes: collections.OrderedDict[str, _Node] = collections.OrderedDict()
+        self._ring: collections.deque[_Batch] = collections.deque()
+        self._ring_events = 0
+        self._ring_bytes = 0
+        self._dead_reasons: dict[str, int] = {}
+        self._dead_latest: collections.deque[tuple[float, bytes]] = collections.deque(maxlen=DEAD_KEEP)
+
+    # ------------------------------------------------------------------ writer thread
+
+    def record(self, prepared: Prepared) -> None:
+        """One stored batch (writer thread)."""
+        received = prepared.received
+        pieces = [(key[0], tail(data)) for key, data in prepared.chunks.items()]
+        if prepared.to_publish:
+            pieces += [(key[0], tail(data)) for key, data in prepared.to_publish.items()]
+        if prepared.tails:
+            pieces += [(key[0], data) for key, data in prepared.tails.items()]
+        pieces = [(route, data) for route, data in pieces if data]
+        ctx = prepared.ctx
+        label = (ctx.node or ctx.orig_address)[:MAX_LABEL]
+        with self._lock:
+            self._count_topics(int(received), prepared.topic_counts)
+            self._see_node(label, ctx.orig_address, received, prepared.result.accepted, pieces)
+            if pieces:
+                self._keep_recent(received, pieces)
+            if prepared.dead:
+                reasons = self._dead_reasons
+                for reason, n in prepared.result.reasons.items():
+                    reasons[reason] = reasons.get(reason, 0) + n
+                if prepared.unrouted:
+                    reasons["unrouted"] = reasons.get("unrouted", 0) + prepared.unrouted
+                self._dead_latest.extend((received, line) for line in prepared.dead[-DEAD_KEEP:])
+
+    def _count_topics(self, second: int, counts: dict[str, int]) -> None:
+        if not counts:
+            return
+        seconds = self._seconds
+        if not seconds or second > seconds[-1][0]:
+            seconds.append((second, {}))
+            while seconds[0][0] <= second - MINUTE:
+                seconds.popleft()
+        bucket = seconds[-1][1]  # a batch received a moment before the newest counts with it
+        totals = self._totals
+        for topic, n in counts.items():
+            if topic not in totals and len(totals) >= MAX_TOPICS:
+                topic = OTHER_TOPIC
+            bucket[topic] = bucket.get(topic, 0) + n
+            totals[topic] = totals.get(topic, 0) + n
+
+    def _see_node(
+        self, label: str, address: str, received: float, events: int, pieces: list[tuple[int, bytes]]
+    ) -> None:
+        nodes = self._nodes
+        node = nodes.get(label)
+        if node is None:
+            if len(nodes) >= MAX_NODES:
+                nodes.popitem(last=False)
+            node = nodes[label] = _Node(label, address, received, 0, 0, None, received)
+        else:
+            nodes.move_to_end(label)
+        node.address = address
+        node.last_seen = max(node.last_seen, received)
+        node.events += events
+        node.batches += 1
+        if pieces:
+            data = pieces[-1][1]
+            node.last_line = data[data.rfind(b"\n", 0, len(data) - 1) + 1 :]
+            node.last_received = received
+
+    def _keep_recent(self, received: float, pieces: list[tuple[int, bytes]]) -> None:
+        lines_by_route: dict[int, int] = {}
+        size = 0
+        for route, data in pieces:
+            lines_by_route[route] = lines_by_route.get(route, 0) + data.count(b"\n")
+            size += len(data)
+        batch = _Batch(received, pieces, max(lines_by_route.values()), size)
+        ring = self._ring
+        ring.append(batch)
+        self._ring_events += batch.events
+        self._ring_bytes += size
+        while len(ring) > 1 and (
+            self._ring_events - ring[0].events >= self.recent_events or self._ring_bytes > RECENT_BYTES
+        ):
+            old = ring.popleft()
+            self._ring_events -= old.events
+            self._ring_bytes -= old.size
+
+    # --------------------------------------------------------------------- readers
+
+    def topics(self, now: float | None = None) -> dict[str, Any]:
+        """Events per second over the last `RATE_WINDOW` seconds, per topic; the last minute's
+        count and the total since start."""
+        now = time.time() if now is None else now
+        with self._lock:
+            buckets = [(second, dict(counts)) for second, counts in self._seconds]
+            totals = dict(self._totals)
+        window: dict[str, int] = {}
+        minute: dict[str, int] = {}
+        for second, counts in buckets:
+            age = now - second
+            for topic, n in counts.items():
+                if age < MINUTE:
+                    minute[topic] = minute.get(topic, 0) + n
+                if age < RATE_WINDOW:
+                    window[topic] = window.get(topic, 0) + n
+        rows = [
+            {
+                "topic": topic,
+                "events_per_s": round(window.get(topic, 0) / RATE_WINDOW, 2),
+                "last_minute": minute.get(topic, 0),
+                "total": total,
+            }
+            for topic, total in sorted(totals.items())
+        ]
+        return {
+            "window_s": RATE_WINDOW,
+            "events_per_s": round(sum(window.values()) / RATE_WINDOW, 2),
+            "total": sum(totals.values()),
+            "topics": rows,
+        }
+
+    def nodes(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Every node seen, most recently seen first: when, how many events, and its lag — how
+        old the last event of its last batch was when it arrived (a sender catching up on a
+        backlog shows a big one); ``stale`` once it has been silent for ``stale_after``."""
+        now = time.time() if now is None else now
+        with self._lock:
+            nodes = [
+                (n.label, n.address, n.last_seen, n.events, n.batches, n.last_line, n.last_received)
+                for n in reversed(self._nodes.values())
+            ]
+        rows = []
+        for label, address, last_seen, events, batches, last_line, last_received in nodes:
+            lag = None
+            if last_line is not None:
+                when = _line_epoch(last_line)
+                if when is not None:
+                    lag = round(max(0.0, last_received - when), 3)
+            silent = max(0.0, now - last_seen)
+            rows.append(
+                {
+                    "node": label,
+                    "address": address,
+                    "last_seen": envelope.format_timestamp(last_seen),
+                    "silent_s": round(silent, 1),
+                    "lag_s": lag,
+                    "events": events,
+                    "batches": batches,
+                    "stale": silent >= self.stale_after,
+                }
+            )
+        return rows
+
+    def dead_letter(self) -> dict[str, Any]:
+        """Dead-letter lines by reason since start, and the latest ones (fields cut short)."""
+        with self._lock:
+            reasons = dict(self._dead_reasons)
+            latest = list(self._dead_latest)
+        return {
+            "total": sum(reasons.values()),
+            "by_reason": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+            "latest": [_dead_summary(received, line) for received, line in reversed(latest)],
+        }
+
+    def recent(self, limit: int, text: str = "") -> list[dict[str, Any]]:
+        """The latest ``limit`` stored lines (newest first) whose JSON holds ``text`` (ignoring
+        ASCII case); lines of one batch come in the order the sinks got them."""
+        with self._lock:
+            batches = list(self._ring)
+        needle = text.lower().encode()
+        found: list[dict[str, Any]] = []
+        for batch in reversed(batches):
+            for line in reversed(_batch_lines(batch.pieces)):
+                if needle and needle not in line.lower():
+                    continue
+                try:
+                    found.append(orjson.loads(line))
+                except orjson.JSONDecodeError:  # a line cut by a tail: not shown
+                    continue
+                if len(found) >= limit:
+                    return found
+        return found
+
+
+def tail(data: bytes) -> bytes:
+    """The whole lines at the end of ``data`` within `PIECE_BYTES` (a slice only when over)."""
+    if len(data) <= PIECE_BYTES:
+        return data
+    start = data.find(b"\n", len(data) - PIECE_BYTES - 1) + 1
+    return data[start:] if 0 < start < len(data) else b""
+
+
+def _batch_lines(pieces: list[tuple[int, bytes]]) -> list[bytes]:
+    """A batch's lines, each once: a line routed to two destinations is in both routes' pieces, so
+    a line is kept as many times as the route that holds it most often does."""
+    by_route: dict[int, list[bytes]] = {}
+    for route, data in pieces:
+        by_route.setdefault(route, []).extend(data.splitlines())
+    ordered = sorted(by_route.values(), key=len, reverse=True)
+    lines = ordered[0]
+    if len(ordered) == 1:
+        return lines
+    lines = list(lines)
+    have = collections.Counter(lines)
+    for other in ordered[1:]:
+        need = collections.Counter(other)
+        for line in _missing(other, need, have):
+            lines.append(line)
+    return lines
+
+
+def _missing(
+    lines: Iterable[bytes], need: collections.Counter[bytes], have: collections.Counter[bytes]
+) -> Iterable[bytes]:
+    for line in lines:
+        if need[line] > have[line]:
+            have[line] += 1
+            yield line
+
+
+def _line_epoch(line: bytes) -> float | None:
+    try:
+        stored = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(stored, dict) or not isinstance(stored.get("clientEvent"), dict):
+        return None
+    return envelope.stored_event_epoch(stored)
+
+
+def _dead_summary(received: float, line: bytes) -> dict[str, Any]:
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        record = {}
+    if not isinstance(record, dict):
+        record = {}
+    raw = record.get("raw")
+    if raw is None and "storedLine" in record:
+        raw = record["storedLine"]
+    if raw is None:
+        raw = record.get("rawObject", record.get("rawBase64"))
+    if raw is not None and not isinstance(raw, str):
+        raw = orjson.dumps(raw).decode()
+    return {
+        "received": envelope.format_timestamp(received),
+        "reason": _short(record.get("reason")),
+        "detail": _short(record.get("detail")),
+        "node": _short(record.get("node")),
+        "address": _short(record.get("origAddress")),
+        "raw": _short(raw),
+    }
+
+
+def _short(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= DEAD_FIELD_CHARS else text[:DEAD_FIELD_CHARS] + "…"
