@@ -270,9 +270,9 @@ def _batch_lines(pieces: list[tuple[int, bytes]]) -> list[bytes]:
     for route, data in pieces:
         by_route.setdefault(route, []).extend(data.splitlines())
     ordered = sorted(by_route.values(), key=len, reverse=True)
+    if len(ordered) <= 1:
+        return ordered[0] if ordered else []
     lines = ordered[0]
-    if len(ordered) == 1:
-        return lines
     lines = list(lines)
     have = collections.Counter(lines)
     for other in ordered[1:]:
