@@ -25,6 +25,7 @@ STATIC = {
     "index.html": b"text/html; charset=utf-8",
     "app.js": b"text/javascript; charset=utf-8",
     "style.css": b"text/css; charset=utf-8",
+    "favicon.svg": b"image/svg+xml",
 }
 MAX_QUERY_BYTES = 4096
 _SECURITY_HEADERS = [
@@ -40,7 +41,7 @@ _SECURITY_HEADERS = [
 ]
 _SIGN_IN = b"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>logbridge - sign in</title>
-<link rel="stylesheet" href="ui/style.css"></head>
+<link rel="icon" href="ui/favicon.svg" type="image/svg+xml"><link rel="stylesheet" href="ui/style.css"></head>
 <body><main class="signin"><h1>logbridge operator page</h1>
 <p>This collector needs a token to show its page. Open <code>/ui?token=YOUR_TOKEN</code> once:
 the collector checks it and keeps you signed in with a cookie for 12 hours (or until it restarts).</p>

@@ -25,6 +25,13 @@ function fill(tableId, items, draw) {
   body.replaceChildren(...rows);
 }
 
+// "2026-12-01T19:15:26.428+0000" → "19:15:26.428", the whole stamp on hover
+function clock(row, stamp) {
+  const td = cell(row, stamp ? stamp.slice(11, 23) : "");
+  td.title = stamp || "";
+  return td;
+}
+
 function number(n) { return Number(n).toLocaleString("en-US"); }
 
 function seconds(s) {
@@ -87,7 +94,7 @@ function drawStats(s) {
     if (n.stale) tr.className = "stale";
     cell(tr, n.node);
     cell(tr, n.address);
-    cell(tr, n.last_seen);
+    clock(tr, n.last_seen);
     cell(tr, seconds(n.silent_s), "num");
     cell(tr, seconds(n.lag_s), "num");
     cell(tr, number(n.events), "num");
@@ -109,9 +116,9 @@ function drawStats(s) {
   const reasons = Object.entries(s.dead_letter.by_reason).map(([r, n]) => r + ": " + number(n));
   $("dead-reasons").textContent = reasons.length ? reasons.join(" · ") : "nothing dead-lettered since start";
   fill("dead", s.dead_letter.latest, (tr, d) => {
-    cell(tr, d.received);
+    clock(tr, d.received);
     cell(tr, d.reason);
-    cell(tr, d.detail);
+    cell(tr, d.detail, "wrap");
     cell(tr, d.node || d.address);
     cell(tr, d.raw, "event");
   });
@@ -121,7 +128,7 @@ function drawRecent(r) {
   $("recent-count").textContent = r.count + (r.filter ? " matching" : "") + " of the latest events";
   fill("recent", r.events, (tr, line) => {
     const event = line.clientEvent || {};
-    cell(tr, line.serverTimestamp);
+    clock(tr, line.serverTimestamp);
     cell(tr, line.topic);
     cell(tr, line.routingKey);
     cell(tr, line.node || line.origAddress);
