@@ -1,21 +1,22 @@
 """Live numbers for the operator page, gathered at one call per stored batch.
 
 `LiveStats.record` runs on the writer thread right after a batch is stored (never for a refused
-or duplicate one) and works per batch, not per event: a few dict updates, and references to the
-batch's lines as the sinks got them (already joined, one ``bytes`` per partition) put in a ring.
+or duplicate one) and works per batch, not per event: a few dict updates, and the last lines of
+the batch as the sinks got them (already joined, one ``bytes`` per partition) copied to a ring.
 Everything that parses — the recent events, a node's lag, the dead letter's latest reasons —
 waits until the page asks (`recent`, `nodes`), on the event loop. A lock guards the state: the
 writer thread writes it, the event loop reads it.
 
 Everything is bounded whatever the senders choose: node labels (`MAX_NODES`, the least recently
 seen dropped first; labels cut to `MAX_LABEL`), topics (`MAX_TOPICS`, the rest counted under
-`OTHER_TOPIC`), the ring (``recent_events`` lines and `RECENT_BYTES`; of a partition's lines only
-the last `PIECE_BYTES` are kept), the dead letter's latest records (`DEAD_KEEP`).
+`OTHER_TOPIC`), the ring (``recent_events`` lines and `RECENT_BYTES`; of each batch at most
+`BATCH_BYTES`: the last lines of each partition), the dead letter's latest records (`DEAD_KEEP`).
 """
 
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 from collections.abc import Iterable
@@ -31,8 +32,9 @@ MAX_NODES = 1000
 MAX_TOPICS = 200
 MAX_LABEL = 200
 OTHER_TOPIC = "(other topics)"
-RECENT_BYTES = 8 * 1024 * 1024
-PIECE_BYTES = 256 * 1024
+RECENT_BYTES = 8 * 1024 * 1024  # the whole ring, whatever recent_events says
+BATCH_BYTES = 64 * 1024  # kept of one batch, shared among its pieces
+MIN_SHARE = 4 * 1024  # a piece's share however many pieces: a few lines at least
 DEAD_KEEP = 20
 DEAD_FIELD_CHARS = 300
 RATE_WINDOW = 10  # seconds the ingest rate is averaged over
@@ -41,12 +43,46 @@ MINUTE = 60
 
 @dataclass(slots=True)
 class _Batch:
-    """One stored batch in the ring: its lines by route, as the sinks got them."""
+    """What the ring keeps of one stored batch: the last lines of each of its pieces (one piece
+    per route and partition), copied into one buffer of at most `BATCH_BYTES`."""
 
     received: float
-    pieces: list[tuple[int, bytes]]  # (route index, lines each ending in "\n")
-    events: int  # lines kept (the most any one route got)
-    size: int
+    data: bytes
+    spans: list[tuple[int, int, int]]  # (route index, start, end) of each piece in ``data``
+    events: int  # about how many events it holds (`keep`)
+
+    @classmethod
+    def keep(cls, received: float, pieces: list[tuple[int, bytes]], events: int) -> _Batch | None:
+        """Copied, not referenced: holding on to the sinks' buffers (a quarter of a megabyte
+        for a 1000-event batch) until the next batch cost the allocator ~10 % of the collector's
+        CPU (bench/collector.py --ui-cost). Lines are not counted here (``bytes.count`` would
+        read every kept byte): ``events`` of the batch scaled by the share of bytes kept."""
+        share = max(MIN_SHARE, BATCH_BYTES // len(pieces))
+        parts: list[bytes] = []
+        spans: list[tuple[int, int, int]] = []
+        total: dict[int, int] = {}
+        kept: dict[int, int] = {}
+        at = 0
+        for route, data in pieces:
+            part = tail(data, share)
+            total[route] = total.get(route, 0) + len(data)
+            if part:
+                parts.append(part)
+                spans.append((route, at, at + len(part)))
+                at += len(part)
+                kept[route] = kept.get(route, 0) + len(part)
+        if not parts:
+            return None
+        fraction = max(kept[route] / total[route] for route in kept)
+        return cls(received, b"".join(parts), spans, max(1, math.ceil(events * fraction)))
+
+    def pieces(self) -> list[tuple[int, bytes]]:
+        return [(route, self.data[start:end]) for route, start, end in self.spans]
+
+    @property
+    def last_line(self) -> bytes:
+        data = self.data
+        return data[data.rfind(b"\n", 0, len(data) - 1) + 1 :]
 
 
 @dataclass(slots=True)
@@ -83,19 +119,19 @@ class LiveStats:
     def record(self, prepared: Prepared) -> None:
         """One stored batch (writer thread)."""
         received = prepared.received
-        pieces = [(key[0], tail(data)) for key, data in prepared.chunks.items()]
+        pieces = [(key[0], data) for key, data in prepared.chunks.items()]
         if prepared.to_publish:
-            pieces += [(key[0], tail(data)) for key, data in prepared.to_publish.items()]
+            pieces += [(key[0], data) for key, data in prepared.to_publish.items()]
         if prepared.tails:
             pieces += [(key[0], data) for key, data in prepared.tails.items()]
-        pieces = [(route, data) for route, data in pieces if data]
+        kept = _Batch.keep(received, pieces, prepared.result.accepted) if pieces else None
         ctx = prepared.ctx
         label = (ctx.node or ctx.orig_address)[:MAX_LABEL]
         with self._lock:
             self._count_topics(int(received), prepared.topic_counts)
-            self._see_node(label, ctx.orig_address, received, prepared.result.accepted, pieces)
-            if pieces:
-                self._keep_recent(received, pieces)
+            self._see_node(label, ctx.orig_address, received, prepared.result.accepted, kept)
+            if kept is not None:
+                self._keep_recent(kept)
             if prepared.dead:
                 reasons = self._dead_reasons
                 for reason, n in prepared.result.reasons.items():
@@ -120,9 +156,7 @@ class LiveStats:
             bucket[topic] = bucket.get(topic, 0) + n
             totals[topic] = totals.get(topic, 0) + n
 
-    def _see_node(
-        self, label: str, address: str, received: float, events: int, pieces: list[tuple[int, bytes]]
-    ) -> None:
+    def _see_node(self, label: str, address: str, received: float, events: int, kept: _Batch | None) -> None:
         nodes = self._nodes
         node = nodes.get(label)
         if node is None:
@@ -135,28 +169,21 @@ class LiveStats:
         node.last_seen = max(node.last_seen, received)
         node.events += events
         node.batches += 1
-        if pieces:
-            data = pieces[-1][1]
-            node.last_line = data[data.rfind(b"\n", 0, len(data) - 1) + 1 :]
+        if kept is not None:
+            node.last_line = kept.last_line
             node.last_received = received
 
-    def _keep_recent(self, received: float, pieces: list[tuple[int, bytes]]) -> None:
-        lines_by_route: dict[int, int] = {}
-        size = 0
-        for route, data in pieces:
-            lines_by_route[route] = lines_by_route.get(route, 0) + data.count(b"\n")
-            size += len(data)
-        batch = _Batch(received, pieces, max(lines_by_route.values()), size)
+    def _keep_recent(self, batch: _Batch) -> None:
         ring = self._ring
         ring.append(batch)
         self._ring_events += batch.events
-        self._ring_bytes += size
+        self._ring_bytes += len(batch.data)
         while len(ring) > 1 and (
             self._ring_events - ring[0].events >= self.recent_events or self._ring_bytes > RECENT_BYTES
         ):
             old = ring.popleft()
             self._ring_events -= old.events
-            self._ring_bytes -= old.size
+            self._ring_bytes -= len(old.data)
 
     # --------------------------------------------------------------------- readers
 
@@ -243,7 +270,10 @@ class LiveStats:
         needle = text.lower().encode()
         found: list[dict[str, Any]] = []
         for batch in reversed(batches):
-            for line in reversed(_batch_lines(batch.pieces)):
+            lines = _batch_lines(batch.pieces())
+            if needle and needle not in b"\n".join(lines).lower():
+                continue  # the usual case for a filter: no line of the batch has it
+            for line in reversed(lines):
                 if needle and needle not in line.lower():
                     continue
                 try:
@@ -255,11 +285,11 @@ class LiveStats:
         return found
 
 
-def tail(data: bytes) -> bytes:
-    """The whole lines at the end of ``data`` within `PIECE_BYTES` (a slice only when over)."""
-    if len(data) <= PIECE_BYTES:
+def tail(data: bytes, limit: int = BATCH_BYTES) -> bytes:
+    """The whole lines at the end of ``data`` within ``limit`` bytes (a slice only when over)."""
+    if len(data) <= limit:
         return data
-    start = data.find(b"\n", len(data) - PIECE_BYTES - 1) + 1
+    start = data.find(b"\n", len(data) - limit - 1) + 1
     return data[start:] if 0 < start < len(data) else b""
 
 

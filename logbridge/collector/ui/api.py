@@ -17,6 +17,7 @@ from ...sinks.base import Publisher, Sink
 from ..core import Collector
 from ..stats import LiveStats
 
+Samples = dict[str, list[tuple[dict[str, str], float]]]
 MAX_LIMIT = 1000
 MAX_FILTER_CHARS = 200
 
@@ -30,11 +31,11 @@ class UiApi:
     def stats_payload(self) -> dict[str, Any]:
         now = time.time()
         collector = self.collector
-        registry = collector.metrics.registry
+        samples = _samples(collector.metrics.registry)  # one pass: each costs a few hundred µs
         problem = collector.storage_problem()
         requests = {
             labels["status"]: int(value)
-            for labels, value in _samples(registry, "logbridge_requests_total")
+            for labels, value in samples.get("logbridge_requests_total", [])
             if labels.get("path") == "/events"
         }
         return {
@@ -46,20 +47,20 @@ class UiApi:
             "ingest": self.stats.topics(now),
             "nodes": self.stats.nodes(now),
             "dead_letter": self.stats.dead_letter(),
-            "destinations": self.destinations(registry),
+            "destinations": self.destinations(samples),
             "requests": {
                 "by_status": dict(sorted(requests.items())),
                 "unavailable_503": requests.get("503", 0),
-                "auth_failures": int(_value(registry, "logbridge_auth_failures_total")),
-                "storage_errors": int(_value(registry, "logbridge_storage_errors_total")),
+                "auth_failures": int(_total(samples, "logbridge_auth_failures_total")),
+                "storage_errors": int(_total(samples, "logbridge_storage_errors_total")),
             },
         }
 
-    def destinations(self, registry: CollectorRegistry) -> list[dict[str, Any]]:
+    def destinations(self, samples: Samples) -> list[dict[str, Any]]:
         """Each destination's backlog and trouble, the dead letter last."""
-        published = _by_destination(registry, "logbridge_files_published_total")
-        messages = _by_destination(registry, "logbridge_messages_published_total")
-        failures = _by_destination(registry, "logbridge_publish_failures_total")
+        published = _by_destination(samples, "logbridge_files_published_total")
+        messages = _by_destination(samples, "logbridge_messages_published_total")
+        failures = _by_destination(samples, "logbridge_publish_failures_total")
         rows: list[dict[str, Any]] = []
         collector = self.collector
         for route in collector.routes:
@@ -105,22 +106,22 @@ def _sink_backlog(sink: Sink, published: dict[str, float]) -> dict[str, Any]:
     }
 
 
-def _samples(registry: CollectorRegistry, name: str) -> list[tuple[dict[str, str], float]]:
-    return [
-        (sample.labels, sample.value)
-        for family in registry.collect()
-        for sample in family.samples
-        if sample.name == name
-    ]
+def _samples(registry: CollectorRegistry) -> Samples:
+    """Every sample of the registry by name (``…_total`` for counters), in one collection."""
+    samples: Samples = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
 
 
-def _value(registry: CollectorRegistry, name: str) -> float:
-    return sum(value for _, value in _samples(registry, name))
+def _total(samples: Samples, name: str) -> float:
+    return sum(value for _, value in samples.get(name, []))
 
 
-def _by_destination(registry: CollectorRegistry, name: str) -> dict[str, float]:
+def _by_destination(samples: Samples, name: str) -> dict[str, float]:
     totals: dict[str, float] = {}
-    for labels, value in _samples(registry, name):
+    for labels, value in samples.get(name, []):
         key = labels.get("destination", "")
         totals[key] = totals.get(key, 0.0) + value
     return totals
