@@ -270,9 +270,9 @@ class LiveStats:
         needle = text.lower().encode()
         found: list[dict[str, Any]] = []
         for batch in reversed(batches):
-            lines = _batch_lines(batch.pieces())
-            if needle and needle not in b"\n".join(lines).lower():
+            if needle and needle not in batch.data.lower():
                 continue  # the usual case for a filter: no line of the batch has it
+            lines = _batch_lines(batch.pieces())
             for line in reversed(lines):
                 if needle and needle not in line.lower():
                     continue
