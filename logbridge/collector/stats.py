@@ -57,6 +57,9 @@ class _Batch:
         for a 1000-event batch) until the next batch cost the allocator ~10 % of the collector's
         CPU (bench/collector.py --ui-cost). Lines are not counted here (``bytes.count`` would
         read every kept byte): ``events`` of the batch scaled by the share of bytes kept."""
+        if len(pieces) == 1 and len(pieces[0][1]) <= MIN_SHARE:  # a small batch (one event): as is
+            route, data = pieces[0]
+            return cls(received, data, [(route, 0, len(data))], max(1, events))
         share = max(MIN_SHARE, BATCH_BYTES // len(pieces))
         parts: list[bytes] = []
         spans: list[tuple[int, int, int]] = []
@@ -166,7 +169,8 @@ class LiveStats:
         else:
             nodes.move_to_end(label)
         node.address = address
-        node.last_seen = max(node.last_seen, received)
+        if received > node.last_seen:
+            node.last_seen = received
         node.events += events
         node.batches += 1
         if kept is not None:
