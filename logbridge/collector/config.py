@@ -105,7 +105,11 @@ class CollectorServerConfig(StrictModel):
     @field_validator("ui", mode="before")
     @classmethod
     def _ui_shorthand(cls, value: object) -> object:
-        return {"enabled": value} if isinstance(value, bool) else value
+        if isinstance(value, bool):
+            return {"enabled": value}
+        if not isinstance(value, dict):
+            raise ValueError("expected true, false, or a mapping such as {enabled: true, stale_after: 5m}")
+        return value
 
     @model_validator(mode="after")
     def _unique_names(self) -> CollectorServerConfig:

@@ -196,7 +196,10 @@ class Collector:
             raise
         self._write(prepared)
         if self.stats is not None:
-            self.stats.record(prepared)
+            try:
+                self.stats.record(prepared)
+            except Exception as exc:  # the batch is stored: the page's numbers must not fail it
+                log.error("operator page stats failed", error=f"{type(exc).__name__}: {exc}")
         # Metrics once per batch and label, not per event.
         for topic, n in prepared.topic_counts.items():
             self.metrics.events_in.labels(topic).inc(n)

@@ -93,6 +93,9 @@ def test_ui_true_is_short_for_enabled_and_keys_are_checked(tmp_path: Path) -> No
 
     with pytest.raises(ConfigError, match=r"ui\.stale_afer"):
         load(path)
+    path.write_text(orjson.dumps({**base, "ui": "yes please"}).decode())
+    with pytest.raises(ConfigError, match=r"ui: expected true, false, or a mapping"):
+        load(path)
     path.write_text(
         orjson.dumps({**base, "ui": {"enabled": True, "token_env": "LB_NOT_SET_ANYWHERE"}}).decode()
     )
