@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from _polling import wait_for
 
 from logbridge.collector.config import CollectorServerConfig
 from logbridge.errors import ConfigError
@@ -138,6 +139,36 @@ def test_api_stats_shows_rates_nodes_dead_letter_and_destinations(
     assert stats["requests"]["by_status"] == {"200": 2}
     assert stats["requests"]["unavailable_503"] == 0
     assert stats["health"] == {"status": "ok", "reason": None}
+
+
+def test_api_stats_shows_a_failing_destination_and_its_503s(collector: Callable[..., Collector]) -> None:
+    c = collector(ui=True, max_age="1s")
+    post_open = {"X-Logbridge-Node": "node-a"}
+    assert httpx.post(c.events_url, content=orjson.dumps(log4j(1)), headers=post_open).status_code == 200
+    # The store's folder becomes a file: the rolled file cannot be published, and stays waiting.
+    shutil.rmtree(c.store)
+    c.store.write_text("not a folder")
+
+    def stats() -> dict[str, Any]:
+        return dict(httpx.get(c.base_url + "/api/stats").json())
+
+    failing = wait_for(
+        lambda: (s := stats())["destinations"][0]["problem"] and s, what="a destination problem"
+    )
+    store = failing["destinations"][0]
+    assert store["blocked"] is True and store["files_waiting"] == 1 and store["files_published"] == 0
+    assert "cannot be written" in store["problem"]
+    assert failing["health"]["status"] == "degraded"
+    refused = httpx.post(c.events_url, content=orjson.dumps(log4j(2)), headers=post_open)
+    assert refused.status_code == 503
+    assert stats()["requests"]["unavailable_503"] == 1
+    # The folder is back: the backlog drains and the page says so.
+    c.store.unlink()
+    c.store.mkdir()
+    healed = wait_for(
+        lambda: (s := stats())["destinations"][0]["files_published"] == 1 and s, what="publication"
+    )
+    assert healed["destinations"][0]["problem"] is None and healed["health"]["status"] == "ok"
 
 
 def test_api_recent_limit_and_filter(ui_collector: Callable[..., Collector]) -> None:
