@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import math
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -36,6 +37,7 @@ RECENT_BYTES = 8 * 1024 * 1024  # the whole ring, whatever recent_events says
 BATCH_BYTES = 64 * 1024  # kept of one batch, shared among its pieces
 MIN_SHARE = 4 * 1024  # a piece's share however many pieces: a few lines at least
 DEAD_KEEP = 20
+DEAD_LINE_BYTES = 16 * 1024  # of a dead-letter record (its raw line may be a megabyte): the start
 DEAD_FIELD_CHARS = 300
 RATE_WINDOW = 10  # seconds the ingest rate is averaged over
 MINUTE = 60
@@ -46,20 +48,19 @@ class _Batch:
     """What the ring keeps of one stored batch: the last lines of each of its pieces (one piece
     per route and partition), copied into one buffer of at most `BATCH_BYTES`."""
 
-    received: float
     data: bytes
     spans: list[tuple[int, int, int]]  # (route index, start, end) of each piece in ``data``
     events: int  # about how many events it holds (`keep`)
 
     @classmethod
-    def keep(cls, received: float, pieces: list[tuple[int, bytes]], events: int) -> _Batch | None:
+    def keep(cls, pieces: list[tuple[int, bytes]], events: int) -> _Batch | None:
         """Copied, not referenced: holding on to the sinks' buffers (a quarter of a megabyte
         for a 1000-event batch) until the next batch cost the allocator ~10 % of the collector's
         CPU (bench/collector.py --ui-cost). Lines are not counted here (``bytes.count`` would
         read every kept byte): ``events`` of the batch scaled by the share of bytes kept."""
         if len(pieces) == 1 and len(pieces[0][1]) <= MIN_SHARE:  # a small batch (one event): as is
             route, data = pieces[0]
-            return cls(received, data, [(route, 0, len(data))], max(1, events))
+            return cls(data, [(route, 0, len(data))], max(1, events))
         share = max(MIN_SHARE, BATCH_BYTES // len(pieces))
         parts: list[bytes] = []
         spans: list[tuple[int, int, int]] = []
@@ -77,7 +78,7 @@ class _Batch:
         if not parts:
             return None
         fraction = max(kept[route] / total[route] for route in kept)
-        return cls(received, b"".join(parts), spans, max(1, math.ceil(events * fraction)))
+        return cls(b"".join(parts), spans, max(1, math.ceil(events * fraction)))
 
     def pieces(self) -> list[tuple[int, bytes]]:
         return [(route, self.data[start:end]) for route, start, end in self.spans]
@@ -127,7 +128,7 @@ class LiveStats:
             pieces += [(key[0], data) for key, data in prepared.to_publish.items()]
         if prepared.tails:
             pieces += [(key[0], data) for key, data in prepared.tails.items()]
-        kept = _Batch.keep(received, pieces, prepared.result.accepted) if pieces else None
+        kept = _Batch.keep(pieces, prepared.result.accepted) if pieces else None
         ctx = prepared.ctx
         label = (ctx.node or ctx.orig_address)[:MAX_LABEL]
         with self._lock:
@@ -141,7 +142,9 @@ class LiveStats:
                     reasons[reason] = reasons.get(reason, 0) + n
                 if prepared.unrouted:
                     reasons["unrouted"] = reasons.get("unrouted", 0) + prepared.unrouted
-                self._dead_latest.extend((received, line) for line in prepared.dead[-DEAD_KEEP:])
+                self._dead_latest.extend(
+                    (received, line[:DEAD_LINE_BYTES]) for line in prepared.dead[-DEAD_KEEP:]
+                )
 
     def _count_topics(self, second: int, counts: dict[str, int]) -> None:
         if not counts:
@@ -338,8 +341,11 @@ def _line_epoch(line: bytes) -> float | None:
 def _dead_summary(received: float, line: bytes) -> dict[str, Any]:
     try:
         record = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        record = {}
+    except orjson.JSONDecodeError:  # cut at DEAD_LINE_BYTES: its first fields (`dead_line`) are whole
+        found = _DEAD_HEAD.match(line)
+        record = orjson.loads(found.group(0) + b"}") if found else {}
+        rest = line[found.end() if found else 0 :]
+        record["raw"] = rest.removeprefix(b',"raw":"').decode("utf-8", "replace")
     if not isinstance(record, dict):
         record = {}
     raw = record.get("raw")
@@ -357,6 +363,13 @@ def _dead_summary(received: float, line: bytes) -> dict[str, Any]:
         "address": _short(record.get("origAddress")),
         "raw": _short(raw),
     }
+
+
+# The fields `ingest.dead_line` writes first, before the raw line: "reason", "detail", then
+# "origAddress", "serverTimestamp" and maybe "node" (plain JSON strings).
+_DEAD_HEAD = re.compile(
+    rb'\{"reason":"(?:[^"\\]|\\.)*","detail":"(?:[^"\\]|\\.)*"(?:,"\w+":"(?:[^"\\]|\\.)*")*'
+)
 
 
 def _short(value: Any) -> str | None:

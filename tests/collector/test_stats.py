@@ -155,6 +155,16 @@ def test_dead_letter_reasons_and_latest(tmp_path: Path) -> None:
     assert all(d["received"] == envelope.format_timestamp(T0) for d in latest)
 
 
+def test_a_huge_dead_line_is_kept_short_with_its_reason(tmp_path: Path) -> None:
+    c = make_collector(tmp_path)
+    c.ingest([b"<" + b"x" * 100_000], ctx(), T0)
+    assert c.stats is not None
+    (latest,) = c.stats.dead_letter()["latest"]
+    assert latest["reason"] == "invalid-json" and latest["node"] == "node-a"
+    assert latest["raw"] == "<" + "x" * (stats_mod.DEAD_FIELD_CHARS - 1) + "…"
+    assert sum(len(line) for _, line in c.stats._dead_latest) <= stats_mod.DEAD_LINE_BYTES
+
+
 def test_a_prestaged_big_batch_shows_its_last_lines(tmp_path: Path) -> None:
     c = make_collector(tmp_path)
     items = [log4j("generic", i) for i in range(10_000)]  # ~2 MiB of stored lines
