@@ -211,6 +211,9 @@ def test_sign_in_by_token_then_cookie(ui_collector: Callable[..., Collector]) ->
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert page.headers["cache-control"] == "no-store" and page.headers["x-frame-options"] == "DENY"
     assert httpx.get(c.base_url + "/api/stats", cookies=jar).status_code == 200
+    # among other sites' cookies on the same host, malformed ones too
+    mixed = f'theme="dark mode; x; logbridge_ui={jar["logbridge_ui"]}; lang=en'
+    assert httpx.get(c.base_url + "/api/stats", headers={"cookie": mixed}).status_code == 200
 
     name, expires, signature = jar["logbridge_ui"].split(".")
     forged = {"logbridge_ui": f"{name}.{int(expires) + 1}.{signature}"}

@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import secrets
 import time
-from http.cookies import CookieError, SimpleCookie
 
 from ..auth import TokenAuth
 
@@ -80,12 +79,12 @@ def _b64(data: bytes) -> str:
 
 
 def _cookie(header: bytes | None) -> str | None:
+    """Our cookie's value in a ``Cookie`` header, whatever else it holds (split by hand: the
+    stdlib parser gives up on the whole header at another site's malformed cookie)."""
     if not header or len(header) > 8192:
         return None
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(header.decode("latin-1"))
-    except CookieError:
-        return None
-    morsel = jar.get(COOKIE)
-    return morsel.value if morsel is not None else None
+    for part in header.decode("latin-1").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == COOKIE:
+            return value.strip().strip('"')
+    return None
