@@ -98,6 +98,9 @@ class AppenderSpec:
     threshold: int | None = None
     # log4j's appender accepted the configuration but will refuse every event with this error.
     broken: str | None = None
+    # ``log4j.appender.NAME.logbridge.Option`` → value (bean-style name): logbridge's own options,
+    # which log4j skips (a dot after the appender's prefix), e.g. the retention guard's.
+    logbridge: dict[str, str] = field(default_factory=dict)
     # An application class configured without a layout: taken as one whose requiresLayout() is
     # false (it writes nothing Python could reproduce, so Python drops its events).
     needs_no_layout: bool = False
@@ -489,6 +492,7 @@ class _Reader:
             is_appender=True,
             on_set=lambda p, v, k, out: self._appender_set(cls, p, v, k, out),
         )
+        spec.logbridge = self._logbridge_options(prefix + ".logbridge.", cls)
         if "threshold" in spec.options:
             spec.threshold = self.to_level(spec.options["threshold"], LEVELS["DEBUG"], None)
         self._activate(spec)
@@ -523,6 +527,26 @@ class _Reader:
         )
         for msg in layout(pattern).errors:
             self._add(msg, key, "log4j")
+
+    def _logbridge_options(self, prefix: str, cls: str) -> dict[str, str]:
+        """The ``prefix`` + option keys (no further dot) that logbridge reads and log4j skips;
+        an option it does not know is noted (with the ones it knows)."""
+        from .retention import PROPERTY_KEYS, RETAINING_APPENDERS
+
+        out: dict[str, str] = {}
+        for key in self.props.names():
+            if not key.startswith(prefix) or "." in key[len(prefix) :]:
+                continue
+            value = self.find_and_subst(key)
+            prop = decapitalize(key[len(prefix) :])
+            if cls not in RETAINING_APPENDERS:
+                self.note(f"{key}: {cls} takes no logbridge options; ignored", key)
+            elif prop not in PROPERTY_KEYS:
+                known = ", ".join(k[0].upper() + k[1:] for k in PROPERTY_KEYS)
+                self.note(f"{key}: unknown logbridge option (known: {known}); ignored", key)
+            elif value is not None:
+                out[prop] = value
+        return out
 
     def _set_properties(
         self,
@@ -644,20 +668,18 @@ class _Reader:
                             key,
                             "error",
                         )
-            enc = o.get("encoding")
-            if enc is not None:
-                import codecs
+        enc = o.get("encoding")  # WriterAppender.createWriter: files and the console alike
+        if enc is not None:
+            from .charsets import python_codec
 
-                try:
-                    codecs.lookup(enc)
-                except LookupError:
-                    # FileAppender.createWriter warns each time it opens the file (at rollovers
-                    # too), and writes in the default charset.
-                    spec.unsupported_encoding = True
-                    if "file" in o:
-                        self.warn("Error initializing output writer.", key + ".Encoding")
-                        self.warn("Unsupported encoding?", key + ".Encoding")
-                    del o["encoding"]
+            if python_codec(enc) is None:
+                # createWriter warns whenever it makes a writer (a FileAppender only once File is
+                # set, and again at each rollover), then writes in the default charset.
+                spec.unsupported_encoding = True
+                if "file" in o or spec.cls == "org.apache.log4j.ConsoleAppender":
+                    self.warn("Error initializing output writer.", key + ".Encoding")
+                    self.warn("Unsupported encoding?", key + ".Encoding")
+                del o["encoding"]
 
     def _async_shutdown_note(self, spec: AppenderSpec) -> None:
         if spec.cls == "org.apache.log4j.AsyncAppender" and spec.options.get("blocking") == "false":

@@ -7,6 +7,7 @@ LogRecords. Both return a `Run` so that tests compare them field by field, byte 
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -47,7 +48,7 @@ class Event:
     cls: str = "com.example.Service"
     method: str = "handle"
     file: str = "Service.java"
-    line: int = 42
+    line: int | None = 42  # None: no location at all
     throwable: list[str] | None = None
 
 
@@ -60,6 +61,7 @@ class Run:
     stdout: str
     stderr: str
     files: dict[str, bytes]
+    stdout_bytes: bytes = b""  # stdout as written, whatever the charset
     # logbridge only: the messages its model predicts (`check` prints them), in its order; the
     # others (a file that cannot be opened) come from the handlers, after the model's.
     model_messages: list[str] = field(default_factory=list)
@@ -128,7 +130,7 @@ def _write_spec(props: Path, loggers: list[str], events: list[Event], out_dir: P
     for e in events:
         fields = [
             "event", e.logger, e.level, str(e.millis), e.thread, e.message, e.ndc, e.cls, e.method, e.file,
-            str(e.line), None if e.throwable is None else "\n".join(e.throwable),
+            None if e.line is None else str(e.line), None if e.throwable is None else "\n".join(e.throwable),
         ]  # fmt: skip
         for k, v in e.mdc.items():
             fields += [k, v]
@@ -149,11 +151,19 @@ def _read_report(report_path: Path, out_dir: Path) -> Run:
         stdout=rep["stdout"],
         stderr=rep["stderr"].replace(str(out_dir), "<dir>"),
         files=_read_files(out_dir),
+        stdout_bytes=base64.b64decode(rep["stdout_b64"]),
     )
 
 
-def run_java(harness_dir: Path, props: Path, loggers: list[str], events: list[Event], out_dir: Path) -> Run:
-    run = run_java_batch(harness_dir, [(props, loggers, events, out_dir)])[0]
+def run_java(
+    harness_dir: Path,
+    props: Path,
+    loggers: list[str],
+    events: list[Event],
+    out_dir: Path,
+    java_flags: list[str] | None = None,
+) -> Run:
+    run = run_java_batch(harness_dir, [(props, loggers, events, out_dir)], java_flags=java_flags)[0]
     assert run is not None, f"log4j hung on {props}: {HUNG[str(props)][:3000]}"
     return run
 
@@ -162,7 +172,9 @@ Job = tuple[Path, list[str], list[Event], Path]  # properties file, loggers, eve
 HUNG: dict[str, str] = {}  # properties file → log4j's thread stacks, for configurations log4j hung on
 
 
-def run_java_batch(harness_dir: Path, jobs: list[Job], timeout: float = 120) -> list[Run | None]:
+def run_java_batch(
+    harness_dir: Path, jobs: list[Job], timeout: float = 120, java_flags: list[str] | None = None
+) -> list[Run | None]:
     """Several configurations in one JVM (each in a fresh log4j Hierarchy). A configuration
     that log4j hangs on (its harness watchdog exits 3 after 20 s, with the threads' stacks) gets
     None, is recorded in `HUNG`, and the rest run in a new JVM."""
@@ -173,7 +185,7 @@ def run_java_batch(harness_dir: Path, jobs: list[Job], timeout: float = 120) -> 
         args = [str(p) for pair in specs[done:] for p in pair]
         try:
             proc = subprocess.run(
-                ["java", *JAVA_FLAGS, "-cp", cp, "Harness", *args],
+                ["java", *JAVA_FLAGS, *(java_flags or []), "-cp", cp, "Harness", *args],
                 capture_output=True,
                 timeout=timeout,
                 cwd=jobs[0][3],
@@ -212,12 +224,18 @@ def assert_same_messages(py: Run, java: Run) -> None:
 
 def make_record(e: Event) -> logging.LogRecord:
     levelno = levels.LEVELS[e.level]
-    r = logging.LogRecord(e.logger, levelno, "/src/" + e.file, e.line, e.message, None, None, func=e.method)
+    if e.line is None:  # what makeLogRecord and records from elsewhere carry: no location
+        r = logging.LogRecord(e.logger, levelno, None, None, e.message, None, None)  # type: ignore[arg-type]
+    else:
+        r = logging.LogRecord(
+            e.logger, levelno, "/src/" + e.file, e.line, e.message, None, None, func=e.method
+        )
     r.created = e.millis / 1000
     r.msecs = e.millis % 1000
     r.relativeCreated = float(e.millis - START_MS)
     r.threadName = e.thread
-    r.className = e.cls
+    if e.line is not None:
+        r.className = e.cls
     r.mdc = dict(e.mdc)
     r.ndc = e.ndc
     if e.throwable is not None:
@@ -267,25 +285,37 @@ def reset_logging() -> None:
     logging.disable(logging.NOTSET)
 
 
-class _PhaseStream(io.StringIO):
+class _PhaseBytes(io.RawIOBase):
     """Like the harness's TeePrintStream: what is written while configuring goes to ``cfg``,
-    afterwards to ``ev``; console handlers bind this one object while configuring."""
+    afterwards to ``ev``; console handlers bind one stream while configuring."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.cfg, self.ev = io.StringIO(), io.StringIO()
+        self.cfg, self.ev = io.BytesIO(), io.BytesIO()
         self.configuring = True
 
-    def write(self, s: str) -> int:
-        return (self.cfg if self.configuring else self.ev).write(s)
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        return (self.cfg if self.configuring else self.ev).write(bytes(b))
 
 
-def run_python(props: Path, loggers: list[str], events: list[Event], out_dir: Path) -> Run:
+def _phase_stream(encoding: str) -> tuple[io.TextIOWrapper, _PhaseBytes]:
+    """A text stream like ``sys.stdout`` (an encoding, a ``buffer``) over phase-split bytes."""
+    raw = _PhaseBytes()
+    return io.TextIOWrapper(raw, encoding=encoding, write_through=True), raw  # type: ignore[arg-type]
+
+
+def run_python(
+    props: Path, loggers: list[str], events: list[Event], out_dir: Path, stdout_encoding: str = "utf-8"
+) -> Run:
     from logbridge import log4j
 
     out_dir.mkdir(parents=True, exist_ok=True)
     saved = sys.stdout, sys.stderr, logging.lastResort
-    out, err = _PhaseStream(), _PhaseStream()
+    out, out_raw = _phase_stream(stdout_encoding)
+    err, err_raw = _phase_stream("utf-8")
     cwd = os.getcwd()
     try:
         os.chdir(out_dir)
@@ -296,7 +326,7 @@ def run_python(props: Path, loggers: list[str], events: list[Event], out_dir: Pa
         cfg = log4j.translate.to_dict_config(model)
         logging.config.dictConfig(cfg)
         logging.lastResort = log4j._NoAppenderWarning(model.threshold)
-        out.configuring = err.configuring = False
+        out_raw.configuring = err_raw.configuring = False
         enabled = []
         for e in events:
             rec = make_record(e)
@@ -309,6 +339,8 @@ def run_python(props: Path, loggers: list[str], events: list[Event], out_dir: Pa
                 lg.handle(rec)
         report = python_logger_report(loggers)
         reset_logging()  # closes (flushes) every handler, like LogManager.shutdown()
+        out.flush()
+        err.flush()
     finally:
         sys.stdout, sys.stderr, logging.lastResort = saved
         os.chdir(cwd)
@@ -317,9 +349,14 @@ def run_python(props: Path, loggers: list[str], events: list[Event], out_dir: Pa
         threshold=threshold,
         loggers=report,
         enabled=enabled,
-        configure_messages=_log4j_lines(err.cfg.getvalue() + out.cfg.getvalue(), out_dir),
-        stdout=out.ev.getvalue(),
-        stderr=err.ev.getvalue().replace(str(out_dir), "<dir>"),
+        configure_messages=_log4j_lines(
+            err_raw.cfg.getvalue().decode("utf-8")
+            + out_raw.cfg.getvalue().decode(stdout_encoding, "replace"),
+            out_dir,
+        ),
+        stdout=out_raw.ev.getvalue().decode("utf-8", "replace"),
+        stderr=err_raw.ev.getvalue().decode("utf-8").replace(str(out_dir), "<dir>"),
         files=_read_files(out_dir),
+        stdout_bytes=out_raw.ev.getvalue(),
         model_messages=_log4j_lines("\n".join(model.log4j_messages()), out_dir),
     )
