@@ -70,9 +70,18 @@ class Run:
 EXTRA_VARIABLES: dict[str, str] = {}
 
 
+# More variables for the runs below one directory (a batch gives each configuration its own).
+VARIABLES_BELOW: dict[Path, dict[str, str]] = {}
+
+
 def variables(out_dir: Path) -> dict[str, str]:
     """The ${} variables of a run (Java system properties on the log4j side)."""
-    return {"dir": str(out_dir), "dip.home": str(out_dir), **EXTRA_VARIABLES}
+    return {
+        "dir": str(out_dir),
+        "dip.home": str(out_dir),
+        **EXTRA_VARIABLES,
+        **VARIABLES_BELOW.get(out_dir.parent, {}),
+    }
 
 
 def standard_events(loggers: list[str], base_ms: int = 1582124702441) -> list[Event]:

@@ -10,13 +10,22 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import warnings
 from pathlib import Path
 
 import pytest
 
 from .configgen import ConfigGenerator
-from .reference import HUNG, Run, assert_same_messages, run_java_batch, run_python, standard_events
+from .reference import (
+    HUNG,
+    VARIABLES_BELOW,
+    Run,
+    assert_same_messages,
+    run_java_batch,
+    run_python,
+    standard_events,
+)
 
 pytestmark = pytest.mark.java
 
@@ -50,31 +59,81 @@ def _differences(py: Run, java: Run) -> list[str]:
     return out
 
 
+class _SyslogPorts:
+    """A UDP socket on loopback per configuration that has a SyslogAppender, offered to it as
+    ${syslog.port}, so that the packets of a batched log4j run are told apart. Datagrams sent on
+    loopback are queued by the time sendto() returns: draining after a run gets them all."""
+
+    def __init__(self) -> None:
+        self.sockets: dict[Path, socket.socket] = {}
+
+    def open(self, config_dir: Path) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024 * 1024)
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        self.sockets[config_dir] = sock
+        VARIABLES_BELOW[config_dir] = {"syslog.port": str(sock.getsockname()[1])}
+
+    def drain(self, config_dir: Path) -> list[bytes]:
+        out = []
+        sock = self.sockets.get(config_dir)
+        while sock is not None:
+            try:
+                out.append(sock.recv(65536))
+            except BlockingIOError:
+                break
+        return out
+
+    def close(self) -> None:
+        for config_dir, sock in self.sockets.items():
+            sock.close()
+            VARIABLES_BELOW.pop(config_dir, None)
+
+
 def test_generated_configurations_same_as_log4j(log4j_harness: Path, tmp_path: Path, paris_tz: None) -> None:
     gen = ConfigGenerator(SEED)
     failures: list[str] = []
-    for start in range(0, COUNT, BATCH):
-        jobs = []
-        for i in range(start, min(COUNT, start + BATCH)):
-            text, loggers = gen.config(i)
-            props = tmp_path / f"c{i}.properties"
-            props.write_bytes(text.encode("latin-1"))
-            jobs.append((props, loggers, standard_events(loggers), tmp_path / f"c{i}" / "java"))
-        for (props, loggers, events, java_dir), java in zip(
-            jobs, run_java_batch(log4j_harness, jobs), strict=True
-        ):
-            if java is None:
-                # log4j itself deadlocked: an AsyncAppender with Blocking=false that discarded
-                # events makes LogManager.shutdown() wait for its dispatcher, which waits for the
-                # Hierarchy lock shutdown holds (README). Nothing to compare; the dump says where.
-                warnings.warn(f"log4j hung on {props.name}:\n{HUNG[str(props)][:4000]}", stacklevel=1)
-                continue
-            py = run_python(props, loggers, events, java_dir.parent / "py")
-            diffs = _differences(py, java)
-            if diffs:
-                failures.append(
-                    f"--- {props.name}:\n{props.read_text(encoding='latin-1')}" + "\n".join(diffs)
-                )
+    ports = _SyslogPorts()
+    try:
+        for start in range(0, COUNT, BATCH):
+            indexes = range(start, min(COUNT, start + BATCH))
+            failures += _compare_batch(gen, indexes, log4j_harness, tmp_path, ports)
+    finally:
+        ports.close()
     assert not failures, f"{len(failures)} of {COUNT} configurations differ (seed {SEED}):\n\n" + "\n\n".join(
         failures[:5]
     )
+
+
+def _compare_batch(
+    gen: ConfigGenerator, indexes: range, harness: Path, tmp_path: Path, ports: _SyslogPorts
+) -> list[str]:
+    jobs = []
+    for i in indexes:
+        text, loggers = gen.config(i)
+        props = tmp_path / f"c{i}.properties"
+        props.write_bytes(text.encode("latin-1"))
+        if "syslog.port" in text:
+            ports.open(tmp_path / f"c{i}")
+        jobs.append((props, loggers, standard_events(loggers), tmp_path / f"c{i}" / "java"))
+    runs = run_java_batch(harness, jobs)
+    java_packets = {job[3].parent: ports.drain(job[3].parent) for job in jobs}
+    failures = []
+    for (props, loggers, events, java_dir), java in zip(jobs, runs, strict=True):
+        if java is None:
+            # log4j itself deadlocked: an AsyncAppender with Blocking=false that discarded events
+            # makes LogManager.shutdown() wait for its dispatcher, which waits for the Hierarchy
+            # lock shutdown holds (README). Nothing to compare; the thread dump says where.
+            warnings.warn(f"log4j hung on {props.name}:\n{HUNG[str(props)][:4000]}", stacklevel=1)
+            continue
+        py = run_python(props, loggers, events, java_dir.parent / "py")
+        diffs = _differences(py, java)
+        py_packets = ports.drain(java_dir.parent)
+        if py_packets != java_packets[java_dir.parent]:
+            diffs.append(
+                f"syslog packets: logbridge {py_packets[:5]}\n    log4j {java_packets[java_dir.parent][:5]}"
+            )
+        if diffs:
+            failures.append(f"--- {props.name}:\n{props.read_text(encoding='latin-1')}" + "\n".join(diffs))
+    return failures
