@@ -570,7 +570,7 @@ class AsyncAppenderHandler(logging.handlers.QueueHandler):
         super().close()
 
 
-_FACILITIES = {
+SYSLOG_FACILITIES = {
     "KERN": 0, "USER": 1, "MAIL": 2, "DAEMON": 3, "AUTH": 4, "SYSLOG": 5, "LPR": 6, "NEWS": 7,
     "UUCP": 8, "CRON": 9, "AUTHPRIV": 10, "FTP": 11, "LOCAL0": 16, "LOCAL1": 17, "LOCAL2": 18,
     "LOCAL3": 19, "LOCAL4": 20, "LOCAL5": 21, "LOCAL6": 22, "LOCAL7": 23,
@@ -609,7 +609,9 @@ class SyslogAppenderHandler(_Log4jMixin, logging.Handler):
         host, _, port = syslog_host.strip().partition(":")
         self.address = (host or "localhost", int(port) if port.isdigit() else 514)
         self.facility_name = facility.strip().upper()
-        self.facility = _FACILITIES.get(self.facility_name, 1)
+        if self.facility_name not in SYSLOG_FACILITIES:
+            self.facility_name = "USER"  # setFacility: "[x] is an unknown syslog facility" (model.py)
+        self.facility = SYSLOG_FACILITIES[self.facility_name]
         self.facility_printing = facility_printing
         self.header = header
         self.hostname = socket.gethostname()
@@ -638,7 +640,8 @@ class SyslogAppenderHandler(_Log4jMixin, logging.Handler):
                 self._split(pri, hdr, packet)
             else:
                 self._send(pri + packet)
-            if layout is not None:
+            # Layout.ignoresThrowable(): an EnhancedPatternLayout with %throwable sends none.
+            if layout is not None and getattr(fmt, "ignores_throwable", True):
                 for line in throwable_lines(record, logging.Formatter()):
                     self._send(pri + hdr + ("    " + line[1:] if line.startswith("\t") else line))
         except Exception:

@@ -627,6 +627,15 @@ class _Reader:
                 self.warn(f"[{value}] should be System.out or System.err.", key)
                 self.warn("Using previously set target, System.out by default.", key)
                 del out["target"]
+        if cls == "org.apache.log4j.net.SyslogAppender" and prop == "facility":
+            from .appenders import SYSLOG_FACILITIES
+
+            if value.strip().upper() not in SYSLOG_FACILITIES:
+                # setFacility prints this with System.err.println, not through LogLog.
+                self._add(
+                    f"[{value}] is an unknown syslog facility. Defaulting to [USER].", key, "log4j"
+                )
+                out[prop] = "USER"
         if cls == "org.apache.log4j.RollingFileAppender" and prop in ("maxFileSize", "maximumFileSize"):
             size = out.pop(prop)
             if prop == "maxFileSize":
