@@ -1,0 +1,165 @@
+"""A filesystem sink's manifests: sealed at roll time, published before their file.
+
+The partitioned writer calls three hooks (`logbridge.sinks.writer.PartitionedWriter.sealer`)::
+
+    seal(files)            writer thread, when files roll: each gets its manifest (sequence number
+                           and previous hash of its stream), kept pending in the state dir and
+                           journaled in the chain log before the file is queued
+    publish_first(file)    publisher thread, before the file's upload or rename: the manifest goes
+                           first (the same bytes again on a retry or after a restart)
+    published(file)        after it: the pending manifest is dropped
+
+Manifest first, then the file: a failure between the two leaves the file staged and queued (its
+retry publishes the same manifest again); the other order would leave a published file whose
+staging copy is gone and whose manifest is never written. Meanwhile ``verify`` may briefly see a
+manifest whose file is not there yet (run it with ``--until`` a few minutes back on a live store).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from .. import envelope
+from ..fileio import write_beside
+from . import manifest as mf
+from .chain import ChainState, Head
+from .digest import FileDigest, digest_file, line_time
+from .layout import PartitionLayout, iso, manifest_path
+
+log = structlog.get_logger("logbridge.store")
+
+
+class Sealer:
+    def __init__(
+        self,
+        destination: str,
+        chain_dir: Path,
+        layout: PartitionLayout,
+        *,
+        key: bytes | None = None,
+        encoding: str = "none",
+        published_name: Callable[[str], str] = lambda relpath: relpath,
+    ):
+        self.destination = destination
+        self.chain = ChainState(chain_dir)
+        self.layout = layout
+        self.key = key
+        self.encoding = encoding
+        self.published_name = published_name
+        self.orphans: list[str] = []  # pending manifests whose file was published before a crash
+
+    def stream_of(self, partition: str) -> str:
+        return f"{self.chain.writer}/{self.destination}/{self.layout.stream_key(partition)}"
+
+    # ------------------------------------------------------------------ writer side
+
+    @staticmethod
+    def track(staging: Any, offset: int, data: bytes) -> None:
+        """``data`` was appended to ``staging`` at ``offset`` (any thread owning the file)."""
+        if staging.digest is None:
+            staging.digest = FileDigest()
+        staging.digest.update(offset, data)
+
+    def seal(self, files: list[Any]) -> None:
+        """Give each staging file its manifest, in order (writer thread). Raises `OSError`
+        with none of them sealed."""
+        with self.chain.lock:
+            heads = dict(self.chain.heads)
+            sealed: list[tuple[str, mf.Manifest]] = []
+            fresh: list[Any] = []
+            try:
+                for staging in files:
+                    if staging.manifest is not None or staging.size == 0:
+                        continue
+                    kept = self.chain.pending(staging.relpath)
+                    if kept is not None and kept.get("size") == staging.size:
+                        staging.manifest = kept  # sealed before a restart: the same manifest again
+                        continue
+                    m = self._build(staging)
+                    # The next file of the same stream must see this one as its head.
+                    self.chain.heads[m.stream] = Head(m.seq, m.hash, m.get("file"))
+                    sealed.append((staging.relpath, m))
+                    fresh.append(staging)
+                self.chain.commit(sealed)
+            except BaseException:
+                self.chain.heads = heads
+                raise
+            for staging, (_, m) in zip(fresh, sealed, strict=True):
+                staging.manifest = m
+
+    def _build(self, staging: Any) -> mf.Manifest:
+        digest = staging.digest.result(staging.size) if staging.digest is not None else None
+        if digest is None:
+            digest = digest_file(staging.path, staging.size)
+        partition = staging.relpath.rsplit("/", 1)[0] if "/" in staging.relpath else ""
+        stream = self.stream_of(partition)
+        seq, prev, prev_file = self.chain.next_link(stream)
+        window = self.layout.window(partition)
+        return mf.build_file_manifest(
+            file=self.published_name(staging.relpath),
+            size=digest.size,
+            sha256=digest.sha.hexdigest(),
+            lines=digest.lines,
+            digests=bytes(digest.digests),
+            encoding=self.encoding,
+            first_event_time=line_time(digest.first_line),
+            last_event_time=line_time(digest.last_line),
+            partition=partition,
+            partition_start=iso(window.start) if window else None,
+            partition_end=iso(window.end) if window else None,
+            stream=stream,
+            seq=seq,
+            prev=prev,
+            prev_file=prev_file,
+            sealed_at=envelope.format_timestamp(time.time()),
+            key=self.key,
+        )
+
+    def recover(self, staged: set[str]) -> None:
+        """At start: pending manifests whose staging file is gone were for files already
+        published (the file went after its manifest): publish them again, to be sure."""
+        self.orphans = [relpath for relpath in self.chain.leftover_pending() if relpath not in staged]
+
+    # ---------------------------------------------------------------- publisher side
+
+    def publish_first(self, staging: Any, writer: Any) -> None:
+        """Publish ``staging``'s manifest (sealing it now if its roll could not). Raises
+        `OSError` or the store's errors (the caller maps them)."""
+        if staging.manifest is None:
+            self.seal([staging])
+        self.put(writer, staging.manifest)
+
+    def put(self, writer: Any, m: mf.Manifest, relpath: str | None = None) -> None:
+        """Write one manifest (or retention record) into the store, whole or not at all."""
+        target = f"{writer.root}/{relpath or manifest_path(m.get('file'))}"
+        data = mf.serialize(m)
+        if writer.local:
+            path = Path(target)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_beside(path, lambda fh: fh.write(data))
+            return
+        if not writer.object_store:
+            with contextlib.suppress(OSError, FileExistsError, NotImplementedError):
+                writer.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        writer.fs.pipe_file(target, data)
+
+    def published(self, staging: Any) -> None:
+        with contextlib.suppress(OSError):  # a pending manifest left is published again, harmlessly
+            self.chain.forget(staging.relpath)
+
+    def publish_orphans(self, writer: Any) -> None:
+        for relpath in list(self.orphans):
+            m = self.chain.pending(relpath)
+            if m is not None:
+                self.put(writer, m)
+            self.chain.forget(relpath)
+            self.orphans.remove(relpath)
+
+    def close(self) -> None:
+        self.chain.close()
