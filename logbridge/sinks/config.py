@@ -140,7 +140,9 @@ class FilesystemDestination(PartitionedDestination):
                     "that can be read back (use %Y %m %d %j %H %M %S)"
                 )
             if not self.manifest.enabled:
-                raise ValueError("retention records its deletions in the manifest chain: keep manifests enabled")
+                raise ValueError(
+                    "retention records its deletions in the manifest chain: keep manifests enabled"
+                )
         return self
 
 

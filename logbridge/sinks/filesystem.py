@@ -71,9 +71,7 @@ class FilesystemSink:
         self.sealer: Sealer | None = None
         self.retention: Retention | None = None
         if manifests:
-            layout = PartitionLayout(
-                getattr(partitions, "template", ""), getattr(partitions, "tz", "UTC")
-            )
+            layout = PartitionLayout(getattr(partitions, "template", ""), getattr(partitions, "tz", "UTC"))
             self.sealer = Sealer(
                 name,
                 chain_dir or default_chain_dir(staging_dir),

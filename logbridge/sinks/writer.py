@@ -235,8 +235,11 @@ class PartitionedWriter:
             try:
                 self.sealer.seal([s for s in rolled if s.size > 0])
             except OSError as exc:  # sealed at publication instead (and retried until it is)
-                log.error("cannot seal rolled files: their manifests are made when they are published",
-                          destination=self.name, error=describe(exc))
+                log.error(
+                    "cannot seal rolled files: their manifests are made when they are published",
+                    destination=self.name,
+                    error=describe(exc),
+                )
         with self._queue_changed:  # a round under way takes them at once
             self.to_publish.extend(s for s in rolled if s.size > 0)
             self._queue_changed.notify_all()

@@ -153,7 +153,9 @@ class ChainState:
         except FileNotFoundError:
             return None
         except (OSError, ManifestError) as exc:
-            log.error("a pending manifest cannot be read: the file is sealed again", file=relpath, error=str(exc))
+            log.error(
+                "a pending manifest cannot be read: the file is sealed again", file=relpath, error=str(exc)
+            )
             return None
 
     def leftover_pending(self) -> list[str]:

@@ -146,7 +146,12 @@ class PartitionLayout:
             else:
                 month, day = fields.get("month", 1), fields.get("day", 1)
             start = datetime(
-                year, month, day, fields.get("hour", 0), fields.get("minute", 0), fields.get("second", 0),
+                year,
+                month,
+                day,
+                fields.get("hour", 0),
+                fields.get("minute", 0),
+                fields.get("second", 0),
                 tzinfo=self.tz,
             )
         except ValueError:
@@ -160,7 +165,9 @@ def _advance(start: datetime, fineness: int) -> datetime:
     if fineness == 1:
         days = calendar.monthrange(start.year, start.month)[1]
         return start + timedelta(days=days)
-    step = {2: timedelta(days=1), 3: timedelta(hours=1), 4: timedelta(minutes=1)}.get(fineness, timedelta(seconds=1))
+    step = {2: timedelta(days=1), 3: timedelta(hours=1), 4: timedelta(minutes=1)}.get(
+        fineness, timedelta(seconds=1)
+    )
     return start + step
 
 

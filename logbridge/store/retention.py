@@ -32,11 +32,15 @@ log = structlog.get_logger("logbridge.store")
 def read_header(fs: Any, path: str) -> mf.Manifest:
     """A manifest's header only (one bounded read; its digests are not read). Raises
     `ManifestError` for a bad header and the store's own errors for the read."""
+    raw = b""
     with fs.open(path, "rb", block_size=64 * 1024) as fh:
-        raw = fh.readline(mf.MAX_HEADER + 1)
-    if not raw.endswith(b"\n"):
-        raise ManifestError(f"no header line within {mf.MAX_HEADER} bytes")
-    return mf.Manifest(mf.parse_header(raw[:-1]))
+        while b"\n" not in raw and len(raw) <= mf.MAX_HEADER:
+            chunk = fh.read(64 * 1024)
+            if not chunk:
+                break
+            raw += chunk
+    header, _ = mf.split_header(raw)
+    return mf.Manifest(mf.parse_header(header))
 
 
 class Retention:
@@ -56,7 +60,9 @@ class Retention:
             with map_storage_errors(self.writer.name, "retention"):
                 return self.prune(time.time())
         except DestinationError as exc:
-            log.warning("retention failed, will retry at the next check", destination=self.writer.name, error=str(exc))
+            log.warning(
+                "retention failed, will retry at the next check", destination=self.writer.name, error=str(exc)
+            )
             return 0
 
     def prune(self, now: float) -> int:
@@ -106,7 +112,12 @@ class Retention:
         fs.rm(doomed)
         if self.writer.local:
             self._remove_empty(expired)
-        log.info("retention: pruned partitions", destination=self.writer.name, partitions=len(expired), files=len(pruned))
+        log.info(
+            "retention: pruned partitions",
+            destination=self.writer.name,
+            partitions=len(expired),
+            files=len(pruned),
+        )
         return len(pruned)
 
     def _record(self, pruned: list[dict[str, Any]], cutoff: float, now: float) -> None:
@@ -172,5 +183,3 @@ class Retention:
                     except OSError:
                         break
                     parts.pop()
-
-
