@@ -56,8 +56,8 @@ class FileDigest:
             if data:
                 if self.first_line is None:
                     self.first_line = data[: data.find(b"\n")] if b"\n" in data else data
-                last = data.rstrip(b"\n")
-                self.last_line = last[last.rfind(b"\n") + 1 :]
+                body = data[:-1] if data.endswith(b"\n") else data
+                self.last_line = body[body.rfind(b"\n") + 1 :]
 
     def result(self, size: int) -> FileDigest | None:
         """This digest if it covers exactly ``size`` bytes, else None (read the file again)."""
