@@ -53,6 +53,7 @@ class ChainState:
         self.dir = directory
         self.pending_dir = directory / "pending"
         self.heads: dict[str, Head] = {}
+        self._backlog: list[mf.Manifest] = []  # records the log could not take yet
         self._lock = threading.Lock()
         self.pending_dir.mkdir(parents=True, exist_ok=True)
         self.writer = self._writer_id()
@@ -117,25 +118,43 @@ class ChainState:
         return self.pending_dir / (relpath + ".manifest")
 
     def commit(self, sealed: list[tuple[str, mf.Manifest]], *, durable: bool = True) -> None:
-        """Keep sealed manifests (relpath → manifest) as pending, then advance their heads (under `lock`)."""
+        """Keep sealed manifests (relpath → manifest) as pending, then advance their heads (under
+        `lock`). A state dir that cannot be written (full) does not stop publication — a full
+        staging disk must still empty itself by publishing: the heads advance in memory and
+        the records wait in memory until the log takes them (a SIGKILL meanwhile may seal a
+        file again under a number already used; verify then reports that fork)."""
         for relpath, m in sealed:
             path = self.pending_path(relpath)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, mf.serialize(m), durable=False)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(path, mf.serialize(m), durable=False)
+            except OSError as exc:
+                log.warning("cannot keep a pending manifest; publishing it anyway", file=relpath, error=str(exc))
         for _, m in sealed:
-            self.record(m)
+            self.record(m, durable=False)
         if durable and sealed:
-            os.fsync(self._fd)
+            self.sync()
 
-    def record(self, m: mf.Manifest) -> None:
+    def record(self, m: mf.Manifest, *, durable: bool = False) -> None:
         """Advance ``m``'s stream to it (a manifest or a retention record; under `lock`)."""
-        self._append_record(m)
         self.heads[m.stream] = Head(m.seq, m.hash, m.get("file"))
-        if self._size > COMPACT_BYTES:
-            self._compact()
+        self._backlog.append(m)
+        try:
+            while self._backlog:
+                self._append_record(self._backlog[0])
+                self._backlog.pop(0)
+            if self._size > COMPACT_BYTES:
+                self._compact()
+            if durable:
+                os.fsync(self._fd)
+        except OSError as exc:
+            log.warning("cannot append to the chain log; kept in memory", records=len(self._backlog), error=str(exc))
 
     def sync(self) -> None:
-        os.fsync(self._fd)
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            log.warning("cannot fsync the chain log", error=str(exc))
 
     def _compact(self) -> None:
         data = b"".join(
