@@ -129,7 +129,9 @@ class ChainState:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_atomic(path, mf.serialize(m), durable=False)
             except OSError as exc:
-                log.warning("cannot keep a pending manifest; publishing it anyway", file=relpath, error=str(exc))
+                log.warning(
+                    "cannot keep a pending manifest; publishing it anyway", file=relpath, error=str(exc)
+                )
         for _, m in sealed:
             self.record(m, durable=False)
         if durable and sealed:
@@ -148,7 +150,9 @@ class ChainState:
             if durable:
                 os.fsync(self._fd)
         except OSError as exc:
-            log.warning("cannot append to the chain log; kept in memory", records=len(self._backlog), error=str(exc))
+            log.warning(
+                "cannot append to the chain log; kept in memory", records=len(self._backlog), error=str(exc)
+            )
 
     def sync(self) -> None:
         try:

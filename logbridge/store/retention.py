@@ -43,6 +43,15 @@ def read_header(fs: Any, path: str) -> mf.Manifest:
     return mf.Manifest(mf.parse_header(header))
 
 
+def _link(fs: Any, path: str) -> dict[str, Any]:
+    """What a retention record keeps of a manifest it deletes: its place in its stream."""
+    try:
+        m = read_header(fs, path)
+    except ManifestError as exc:
+        return {"manifest_error": str(exc)[:200]}
+    return {"stream": m.stream, "seq": m.seq, "manifest": m.hash}
+
+
 class Retention:
     def __init__(self, writer: Any, sealer: Any, max_age: float, *, every: float = 3600.0):
         self.writer = writer
@@ -88,23 +97,13 @@ class Retention:
                 mpath = f"{root}/{manifest_path(rel)}"
                 if mpath in manifests:
                     manifests.discard(mpath)
-                    try:
-                        m = read_header(fs, mpath)
-                        entry |= {"stream": m.stream, "seq": m.seq, "manifest": m.hash}
-                    except ManifestError as exc:
-                        entry["manifest_error"] = str(exc)[:200]
+                    entry |= _link(fs, mpath)
                     doomed.append(mpath)
                 pruned.append(entry)
                 doomed.append(path)
             for mpath in sorted(manifests):  # manifests whose file is already gone
                 rel = mpath[len(f"{root}/{MANIFESTS}/") : -len(".manifest")]
-                entry = {"partition": partition, "file": rel, "file_missing": True}
-                try:
-                    m = read_header(fs, mpath)
-                    entry |= {"stream": m.stream, "seq": m.seq, "manifest": m.hash}
-                except ManifestError as exc:
-                    entry["manifest_error"] = str(exc)[:200]
-                pruned.append(entry)
+                pruned.append({"partition": partition, "file": rel, "file_missing": True} | _link(fs, mpath))
                 doomed.append(mpath)
         if not doomed:
             return 0

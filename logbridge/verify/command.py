@@ -89,6 +89,10 @@ def verify(
     tty = sys.stderr.isatty() and fmt == "text"
     try:
         with map_storage_errors("verify", f"cannot read {store_url}"):
+            found = fs.exists(root)
+        if not found:
+            raise click.UsageError(f"nothing at {store_url} (is the URL the store's root?)")
+        with map_storage_errors("verify", f"cannot read {store_url}"):
             report = _run(fs, root, options, tty)
     except DestinationError as exc:
         click.echo(f"logbridge verify: {exc}", err=True)

@@ -1,0 +1,72 @@
+"""``logbridge verify``'s command line: usage errors exit 2, the text report names each change."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from logbridge.cli import cli
+from logbridge.sinks.filesystem import FilesystemSink
+from logbridge.sinks.partition import PartitionPaths
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    sink = FilesystemSink(
+        "store",
+        f"file://{tmp_path / 'store'}",
+        tmp_path / "state" / "staging" / "store",
+        partitions=PartitionPaths("{topic}/%Y/%m/%d"),
+        sign_key=b"secret",
+    )
+    for day in ("01", "02"):
+        sink.acknowledge([sink.append(f"generic/2026/12/{day}", b'{"a":1}\n{"a":2}\n{"a":3}\n')])
+        sink.roll(time.monotonic() + 3600)
+    sink.publish()
+    sink.close()
+    return tmp_path / "store"
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["verify", *args], env=env)
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["{store}/nothing-here"], None, "nothing at"),
+        (["{store}", "--key-env", "LB_NO_SUCH_VAR"], None, "LB_NO_SUCH_VAR is not set"),
+        (["{store}", "--key-env", "A", "--key-file", "b"], None, "not both"),
+        (["{store}", "--since", "yesterday"], None, "not a time"),
+        (["{store}", "-o", "novalue"], None, "KEY=VALUE"),
+        (["nosuchproto://x"], None, "cannot use"),
+    ],
+)
+def test_usage_errors_exit_2(store: Path, args: list[str], env: dict[str, str] | None, message: str) -> None:
+    code, output = run(*[a.format(store=f"file://{store}") for a in args], env=env)
+    assert code == 2, output
+    assert message in output
+
+
+def test_text_report(store: Path) -> None:
+    code, output = run(f"file://{store}", "--key-env", "K", env={"K": "secret"})
+    assert code == 0 and "OK" in output, output
+    data = next(store.glob("generic/2026/12/02/*.ndjson"))
+    data.write_bytes(data.read_bytes().replace(b'{"a":2}', b'{"a":9}'))
+    code, output = run(f"file://{store}", "--key-env", "K", env={"K": "secret"})
+    assert code == 1
+    assert "edited-line" in output and "line 2" in output and "TAMPERED" in output
+
+
+def test_since_and_until_limit_the_files_hashed(store: Path) -> None:
+    import orjson
+
+    code, output = run(f"file://{store}", "--since", "2026-12-02", "--format", "json")
+    report = orjson.loads(output)
+    assert code == 0 and report["checked"] == 1 and report["files"] == 2
+    code, output = run(f"file://{store}", "--until", "2026-12-01", "--format", "json")
+    assert orjson.loads(output)["checked"] == 0
