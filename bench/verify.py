@@ -152,6 +152,7 @@ def main() -> None:
         files = data_files(root)
         size = sum(p.stat().st_size for p in files)
         manifests = sum(p.stat().st_size for p in (root / ".logbridge").rglob("*.manifest"))
+        print(f"load average before the runs: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
         print(
             f"store: {len(files)} data files, {size / 1e6:,.0f} MB; manifests {manifests / 1e6:,.1f} MB "
             f"({100 * manifests / size:.2f} %); {os.cpu_count()} CPUs, {args.threads} threads"
