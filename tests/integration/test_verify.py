@@ -343,3 +343,51 @@ def test_verify_reads_an_s3_store(s3_server: Any, tmp_path: Path, wait_for: Any)
     code, report = run_verify(url, *options)
     assert code == 1
     assert [(f["kind"], f["line"]) for f in report["findings"]] == [("edited-line", 2)]
+
+
+def test_two_consume_writers_one_sigkilled_leave_a_store_that_verifies(
+    collector: Any, nats_server: Any, tmp_path: Path, wait_for: Any
+) -> None:
+    """Each ``logbridge consume`` writer seals its own streams; a writer SIGKILLed mid-stream
+    resumes them (the files it had sealed keep their manifests): the store verifies clean."""
+    pytest.importorskip("nats")
+    from .writerproc import Writer, seqs_in, writer_config
+
+    bus = collector(
+        destinations=[{"name": "bus", "type": "nats", "servers": [nats_server.url], "stream": "AUDIT"}]
+    )
+    store = tmp_path / "store"
+    destination = {
+        "name": "store",
+        "url": f"file://{store}",
+        "roll": {"max_bytes": "8KiB", "max_age": "1s"},
+        "manifest": {"sign_key_env": KEY_ENV},
+    }
+    w1, w2 = (
+        Writer(
+            tmp_path / name,
+            writer_config(tmp_path / name, nats_server.url, store, destinations=[destination]),
+        )
+        for name in ("w1", "w2")
+    )
+    env = {KEY_ENV: KEY}
+    w1.start(env)
+    w2.start(env)
+    try:
+        sent = 0
+        for kill in range(3):
+            for _ in range(4):
+                post(bus.events_url, [event(sent + i, time.time()) for i in range(40)])
+                sent += 40
+            wait_for(lambda n=sent: len(seqs_in(store)) >= n // 2, 60, f"progress before kill {kill + 1}")
+            w1.kill()
+            w1.start(env)
+        wait_for(lambda: len(set(seqs_in(store))) >= sent, 90, "every event in the store")
+    finally:
+        for w in (w1, w2):
+            if w.running:
+                w.stop()
+    code, report = verify_local(store)
+    assert code == 0, report["findings"]
+    seqs = [mf.parse(p.read_bytes()).seq for p in (store / MANIFESTS).rglob("*.manifest")]
+    assert max(seqs) > w1.starts, "a stream continued across the writer's restarts"
