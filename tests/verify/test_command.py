@@ -70,3 +70,26 @@ def test_since_and_until_limit_the_files_hashed(store: Path) -> None:
     assert code == 0 and report["checked"] == 1 and report["files"] == 2
     code, output = run(f"file://{store}", "--until", "2026-12-01", "--format", "json")
     assert orjson.loads(output)["checked"] == 0
+
+
+def test_a_gzip_store_is_checked_on_its_content(tmp_path: Path) -> None:
+    import gzip
+
+    from logbridge.sinks.encoders import Gzip
+
+    sink = FilesystemSink(
+        "store",
+        f"file://{tmp_path / 'store'}",
+        tmp_path / "state" / "staging" / "store",
+        partitions=PartitionPaths("{topic}/%Y"),
+        encoder=Gzip(),
+    )
+    sink.acknowledge([sink.append("generic/2026", b'{"a":1}\n{"a":2}\n{"a":3}\n')])
+    sink.roll(time.monotonic() + 3600)
+    sink.publish()
+    sink.close()
+    (data,) = (tmp_path / "store").glob("generic/2026/*.ndjson.gz")
+    assert run(f"file://{tmp_path / 'store'}")[0] == 0
+    data.write_bytes(gzip.compress(gzip.decompress(data.read_bytes()).replace(b'{"a":3}\n', b"")))
+    code, output = run(f"file://{tmp_path / 'store'}")
+    assert code == 1 and "removed-line" in output and "sealed as line 3" in output, output
