@@ -12,7 +12,9 @@ their manifest removed when a chain names them).
 
 from __future__ import annotations
 
+import calendar
 import hashlib
+import re
 import threading
 import time
 import zlib
@@ -31,6 +33,7 @@ from .localize import localize
 from .scan import Listing, list_store
 
 _READ = 8 * 1024 * 1024
+_NAME_TIME = re.compile(r"^events-(\d{8}T\d{6}Z)-")
 
 
 @dataclass
@@ -186,6 +189,20 @@ class Verifier:
             return False
         return not (until is not None and start is not None and start >= until)
 
+    def _named_in_window(self, path: str) -> bool:
+        """A file without a manifest has no times but its name's (``events-20261201T101500Z-…``:
+        when its writer opened it): with ``--since``/``--until``, a store that had files before
+        manifests existed can be checked from then on."""
+        if self.options.since is None and self.options.until is None:
+            return True
+        found = _NAME_TIME.search(path.rsplit("/", 1)[-1])
+        if found is None:
+            return True
+        opened = calendar.timegm(time.strptime(found.group(1), "%Y%m%dT%H%M%SZ"))
+        if self.options.since is not None and opened < self.options.since:
+            return False
+        return not (self.options.until is not None and opened >= self.options.until)
+
     # ----------------------------------------------------------------------- hashing
 
     def _hash_all(self, todo: list[str], headers: dict[str, mf.Manifest]) -> dict[str, tuple[str, int]]:
@@ -292,7 +309,11 @@ class Verifier:
     ) -> None:
         """Manifests without their file, files without their manifest."""
         orphans = [d for d in headers if d not in listing.data and d in in_window]
-        self._unmanifested = [d for d in listing.data if d not in listing.manifests and d not in pruned]
+        self._unmanifested = [
+            d
+            for d in listing.data
+            if d not in listing.manifests and d not in pruned and self._named_in_window(d)
+        ]
         for d in listing.data:
             if d in pruned and d not in listing.manifests:
                 self.report.add(

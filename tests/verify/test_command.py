@@ -93,3 +93,15 @@ def test_a_gzip_store_is_checked_on_its_content(tmp_path: Path) -> None:
     data.write_bytes(gzip.compress(gzip.decompress(data.read_bytes()).replace(b'{"a":3}\n', b"")))
     code, output = run(f"file://{tmp_path / 'store'}")
     assert code == 1 and "removed-line" in output and "sealed as line 3" in output, output
+
+
+def test_files_from_before_manifests_are_left_out_by_since(store: Path) -> None:
+    import orjson
+
+    old = store / "generic" / "2026" / "11" / "30" / "events-20261130T101500Z-host-1-00000000-000001.ndjson"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b'{"a":0}\n')
+    code, output = run(f"file://{store}", "--format", "json")
+    assert code == 1 and orjson.loads(output)["counts"]["unmanifested-file"] == 1
+    code, output = run(f"file://{store}", "--format", "json", "--since", "2026-12-01")
+    assert code == 0, output
