@@ -4,7 +4,7 @@ The staging and publication mechanics are `PartitionedWriter`'s; this class is t
 of them: receipts the collector journals, acknowledgement (a staging file is published only up
 to the size its journal records cover), fsync, and start-up recovery. It also wires in the
 store's evidence (`logbridge.store`): each file's digest follows its appends, its manifest is
-sealed when it rolls and published before it, and retention prunes old partitions.
+sealed when it rolls and published right after it, and retention prunes old partitions.
 
 The chain state (`logbridge.store.chain`) lives beside the staging dir, never in it: for the
 usual ``<state_dir>/staging/<destination>`` it is ``<state_dir>/chains/<destination>``.
@@ -192,7 +192,7 @@ class FilesystemSink:
     def publish(self) -> int:
         if self.sealer is not None and self.sealer.orphans:
             try:
-                with map_storage_errors(self.name, "cannot publish a manifest left by a crash"):
+                with map_storage_errors(self.name, "cannot publish a manifest whose file went without it"):
                     self.sealer.publish_orphans(self.writer)
             except DestinationError as exc:
                 log.warning("publish failed, will retry", destination=self.name, error=str(exc))

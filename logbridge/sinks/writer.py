@@ -110,7 +110,7 @@ class PartitionedWriter:
         self._queue_changed = threading.Condition(self._queue_lock)  # queued, or a publication ended
         self._publish_lock = threading.Lock()
         self.stats = PublishStats()
-        # Manifests (`logbridge.store.sealer.Sealer`): sealed as files roll, published before them.
+        # Manifests (`logbridge.store.sealer.Sealer`): sealed as files roll, published after them.
         self.sealer: Any = None
         staging_dir.mkdir(parents=True, exist_ok=True)
 
@@ -325,12 +325,12 @@ class PartitionedWriter:
     def _try_publish(self, staging: StagingFile) -> str | None:
         try:
             _cut_to(staging.path, staging.size)
+            if self.sealer is not None:
+                self.sealer.ensure_sealed(staging)
             with map_storage_errors(self.name, f"cannot publish {staging.relpath}"):
-                if self.sealer is not None:
-                    self.sealer.publish_first(staging, self)
                 self.publish(staging.path, staging.relpath)
             if self.sealer is not None:
-                self.sealer.published(staging)
+                self.sealer.published(staging, self)
         except DestinationError as exc:  # kept queued, retried at the next round
             return str(exc)
         except OSError as exc:  # the staging side (state_dir)

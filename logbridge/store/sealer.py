@@ -1,23 +1,26 @@
-"""A filesystem sink's manifests: sealed at roll time, published before their file.
+"""A filesystem sink's manifests: sealed at roll time, published right after their file.
 
 The partitioned writer calls three hooks (`logbridge.sinks.writer.PartitionedWriter.sealer`)::
 
     seal(files)            writer thread, when files roll: each gets its manifest (sequence number
                            and previous hash of its stream), kept pending in the state dir and
                            journaled in the chain log before the file is queued
-    publish_first(file)    publisher thread, before the file's upload or rename: the manifest goes
-                           first (the same bytes again on a retry or after a restart)
-    published(file)        after it: the pending manifest is dropped
+    ensure_sealed(file)    publisher thread, before the upload or rename: seals a file whose roll
+                           could not (the state dir was full then)
+    published(file)        after it: the manifest goes (the same bytes again after a restart), and
+                           the pending copy is dropped
 
-Manifest first, then the file: a failure between the two leaves the file staged and queued (its
-retry publishes the same manifest again); the other order would leave a published file whose
-staging copy is gone and whose manifest is never written. Meanwhile ``verify`` may briefly see a
-manifest whose file is not there yet (run it with ``--until`` a few minutes back on a live store).
+The file goes first, then its manifest. A manifest that cannot be published then (the store
+failed in between) stays pending and is retried at the start of each publication round, and
+after a restart (a pending manifest whose staging file is gone); the file itself is not published
+again. Meanwhile ``verify`` may briefly see a file without its manifest: on a live store, run it
+with ``--until`` a few minutes back.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +29,9 @@ from typing import Any
 import structlog
 
 from .. import envelope
+from ..errors import DestinationError
 from ..fileio import write_beside
+from ..sinks.fs import map_storage_errors
 from . import manifest as mf
 from .chain import ChainState, Head
 from .digest import FileDigest, digest_file, line_time
@@ -52,7 +57,10 @@ class Sealer:
         self.key = key
         self.encoding = encoding
         self.published_name = published_name
-        self.orphans: list[str] = []  # pending manifests whose file was published before a crash
+        # Manifests whose file is published but they are not (the store failed between the two,
+        # or the process died): relpath → the manifest (None: read it from the pending dir).
+        self.orphans: dict[str, mf.Manifest | None] = {}
+        self._orphans_lock = threading.Lock()
 
     def stream_of(self, partition: str) -> str:
         return f"{self.chain.writer}/{self.destination}/{self.layout.stream_key(partition)}"
@@ -122,18 +130,33 @@ class Sealer:
         )
 
     def recover(self, staged: set[str]) -> None:
-        """At start: pending manifests whose staging file is gone were for files already
-        published (the file went after its manifest): publish them again, to be sure."""
-        self.orphans = [relpath for relpath in self.chain.leftover_pending() if relpath not in staged]
+        """At start: pending manifests whose staging file is gone belong to files published
+        before the process died: they are published at the next round."""
+        with self._orphans_lock:
+            for relpath in self.chain.leftover_pending():
+                if relpath not in staged:
+                    self.orphans.setdefault(relpath, None)
 
     # ---------------------------------------------------------------- publisher side
 
-    def publish_first(self, staging: Any, writer: Any) -> None:
-        """Publish ``staging``'s manifest (sealing it now if its roll could not). Raises
-        `OSError` or the store's errors (the caller maps them)."""
+    def ensure_sealed(self, staging: Any) -> None:
+        """Raises `OSError` when the file cannot be read to seal it."""
         if staging.manifest is None:
             self.seal([staging])
-        self.put(writer, staging.manifest)
+
+    def published(self, staging: Any, writer: Any) -> None:
+        """The file is published: publish its manifest, or keep it for the next round."""
+        m = staging.manifest
+        try:
+            with map_storage_errors(self.destination, f"cannot publish the manifest of {staging.relpath}"):
+                self.put(writer, m)
+        except DestinationError as exc:
+            log.warning("manifest not published, will retry", destination=self.destination, error=str(exc))
+            with self._orphans_lock:
+                self.orphans[staging.relpath] = m
+            return
+        with contextlib.suppress(OSError):  # a pending manifest left is published again, harmlessly
+            self.chain.forget(staging.relpath)
 
     def put(self, writer: Any, m: mf.Manifest, relpath: str | None = None) -> None:
         """Write one manifest (or retention record) into the store, whole or not at all."""
@@ -149,17 +172,18 @@ class Sealer:
                 writer.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
         writer.fs.pipe_file(target, data)
 
-    def published(self, staging: Any) -> None:
-        with contextlib.suppress(OSError):  # a pending manifest left is published again, harmlessly
-            self.chain.forget(staging.relpath)
-
     def publish_orphans(self, writer: Any) -> None:
-        for relpath in list(self.orphans):
-            m = self.chain.pending(relpath)
+        """Manifests whose file went without them (publisher thread). Raises the store's errors."""
+        with self._orphans_lock:
+            waiting = list(self.orphans.items())
+        for relpath, m in waiting:
+            m = m or self.chain.pending(relpath)
             if m is not None:
                 self.put(writer, m)
-            self.chain.forget(relpath)
-            self.orphans.remove(relpath)
+            with self._orphans_lock:
+                self.orphans.pop(relpath, None)
+            with contextlib.suppress(OSError):
+                self.chain.forget(relpath)
 
     def close(self) -> None:
         self.chain.close()

@@ -131,3 +131,18 @@ def test_retention_deletes_old_partitions_and_verify_bridges_them(tmp_path: Path
         )
     ]
     assert retention.prune(now) == 0  # nothing left past the window
+
+
+def test_a_manifest_the_store_refuses_after_its_file_is_published_at_the_next_round(tmp_path: Path) -> None:
+    sink = make_sink(tmp_path)
+    blocker = tmp_path / "store" / ".logbridge"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_bytes(b"a file where the manifests' folder should be")
+    roll_one(sink, "generic/2026/12", lines(1, 2))
+    assert sink.publish() == 1  # the file went; its manifest could not
+    assert list((tmp_path / "store").rglob("*.ndjson")) and sink.sealer is not None and sink.sealer.orphans
+    blocker.unlink()
+    sink.publish()  # nothing queued: the round still retries the manifest
+    assert len(published_manifests(tmp_path)) == 1 and not sink.sealer.orphans
+    assert verify(tmp_path) == []
+    assert not list((tmp_path / "state" / "chains" / "store" / "pending").rglob("*.manifest"))
