@@ -391,3 +391,28 @@ def test_two_consume_writers_one_sigkilled_leave_a_store_that_verifies(
     assert code == 0, report["findings"]
     seqs = [mf.parse(p.read_bytes()).seq for p in (store / MANIFESTS).rglob("*.manifest")]
     assert max(seqs) > w1.starts, "a stream continued across the writer's restarts"
+
+
+def test_a_collector_sigkilled_mid_stream_leaves_a_store_that_verifies(tmp_path: Path) -> None:
+    """Files sealed but not yet published when the collector dies are published after the restart
+    with the manifests they were sealed with, and each stream goes on where it stopped."""
+    c = start_collector(
+        tmp_path / "collector",
+        roll={"max_bytes": "4KiB", "max_age": "5m"},
+        manifest={"sign_key_env": KEY_ENV},
+    )
+    seq = 0
+    try:
+        for _ in range(3):
+            for _ in range(4):
+                post(c.events_url, [event(seq + i, time.time()) for i in range(20)])
+                seq += 20
+            c.kill()
+            c.start()
+    finally:
+        c.stop()
+    code, report = verify_local(c.store)
+    assert code == 0, report["findings"]
+    assert report["files"] >= 11
+    seqs = sorted(mf.parse(p.read_bytes()).seq for p in (c.store / MANIFESTS).rglob("*.manifest"))
+    assert seqs == list(range(1, len(seqs) + 1))
