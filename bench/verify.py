@@ -6,8 +6,9 @@
 
 The store is written by a real `FilesystemSink` (what the collector uses: staging, sealing,
 manifests, publication) with ~480-byte stored lines in 64 MiB files over 8 topics × 6 hours.
-Writing it runs twice on the first 64 MiB, manifests on and off, to show what sealing costs the
-writer (CPU per MB). Then, alternating, each twice (files in the page cache: the disk's own
+Writing it runs three times on the first 64 MiB (manifests off, on without line digests, on) to
+show what sealing costs the writer (CPU per MB), and the collector's in-process ingest of
+``bench/collector.py``'s body (CPU µs per event) in the same three modes, alternating. Then, alternating, each twice (files in the page cache: the disk's own
 speed is not measured, hashing is):
 
 - ``logbridge verify --format json`` as a process;
@@ -26,6 +27,7 @@ sys.path[:] = [p for p in sys.path if p.rstrip("/").rsplit("/", 1)[-1] != "bench
 
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
+import logging  # noqa: E402
 import os  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
@@ -36,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import orjson  # noqa: E402
+import structlog  # noqa: E402
 
 from logbridge.sinks.filesystem import FilesystemSink  # noqa: E402
 from logbridge.sinks.partition import PartitionPaths  # noqa: E402
@@ -64,7 +67,9 @@ def lines(n: int, start: int) -> bytes:
     return b"\n".join(out) + b"\n"
 
 
-def write_store(root: Path, staging: Path, megabytes: int, *, manifests: bool = True) -> tuple[float, int]:
+def write_store(
+    root: Path, staging: Path, megabytes: int, *, manifests: bool = True, line_digests: bool = True
+) -> tuple[float, int]:
     """Write ~megabytes of store through a real sink; returns (CPU seconds, bytes)."""
     sink = FilesystemSink(
         "store",
@@ -74,6 +79,7 @@ def write_store(root: Path, staging: Path, megabytes: int, *, manifests: bool = 
         max_bytes=64 * MiB,
         max_age=3600,
         manifests=manifests,
+        line_digests=line_digests,
     )
     batch = lines(1000, 0)
     total = 0
@@ -129,23 +135,70 @@ def hashlib_threads(files: list[Path], threads: int) -> tuple[float, float]:
     return time.perf_counter() - started, cpu
 
 
+def ingest_cost(work: Path, rounds: int = 6, batches: int = 100) -> None:
+    """CPU µs per event of `Collector.ingest` (durability flush, in process) with manifests off,
+    on without line digests, and on: rounds alternate, the median is printed."""
+    import json
+    import statistics
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import collector as bench_collector  # bench/collector.py: its 1000-event DSS body
+
+    from logbridge.collector import config as config_mod
+    from logbridge.collector import core
+    from logbridge.collector.local import local_config
+
+    items = bench_collector.dss_events(1000).strip().split(b"\n")
+    modes = {"off": {"enabled": False}, "on, no line digests": {"line_digests": False}, "on": {}}
+    collectors = {}
+    for i, (mode, manifest) in enumerate(modes.items()):
+        home = work / f"ingest-{i}"
+        home.mkdir()
+        config = local_config(home, 1)
+        config["destinations"][0]["manifest"] = manifest
+        (home / "c.yaml").write_text(json.dumps(config))
+        collectors[mode] = core.Collector(config_mod.load(home / "c.yaml"))
+        collectors[mode].start()
+    times: dict[str, list[float]] = {mode: [] for mode in modes}
+    for _ in range(rounds):
+        for mode, c in collectors.items():
+            ctx = core.RequestContext("127.0.0.1")
+            started = time.process_time()
+            for _ in range(batches):
+                c.ingest(list(items), ctx, time.time())
+            times[mode].append((time.process_time() - started) / (batches * len(items)) * 1e6)
+    for c in collectors.values():
+        c.close()
+    off = statistics.median(times["off"])
+    for mode, runs in times.items():
+        median = statistics.median(runs)
+        print(f"Collector.ingest, manifests {mode}: {median:.2f} CPU µs/event ({median / off:.2f}x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("megabytes", type=int, nargs="?", default=1000)
     parser.add_argument("--dir", type=Path, help="keep the store here (reused when it is there)")
     parser.add_argument("--threads", type=int, default=min(8, (os.cpu_count() or 2) * 2))
     args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     work = args.dir or Path(tempfile.mkdtemp(prefix="lb-bench-verify-"))
     root = work / "store"
     try:
-        # What sealing costs the writer: the same 64 MiB with manifests off, then on.
-        for manifests in (False, True):
-            scratch = work / f"scratch-{manifests}"
-            cpu, size = write_store(scratch / "store", scratch / "state" / "staging", 64, manifests=manifests)
-            print(
-                f"write 64 MiB, manifests {'on ' if manifests else 'off'}: {cpu:.2f} CPU s ({size / MiB / cpu:,.0f} MiB per CPU s)"
+        # What sealing costs the writer: the same 64 MiB with manifests off, without and with line digests.
+        for manifests, per_line in ((False, False), (True, False), (True, True)):
+            scratch = work / f"scratch-{manifests}-{per_line}"
+            cpu, size = write_store(
+                scratch / "store",
+                scratch / "state" / "staging",
+                64,
+                manifests=manifests,
+                line_digests=per_line,
             )
+            mode = "on" if per_line else "on, no line digests" if manifests else "off"
+            print(f"write 64 MiB, manifests {mode}: {cpu:.2f} CPU s ({size / MiB / cpu:,.0f} MiB per CPU s)")
             shutil.rmtree(scratch)
+        ingest_cost(work)
         if not root.exists():
             cpu, size = write_store(root, work / "state" / "staging", args.megabytes)
             print(f"store written: {size / 1e6:,.0f} MB in {cpu:.1f} CPU s")

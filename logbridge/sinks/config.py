@@ -96,6 +96,9 @@ class ManifestSettings(StrictModel):
     with HMAC-SHA256 when a key is given (by environment variable or file, never logged)."""
 
     enabled: bool = True
+    # Per-line digests let verify name the changed lines; without them it names the file only,
+    # and sealing costs about a third (docs/tamper-evidence.md).
+    line_digests: bool = True
     sign_key_env: str | None = None
     sign_key_file: str | None = None
 

@@ -50,6 +50,7 @@ class FilesystemSink:
         encoder: Encoder | None = None,
         key: str | None = None,
         manifests: bool = True,
+        line_digests: bool = True,
         sign_key: bytes | None = None,
         chain_dir: Path | None = None,
         retention: float | None = None,
@@ -78,6 +79,7 @@ class FilesystemSink:
                 layout,
                 key=sign_key,
                 encoding="gzip" if encoder is not None else "none",
+                line_digests=line_digests,
                 published_name=encoder.published_name if encoder is not None else (lambda r: r),
             )
             self.writer.sealer = self.sealer
@@ -106,6 +108,7 @@ class FilesystemSink:
             encoder=encoder_for(dest.compression),
             key=key,
             manifests=settings.enabled,
+            line_digests=settings.line_digests,
             sign_key=sign_key,
             chain_dir=staging_dir.parent / "chains" / dest.name,
             retention=dest.retention,

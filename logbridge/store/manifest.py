@@ -108,7 +108,7 @@ def build_file_manifest(
     size: int,
     sha256: str,
     lines: int,
-    digests: bytes,
+    digests: bytes | None,
     encoding: str,
     first_event_time: str | None,
     last_event_time: str | None,
@@ -129,7 +129,9 @@ def build_file_manifest(
         "size": size,
         "sha256": sha256,
         "lines": lines,
-        "line_digests": {"algorithm": LINE_DIGEST, "sha256": hashlib.sha256(digests).hexdigest()},
+        "line_digests": None
+        if digests is None
+        else {"algorithm": LINE_DIGEST, "sha256": hashlib.sha256(digests).hexdigest()},
         "encoding": encoding,
         "first_event_time": first_event_time,
         "last_event_time": last_event_time,
@@ -144,7 +146,7 @@ def build_file_manifest(
     }
     if key is not None:
         header = sign(header, key)
-    return Manifest(header, digests)
+    return Manifest(header, digests or b"")
 
 
 # ------------------------------------------------------------------------------------ parsing
@@ -158,7 +160,7 @@ _FILE_FIELDS: dict[str, tuple[type, ...]] = {
     "size": _INT,
     "sha256": _STR,
     "lines": _INT,
-    "line_digests": (dict,),
+    "line_digests": (dict, type(None)),
     "encoding": _STR,
     "first_event_time": _OPT_STR,
     "last_event_time": _OPT_STR,
@@ -218,7 +220,9 @@ def parse_header(raw: bytes) -> dict[str, Any]:
         if header["size"] < 0 or header["lines"] < 0:
             raise ManifestError("size and lines must not be negative")
         digests = header["line_digests"]
-        if digests.get("algorithm") != LINE_DIGEST or not isinstance(digests.get("sha256"), str):
+        if digests is not None and (
+            digests.get("algorithm") != LINE_DIGEST or not isinstance(digests.get("sha256"), str)
+        ):
             raise ManifestError(f"line_digests must be {{algorithm: {LINE_DIGEST!r}, sha256: hex}}")
     else:
         for entry in header["pruned"]:
@@ -236,7 +240,10 @@ def parse(data: bytes) -> Manifest:
     """A whole manifest file (header and digests). Raises `ManifestError`."""
     raw, digests = split_header(data)
     header = parse_header(raw)
-    if header["kind"] == "file":
+    if header["kind"] == "file" and header["line_digests"] is None:
+        if digests:
+            raise ManifestError("line digests after a header that says there are none")
+    elif header["kind"] == "file":
         if len(digests) != header["lines"] * DIGEST_SIZE:
             raise ManifestError(
                 f"{len(digests)} bytes of line digests for {header['lines']} lines "

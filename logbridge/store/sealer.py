@@ -49,6 +49,7 @@ class Sealer:
         *,
         key: bytes | None = None,
         encoding: str = "none",
+        line_digests: bool = True,
         published_name: Callable[[str], str] = lambda relpath: relpath,
     ):
         self.destination = destination
@@ -56,6 +57,7 @@ class Sealer:
         self.layout = layout
         self.key = key
         self.encoding = encoding
+        self.line_digests = line_digests
         self.published_name = published_name
         # Manifests whose file is published but they are not (the store failed between the two,
         # or the process died): relpath → the manifest (None: read it from the pending dir).
@@ -67,11 +69,10 @@ class Sealer:
 
     # ------------------------------------------------------------------ writer side
 
-    @staticmethod
-    def track(staging: Any, offset: int, data: bytes) -> None:
+    def track(self, staging: Any, offset: int, data: bytes) -> None:
         """``data`` was appended to ``staging`` at ``offset`` (any thread owning the file)."""
         if staging.digest is None:
-            staging.digest = FileDigest()
+            staging.digest = FileDigest(self.line_digests)
         staging.digest.update(offset, data)
 
     def seal(self, files: list[Any]) -> None:
@@ -104,7 +105,7 @@ class Sealer:
     def _build(self, staging: Any) -> mf.Manifest:
         digest = staging.digest.result(staging.size) if staging.digest is not None else None
         if digest is None:
-            digest = digest_file(staging.path, staging.size)
+            digest = digest_file(staging.path, staging.size, per_line=self.line_digests)
         partition = staging.relpath.rsplit("/", 1)[0] if "/" in staging.relpath else ""
         stream = self.stream_of(partition)
         seq, prev, prev_file = self.chain.next_link(stream)
@@ -114,7 +115,7 @@ class Sealer:
             size=digest.size,
             sha256=digest.sha.hexdigest(),
             lines=digest.lines,
-            digests=bytes(digest.digests),
+            digests=bytes(digest.digests) if self.line_digests else None,
             encoding=self.encoding,
             first_event_time=line_time(digest.first_line),
             last_event_time=line_time(digest.last_line),

@@ -272,6 +272,15 @@ class Verifier:
             return
         if digest == m.get("sha256") and size == m.get("size"):
             return
+        if m.get("line_digests") is None:
+            self.report.add(
+                "content-mismatch",
+                file=data,
+                stream=m.stream,
+                seq=m.seq,
+                detail="the file differs from its manifest (sealed without line digests: no line can be named)",
+            )
+            return
         try:
             full = mf.parse(self.fs.cat_file(f"{self.root}/{self.listing.manifests[data]}"))
             current = line_digests(self._content(data, m.get("encoding") == "gzip"))

@@ -23,12 +23,13 @@ def manifests(draw: st.DrawFn) -> mf.Manifest:
     lines = draw(st.lists(st.binary(max_size=80).filter(lambda b: b"\n" not in b), max_size=30))
     data = b"".join(line + b"\n" for line in lines)
     key = draw(st.none() | st.binary(min_size=1, max_size=40))
+    per_line = draw(st.booleans())
     return mf.build_file_manifest(
         file=draw(names),
         size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
         lines=len(lines),
-        digests=line_digests(data),
+        digests=line_digests(data) if per_line else None,
         encoding=draw(st.sampled_from(["none", "gzip"])),
         first_event_time=draw(times),
         last_event_time=draw(times),

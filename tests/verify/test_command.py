@@ -105,3 +105,24 @@ def test_files_from_before_manifests_are_left_out_by_since(store: Path) -> None:
     assert code == 1 and orjson.loads(output)["counts"]["unmanifested-file"] == 1
     code, output = run(f"file://{store}", "--format", "json", "--since", "2026-12-01")
     assert code == 0, output
+
+
+def test_without_line_digests_a_changed_file_is_named_without_lines(tmp_path: Path) -> None:
+    sink = FilesystemSink(
+        "store",
+        f"file://{tmp_path / 'store'}",
+        tmp_path / "state" / "staging" / "store",
+        partitions=PartitionPaths("{topic}/%Y"),
+        line_digests=False,
+    )
+    sink.acknowledge([sink.append("generic/2026", b'{"a":1}\n{"a":2}\n')])
+    sink.roll(time.monotonic() + 3600)
+    sink.publish()
+    sink.close()
+    (data,) = (tmp_path / "store").glob("generic/2026/*.ndjson")
+    manifest = next((tmp_path / "store" / ".logbridge").rglob("*.manifest")).read_bytes()
+    assert manifest.endswith(b"}\n")  # a header and nothing else
+    assert run(f"file://{tmp_path / 'store'}")[0] == 0
+    data.write_bytes(b'{"a":1}\n{"a":3}\n')
+    code, output = run(f"file://{tmp_path / 'store'}")
+    assert code == 1 and "content-mismatch" in output and "line digests" in output, output
