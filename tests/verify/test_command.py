@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -13,21 +14,32 @@ from logbridge.sinks.filesystem import FilesystemSink
 from logbridge.sinks.partition import PartitionPaths
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Path:
+def publish(tmp_path: Path, files: dict[str, bytes], template: str = "{topic}/%Y", **options: Any) -> Path:
+    """A store of ``files`` (partition → lines), one file each, written and sealed by a real sink."""
     sink = FilesystemSink(
         "store",
         f"file://{tmp_path / 'store'}",
         tmp_path / "state" / "staging" / "store",
-        partitions=PartitionPaths("{topic}/%Y/%m/%d"),
-        sign_key=b"secret",
+        partitions=PartitionPaths(template),
+        **options,
     )
-    for day in ("01", "02"):
-        sink.acknowledge([sink.append(f"generic/2026/12/{day}", b'{"a":1}\n{"a":2}\n{"a":3}\n')])
+    for partition, data in files.items():
+        sink.acknowledge([sink.append(partition, data)])
         sink.roll(time.monotonic() + 3600)
     sink.publish()
     sink.close()
     return tmp_path / "store"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    lines = b'{"a":1}\n{"a":2}\n{"a":3}\n'
+    return publish(
+        tmp_path,
+        {"generic/2026/12/01": lines, "generic/2026/12/02": lines},
+        "{topic}/%Y/%m/%d",
+        sign_key=b"secret",
+    )
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
@@ -77,17 +89,7 @@ def test_a_gzip_store_is_checked_on_its_content(tmp_path: Path) -> None:
 
     from logbridge.sinks.encoders import Gzip
 
-    sink = FilesystemSink(
-        "store",
-        f"file://{tmp_path / 'store'}",
-        tmp_path / "state" / "staging" / "store",
-        partitions=PartitionPaths("{topic}/%Y"),
-        encoder=Gzip(),
-    )
-    sink.acknowledge([sink.append("generic/2026", b'{"a":1}\n{"a":2}\n{"a":3}\n')])
-    sink.roll(time.monotonic() + 3600)
-    sink.publish()
-    sink.close()
+    publish(tmp_path, {"generic/2026": b'{"a":1}\n{"a":2}\n{"a":3}\n'}, encoder=Gzip())
     (data,) = (tmp_path / "store").glob("generic/2026/*.ndjson.gz")
     assert run(f"file://{tmp_path / 'store'}")[0] == 0
     data.write_bytes(gzip.compress(gzip.decompress(data.read_bytes()).replace(b'{"a":3}\n', b"")))
@@ -108,17 +110,7 @@ def test_files_from_before_manifests_are_left_out_by_since(store: Path) -> None:
 
 
 def test_without_line_digests_a_changed_file_is_named_without_lines(tmp_path: Path) -> None:
-    sink = FilesystemSink(
-        "store",
-        f"file://{tmp_path / 'store'}",
-        tmp_path / "state" / "staging" / "store",
-        partitions=PartitionPaths("{topic}/%Y"),
-        line_digests=False,
-    )
-    sink.acknowledge([sink.append("generic/2026", b'{"a":1}\n{"a":2}\n')])
-    sink.roll(time.monotonic() + 3600)
-    sink.publish()
-    sink.close()
+    publish(tmp_path, {"generic/2026": b'{"a":1}\n{"a":2}\n'}, line_digests=False)
     (data,) = (tmp_path / "store").glob("generic/2026/*.ndjson")
     manifest = next((tmp_path / "store" / ".logbridge").rglob("*.manifest")).read_bytes()
     assert manifest.endswith(b"}\n")  # a header and nothing else
