@@ -308,6 +308,7 @@ class _Reader:
         writers = {
             n for n, a in self.registry.items()
             if not a.needs_no_layout and a.broken is None and a.cls not in classes.NO_LAYOUT
+            and not a.refuses_when_closed
         }  # fmt: skip
         reach: dict[str, list[str]] = {}
         for spec in (m.root, *m.loggers.values()):
@@ -771,8 +772,8 @@ def _logger_key_name(key: str) -> str | None:
 
 
 def _parent(name: str) -> str | None:
-    """The logger a log4j logger's events go to next: the nearest configured ancestor is found
-    by the caller walking every dotted prefix, then root."""
+    """The next dotted prefix up, then root (None after root): walking them all finds the
+    configured ancestors whose appenders a logger's events reach."""
     if name == ROOT:
         return None
     return name.rsplit(".", 1)[0] if "." in name else ROOT
