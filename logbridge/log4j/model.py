@@ -633,9 +633,7 @@ class _Reader:
 
             if value.strip().upper() not in SYSLOG_FACILITIES:
                 # setFacility prints this with System.err.println, not through LogLog.
-                self._add(
-                    f"[{value}] is an unknown syslog facility. Defaulting to [USER].", key, "log4j"
-                )
+                self._add(f"[{value}] is an unknown syslog facility. Defaulting to [USER].", key, "log4j")
                 out[prop] = "USER"
         if cls == "org.apache.log4j.RollingFileAppender" and prop in ("maxFileSize", "maximumFileSize"):
             size = out.pop(prop)
