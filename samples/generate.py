@@ -356,6 +356,14 @@ class NodeWriter:
         else:
             msg["query"] = {"params": {"sku": f"SKU-{rng.randrange(10**4):04d}", "qty": rng.randrange(1, 50)}}
             msg["response"] = {"price": round(rng.uniform(2, 900), 2), "currency": "EUR"}
+        if msg["responseTimeMs"] % 97 == 0:
+            # About 1% fail (drawn from the time already drawn, so the other events stay as they were).
+            del msg["response"]
+            msg["error"] = {
+                "message": "Scoring failed: model server did not answer in time",
+                "errorType": "com.dataiku.lambda.ScoringException",
+                "httpStatus": 500,
+            }
         if rng.random() < 0.97:
             msg["authUser"] = f"api-key:{service}-client"
         call = f"/public/api/v1/{service}/{endpoint}/{'predict' if kind == 'prediction-query' else 'run'}"

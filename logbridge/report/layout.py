@@ -25,7 +25,6 @@ DATA_SUFFIXES = (".ndjson", ".ndjson.gz", ".ndjson.zst")
 
 # The strftime directives a partition template may use, as the path fields they write.
 _DIRECTIVES = {"%Y": r"(?P<Y>\d{4})", "%m": r"(?P<m>\d\d)", "%d": r"(?P<d>\d\d)", "%H": r"(?P<H>\d\d)"}
-_FIELD_ORDER = ("Y", "m", "d", "H")
 
 
 @dataclass(frozen=True)
@@ -91,6 +90,7 @@ class Selection:
     topics: frozenset[str] | None = None  # sanitized folder names; None: all
     routing_keys: frozenset[str] | None = None
     folders_listed: int = 0
+    files_read: int = 0
     skipped: list[str] = field(default_factory=list)  # paths that fit neither the layout nor a data file
 
     @classmethod

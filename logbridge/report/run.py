@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from ..errors import ReportError
 from ..sinks.fs import is_local, map_storage_errors, open_filesystem
 from .events import Filters, events_sql
-from .kinds import KINDS, Kind
+from .kinds import KINDS
 from .layout import DEFAULT_TEMPLATE, Selection, Window, find_data_files, parse_template
 
 
@@ -43,10 +43,14 @@ class Store:
         try:
             self.levels = parse_template(self.template)
         except ValueError as exc:
-            raise ReportError(f"--layout: {exc}") from None
+            raise ReportError(f"layout: {exc}") from None
         self.tz = UTC if self.timezone == "UTC" else ZoneInfo(self.timezone)
         self.fs, self.root = open_filesystem(self.url, self.storage_options, "STORE_URL")
         self.local = is_local(self.fs)
+
+    def exists(self) -> bool:
+        with map_storage_errors(self.url, "looking for the store"):
+            return bool(self.fs.exists(self.root))
 
     def files(self, filters: Filters, topics: tuple[str, ...] | None) -> tuple[list[str], Selection]:
         """The data files a question may need, as paths DuckDB opens, and what the walk saw."""
@@ -59,9 +63,8 @@ class Store:
         if wanted == []:
             return [], selection
         with map_storage_errors(self.url, "listing the store"):
-            if not self.fs.exists(self.root):
-                raise ReportError(f"{self.url}: no such store (nothing at {self.root!r})")
             found = find_data_files(self.fs, self.root, self.levels, selection, self.tz)
+        selection.files_read = len(found)
         if self.local:
             return found, selection
         protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
@@ -100,30 +103,64 @@ def query(con: Any, sql: str, params: dict[str, Any]) -> tuple[list[str], list[t
         raise ReportError(f"reading the store: {exc}") from None
 
 
-def run_kind(
-    con: Any, kind: Kind, filters: Filters, files: list[str], inactive_since: datetime | None = None
-) -> Table:
-    """One kind's report over ``files`` (none: the kind's empty table, with its columns)."""
-    events, params = events_sql(filters)
-    params["files"] = files or ["/dev/null"]
-    if "$inactive_since" in kind.sql:
-        params["inactive_since"] = inactive_since
-    if not files:
-        events += " LIMIT 0"
-    body = kind.sql.strip()
+def compose(events: str, sql: str) -> str:
+    """``sql`` (a kind's query over ``events``) with ``events`` defined as a CTE."""
+    body = sql.strip()
     # A kind with CTEs of its own continues the list that ``events`` opens.
-    sql = f"WITH events AS ({events}), {body[4:]}" if body.startswith("WITH") else f"WITH events AS ({events}) {body}"
-    columns, rows = query(con, sql, params)
-    return Table(kind.name, columns, rows)
+    if body.startswith("WITH"):
+        return f"WITH events AS ({events}), {body[4:]}"
+    return f"WITH events AS ({events}) {body}"
+
+
+@dataclass
+class Source:
+    """Where ``events`` come from for a connection: the filtered read of the store's files, or
+    (for a page of several queries) a table it was read into once."""
+
+    con: Any
+    events: str
+    params: dict[str, Any]
+
+    @classmethod
+    def read(cls, con: Any, filters: Filters, files: list[str]) -> Source:
+        events, params = events_sql(filters)
+        # read_json needs at least one file: with none, the same query over an empty relation.
+        params["files"] = files or ["/dev/null"]
+        if not files:
+            events += " LIMIT 0"
+        return cls(con, events, params)
+
+    def materialize(self) -> Source:
+        self.con.execute(f"CREATE TEMP TABLE report_events AS {self.events}", self.params)
+        return Source(self.con, "SELECT * FROM report_events", {})
+
+    def table(self, name: str, sql: str, **params: Any) -> Table:
+        wanted = {k: v for k, v in params.items() if f"${k}" in sql}
+        columns, rows = query(self.con, compose(self.events, sql), {**self.params, **wanted})
+        return Table(name, columns, rows)
 
 
 def report(
-    store: Store, kind_name: str, filters: Filters, inactive_since: datetime | None = None
-) -> tuple[Table, Selection]:
+    store: Store,
+    kind_name: str,
+    filters: Filters,
+    inactive_since: datetime | None = None,
+    *,
+    with_charts: bool = False,
+) -> tuple[Table, list[str], Selection]:
+    """The kind's table; with ``with_charts``, the HTML page's charts too (from all topics the
+    filters allow, read once)."""
     kind = KINDS[kind_name]
-    files, selection = store.files(filters, kind.topics)
+    files, selection = store.files(filters, None if with_charts else kind.topics)
     con = connect(store)
     try:
-        return run_kind(con, kind, filters, files, inactive_since), selection
+        source = Source.read(con, filters, files)
+        if not with_charts:
+            return source.table(kind.name, kind.sql, inactive_since=inactive_since), [], selection
+        from .html import charts
+
+        source = source.materialize()
+        table = source.table(kind.name, kind.sql, inactive_since=inactive_since)
+        return table, charts(lambda sql: source.table("chart", sql)), selection
     finally:
         con.close()
