@@ -83,9 +83,42 @@ def connect(store: Store) -> Any:
 
 
 _DUCKDB_HINT = re.compile(r"\s*Try (setting|increasing) .*", re.S)
+_DUCKDB_FILE = re.compile(r'in file "([^"]+)"')
 
 
-def query(con: Any, sql: str, params: dict[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+def first_bad_line(fs: Any, path: str) -> tuple[int, str] | None:
+    """(line number, what is wrong) of the first line of ``path`` that is not a stored line.
+
+    DuckDB names the file but its line numbers are not always right (one off for malformed
+    JSON in 2.0), and the user goes to that line: it is found again here, exactly."""
+    import gzip
+
+    import orjson
+
+    with fs.open(path.split("://", 1)[-1] if "://" in path else path, "rb") as fh:
+        data = fh.read()
+    if path.endswith(".gz"):
+        data = gzip.decompress(data)
+    elif path.endswith(".zst"):
+        import zstandard
+
+        data = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        if not raw.strip():
+            continue
+        try:
+            line = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return number, "not JSON"
+        if not isinstance(line, dict):
+            return number, "not a JSON object"
+        for key in ("clientEvent", "envelope"):
+            if key in line and not isinstance(line[key], dict | None):
+                return number, f"{key} is not an object"
+    return None
+
+
+def query(con: Any, sql: str, params: dict[str, Any], fs: Any = None) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run ``sql``; a stored line DuckDB cannot read becomes a `ReportError` naming it."""
     import duckdb
 
@@ -95,6 +128,11 @@ def query(con: Any, sql: str, params: dict[str, Any]) -> tuple[list[str], list[t
         return columns, result.fetchall()
     except duckdb.InvalidInputException as exc:
         message = _DUCKDB_HINT.sub("", str(exc)).strip()
+        found = _DUCKDB_FILE.search(message)
+        if found and fs is not None:
+            bad = first_bad_line(fs, found.group(1))
+            if bad is not None:
+                message = f"{found.group(1)}, line {bad[0]}: {bad[1]}"
         raise ReportError(
             f"{message} (every stored line is a JSON object in the collector's format: "
             "`logbridge verify STORE_URL` names what was altered)"
@@ -120,23 +158,24 @@ class Source:
     con: Any
     events: str
     params: dict[str, Any]
+    fs: Any = None  # to find a line DuckDB could not read
 
     @classmethod
-    def read(cls, con: Any, filters: Filters, files: list[str]) -> Source:
+    def read(cls, con: Any, filters: Filters, files: list[str], fs: Any = None) -> Source:
         events, params = events_sql(filters)
         # read_json needs at least one file: with none, the same query over an empty relation.
         params["files"] = files or ["/dev/null"]
         if not files:
             events += " LIMIT 0"
-        return cls(con, events, params)
+        return cls(con, events, params, fs)
 
     def materialize(self) -> Source:
-        self.con.execute(f"CREATE TEMP TABLE report_events AS {self.events}", self.params)
-        return Source(self.con, "SELECT * FROM report_events", {})
+        query(self.con, f"CREATE TEMP TABLE report_events AS {self.events}", self.params, self.fs)
+        return Source(self.con, "SELECT * FROM report_events", {}, self.fs)
 
     def table(self, name: str, sql: str, **params: Any) -> Table:
         wanted = {k: v for k, v in params.items() if f"${k}" in sql}
-        columns, rows = query(self.con, compose(self.events, sql), {**self.params, **wanted})
+        columns, rows = query(self.con, compose(self.events, sql), {**self.params, **wanted}, self.fs)
         return Table(name, columns, rows)
 
 
@@ -154,7 +193,7 @@ def report(
     files, selection = store.files(filters, None if with_charts else kind.topics)
     con = connect(store)
     try:
-        source = Source.read(con, filters, files)
+        source = Source.read(con, filters, files, store.fs)
         if not with_charts:
             return source.table(kind.name, kind.sql, inactive_since=inactive_since), [], selection
         from .html import charts
