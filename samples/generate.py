@@ -27,7 +27,7 @@ import argparse
 import json
 import random
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -450,7 +450,7 @@ def stored_line(node: str, topic: str, t: datetime, envelope: Event) -> str:
     line: Event = {
         "clientEvent": event,
         "origAddress": NODE_ADDRESSES.get(node, "10.0.9.9"),
-        "serverTimestamp": iso((t + timedelta(milliseconds=40)).astimezone(timezone.utc)),
+        "serverTimestamp": iso((t + timedelta(milliseconds=40)).astimezone(UTC)),
         "topic": topic,
     }
     if "routingKey" in event:
@@ -484,7 +484,7 @@ def write_node_store(
         pending.clear()
 
     for topic, t, envelope in node_events(name, kind, seed, start, days, scale):
-        utc = t.astimezone(timezone.utc)
+        utc = t.astimezone(UTC)
         hour = utc.replace(minute=0, second=0, microsecond=0)
         if hour != current_hour:
             flush()

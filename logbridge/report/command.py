@@ -148,7 +148,8 @@ def report(
         raise click.BadParameter(str(exc), param_hint="--layout") from None
     options = _storage_options(storage_option_pairs)
     require_module("duckdb", "report", "logbridge report")
-    from .run import Store, report as run_report
+    from .run import Store
+    from .run import report as run_report
 
     filters = Filters(
         since=since,
@@ -195,4 +196,3 @@ def report(
         f"({selection.folders_listed} folders listed) in {time.monotonic() - started:.2f}s",
         err=True,
     )
-

@@ -20,7 +20,7 @@ from typing import Any
 
 COLUMNS = {
     "clientEvent": (
-        "STRUCT(msgType VARCHAR, authUser VARCHAR, \"timestamp\" VARCHAR, serviceId VARCHAR, "
+        'STRUCT(msgType VARCHAR, authUser VARCHAR, "timestamp" VARCHAR, serviceId VARCHAR, '
         "endpointId VARCHAR, responseTimeMs VARCHAR, success VARCHAR, error VARCHAR, usage VARCHAR)"
     ),
     "origAddress": "VARCHAR",

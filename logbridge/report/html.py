@@ -26,14 +26,14 @@ WHERE topic = 'generic-failure' GROUP BY ALL ORDER BY day
 _STYLE = """
 body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}
 h1{font-size:20px}h2{font-size:16px;margin-top:28px}
-.meta{color:#666}.chart{width:100%;max-width:860px;height:auto;font-size:11px}
+.meta{color:#666}.chart{width:100%;max-width:900px;height:auto;font-size:11px}
 .chart .grid{stroke:#e4e4e4}.chart text{fill:#444}
 table{border-collapse:collapse;font-size:13px}th,td{padding:3px 8px;border-bottom:1px solid #eee;text-align:left}
 td.n{text-align:right;font-variant-numeric:tabular-nums}.empty{color:#888}
 """
 
 
-def charts(run: Any) -> list[str]:
+def charts(run: Any) -> list[tuple[str, str]]:
     """The three charts; ``run(sql)`` answers a query over the materialized ``events``."""
     volume = run(VOLUME.sql)
     per_hour: dict[str, dict[str, float]] = defaultdict(dict)
@@ -42,13 +42,13 @@ def charts(run: Any) -> list[str]:
         hour, _node, topic, events, gap = row
         if gap:
             continue
-        label = cell(hour)[:13] + "h"
+        label = cell(hour)
         hours.add(label)
         per_hour[topic][label] = per_hour[topic].get(label, 0) + events
     hour_labels = sorted(hours)
     events_chart = line_chart(
         "Events per hour per topic",
-        hour_labels,
+        [h[5:13].replace("T", " ") + "h" for h in hour_labels],  # 02-18 09h: the table has the year
         {topic: [per_hour[topic].get(h, 0) for h in hour_labels] for topic in sorted(per_hour)},
     )
 
@@ -78,7 +78,11 @@ def charts(run: Any) -> list[str]:
             "p99": [row[7] or 0 for row in api.rows],
         },
     )
-    return [events_chart, day_chart, latency_chart]
+    return [
+        ("Events per hour per topic", events_chart),
+        ("Logins and failures per day", day_chart),
+        ("API call time percentiles (ms)", latency_chart),
+    ]
 
 
 def _table_html(table: Table) -> str:
@@ -97,7 +101,7 @@ def _table_html(table: Table) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def page(store_url: str, table: Table, chart_svgs: list[str], description: str) -> str:
+def page(store_url: str, table: Table, chart_svgs: list[tuple[str, str]], description: str) -> str:
     made = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         "<!DOCTYPE html>\n"
@@ -106,7 +110,7 @@ def page(store_url: str, table: Table, chart_svgs: list[str], description: str) 
         f"<title>logbridge report: {escape(table.kind)}</title><style>{_STYLE}</style></head><body>"
         f"<h1>logbridge report: {escape(table.kind)}</h1>"
         f'<p class="meta">{escape(store_url)} · {escape(description)} · made {made}</p>'
-        + "".join(f"<section>{svg}</section>" for svg in chart_svgs)
+        + "".join(f"<section><h2>{escape(title)}</h2>{svg}</section>" for title, svg in chart_svgs)
         + f"<h2>{escape(table.kind)}</h2>"
         + _table_html(table)
         + "</body></html>\n"

@@ -43,7 +43,11 @@ def as_text(table: Table) -> str:
     rows = [[_printable(cell(v)) for v in row] for row in table.rows]
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(table.columns)]
     numeric = [
-        all(isinstance(row[i], int | float) and not isinstance(row[i], bool) for row in table.rows if row[i] is not None)
+        all(
+            isinstance(row[i], int | float) and not isinstance(row[i], bool)
+            for row in table.rows
+            if row[i] is not None
+        )
         for i in range(len(table.columns))
     ]
 
@@ -74,9 +78,7 @@ def _json_value(value: Any) -> Any:
 
 
 def records(table: Table) -> list[dict[str, Any]]:
-    return [
-        {c: _json_value(v) for c, v in zip(table.columns, row, strict=True)} for row in table.rows
-    ]
+    return [{c: _json_value(v) for c, v in zip(table.columns, row, strict=True)} for row in table.rows]
 
 
 def as_json(table: Table) -> str:

@@ -118,7 +118,9 @@ def first_bad_line(fs: Any, path: str) -> tuple[int, str] | None:
     return None
 
 
-def query(con: Any, sql: str, params: dict[str, Any], fs: Any = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+def query(
+    con: Any, sql: str, params: dict[str, Any], fs: Any = None
+) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run ``sql``; a stored line DuckDB cannot read becomes a `ReportError` naming it."""
     import duckdb
 
@@ -186,7 +188,7 @@ def report(
     inactive_since: datetime | None = None,
     *,
     with_charts: bool = False,
-) -> tuple[Table, list[str], Selection]:
+) -> tuple[Table, list[tuple[str, str]], Selection]:
     """The kind's table; with ``with_charts``, the HTML page's charts too (from all topics the
     filters allow, read once)."""
     kind = KINDS[kind_name]

@@ -9,8 +9,8 @@ from __future__ import annotations
 from html import escape
 
 PALETTE = ["#4269d0", "#efb118", "#ff725c", "#6cc5b0", "#3ca951", "#ff8ab7", "#a463f2", "#97bbf5", "#9c6b4e"]
-WIDTH, HEIGHT = 860, 300
-LEFT, RIGHT, TOP, BOTTOM = 60, 160, 20, 70
+WIDTH, HEIGHT = 900, 300
+LEFT, RIGHT, TOP, BOTTOM = 70, 190, 20, 70
 
 
 def _nice_max(value: float) -> float:
@@ -23,7 +23,9 @@ def _nice_max(value: float) -> float:
     return value
 
 
-def _frame(title: str, top: float, body: list[str], series: list[str], x_labels: list[tuple[float, str]]) -> str:
+def _frame(
+    title: str, top: float, body: list[str], series: list[str], x_labels: list[tuple[float, str]]
+) -> str:
     plot_h = HEIGHT - TOP - BOTTOM
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
@@ -64,7 +66,9 @@ def line_chart(title: str, x_labels: list[str], series: dict[str, list[float]]) 
     xs = [LEFT + (plot_w * i / (n - 1) if n > 1 else plot_w / 2) for i in range(n)]
     body = []
     for i, (name, values) in enumerate(series.items()):
-        points = " ".join(f"{x:.1f},{TOP + plot_h - plot_h * v / top:.1f}" for x, v in zip(xs, values, strict=True))
+        points = " ".join(
+            f"{x:.1f},{TOP + plot_h - plot_h * v / top:.1f}" for x, v in zip(xs, values, strict=True)
+        )
         body.append(
             f'<polyline fill="none" stroke="{PALETTE[i % len(PALETTE)]}" stroke-width="1.5" points="{points}">'
             f"<title>{escape(name)}</title></polyline>"

@@ -48,11 +48,18 @@ EXTRA_LINES: list[dict[str, Any]] = [
         "serverTimestamp": "2020-02-18T10:00:09.000+0000",
         "topic": "generic",
         "node": "jvm-node",
-        "envelope": {"loggerName": "dku.audit.generic", "instant": {"epochSecond": 1582020005, "nanoOfSecond": 250000000}},
+        "envelope": {
+            "loggerName": "dku.audit.generic",
+            "instant": {"epochSecond": 1582020005, "nanoOfSecond": 250000000},
+        },
     },
     # bare event with its own timestamp (offset with a colon)
     {
-        "clientEvent": {"msgType": "login", "authUser": "bare.user", "timestamp": "2020-02-18T11:30:00.500+01:00"},
+        "clientEvent": {
+            "msgType": "login",
+            "authUser": "bare.user",
+            "timestamp": "2020-02-18T11:30:00.500+01:00",
+        },
         "origAddress": "10.9.0.2",
         "serverTimestamp": "2020-02-18T10:31:00.000+0000",
         "topic": "generic",
@@ -123,7 +130,9 @@ def event_time(line: dict[str, Any]) -> datetime:
     envelope = line.get("envelope") or {}
     for candidate in (
         _parse(envelope.get("timestamp")),
-        datetime.fromtimestamp(envelope["instant"]["epochSecond"] + envelope["instant"]["nanoOfSecond"] / 1e9, UTC)
+        datetime.fromtimestamp(
+            envelope["instant"]["epochSecond"] + envelope["instant"]["nanoOfSecond"] / 1e9, UTC
+        )
         if "instant" in envelope
         else None,
         datetime.fromtimestamp(envelope["timeMillis"] / 1000, UTC) if "timeMillis" in envelope else None,

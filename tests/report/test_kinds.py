@@ -37,7 +37,9 @@ def test_last_activity_matches_the_sample_logs(run_report: Any, sample_store: Pa
             user = line["message"].get("authUser")
             if user is None:
                 continue
-            t = iso(event_time({"clientEvent": line["message"], "envelope": {"timestamp": line["timestamp"]}}))
+            t = iso(
+                event_time({"clientEvent": line["message"], "envelope": {"timestamp": line["timestamp"]}})
+            )
             topic = line["logger"].removeprefix("dku.audit.")
             if user not in last or t > last[user][0]:
                 last[user] = (t, line["message"]["msgType"], topic, node)
@@ -179,13 +181,25 @@ def test_volume_counts_every_event_and_flags_quiet_hours(run_report: Any, sample
 
 def test_filters_narrow_every_kind(run_report: Any, sample_store: Path) -> None:
     rows = report_json(
-        run_report, sample_store, "volume", "--since", "2020-02-18T06:00", "--until", "2020-02-18T09:00",
-        "--node", "api-node-2", "--topic", "apinode-query", "--routing-key", "pricing",
+        run_report,
+        sample_store,
+        "volume",
+        "--since",
+        "2020-02-18T06:00",
+        "--until",
+        "2020-02-18T09:00",
+        "--node",
+        "api-node-2",
+        "--topic",
+        "apinode-query",
+        "--routing-key",
+        "pricing",
     )
     expected = Counter(
         iso(event_time(ln).replace(minute=0, second=0, microsecond=0))
         for ln in read_lines(sample_store)
-        if ln.get("node") == "api-node-2" and ln.get("routingKey") == "pricing"
+        if ln.get("node") == "api-node-2"
+        and ln.get("routingKey") == "pricing"
         and "2020-02-18T06" <= iso(event_time(ln)) < "2020-02-18T09"
     )
     assert {r["hour"]: r["events"] for r in rows} == dict(expected) and len(expected) >= 2

@@ -32,14 +32,14 @@ def test_a_one_day_question_reads_only_that_day(year_store: Path) -> None:
     day_files = sorted(str(p) for p in year_store.glob("*/*/2020/07/14/*/*.ndjson"))
     assert len(all_files) > 50 * len(day_files) > 0
 
-    table, _, selection = report(Store(str(year_store)), "volume", Filters(since=ONE_DAY[0], until=ONE_DAY[1]))
+    table, _, selection = report(
+        Store(str(year_store)), "volume", Filters(since=ONE_DAY[0], until=ONE_DAY[1])
+    )
     assert selection.files_read == len(day_files)
     # topic → routing key → year → month (12) → day (~31) → that day's hours: not 8,784 hours a topic.
     assert selection.folders_listed < 400, selection.folders_listed
 
-    expected = sum(
-        1 for line in read_lines(year_store) if ONE_DAY[0] <= event_time(line) < ONE_DAY[1]
-    )
+    expected = sum(1 for line in read_lines(year_store) if ONE_DAY[0] <= event_time(line) < ONE_DAY[1])
     assert sum(row[3] for row in table.rows) == expected > 0
 
 
@@ -57,8 +57,12 @@ def test_day_partitions_and_a_literal_prefix(tmp_path: Path) -> None:
     for day in ("2020-01-01", "2020-01-02", "2020-01-03"):
         folder = tmp_path / "generic" / f"dt={day}"
         folder.mkdir(parents=True)
-        line = {"clientEvent": {"msgType": "login", "authUser": "a", "timestamp": f"{day}T12:00:00.000Z"},
-                "origAddress": "1", "serverTimestamp": f"{day}T12:00:00.000Z", "topic": "generic"}
+        line = {
+            "clientEvent": {"msgType": "login", "authUser": "a", "timestamp": f"{day}T12:00:00.000Z"},
+            "origAddress": "1",
+            "serverTimestamp": f"{day}T12:00:00.000Z",
+            "topic": "generic",
+        }
         (folder / "events-1.ndjson").write_bytes(orjson.dumps(line) + b"\n")
         (folder / "events-1.manifest.json").write_text("{}")
     (tmp_path / "generic" / "stray.txt").write_text("?")
@@ -82,8 +86,12 @@ def test_a_partition_time_zone_moves_the_window(tmp_path: Path, run_report: Any)
     # Paris partitions: the folder 2020/02/18/00 holds 2020-02-17T23:xx UTC.
     folder = tmp_path / "generic" / "default" / "2020" / "02" / "18" / "00"
     folder.mkdir(parents=True)
-    line = {"clientEvent": {"msgType": "login", "authUser": "a"}, "origAddress": "1",
-            "serverTimestamp": "2020-02-17T23:30:00.000Z", "topic": "generic"}
+    line = {
+        "clientEvent": {"msgType": "login", "authUser": "a"},
+        "origAddress": "1",
+        "serverTimestamp": "2020-02-17T23:30:00.000Z",
+        "topic": "generic",
+    }
     (folder / "events-1.ndjson").write_bytes(orjson.dumps(line) + b"\n")
     args = ["--since", "2020-02-17T23:00", "--until", "2020-02-18", "--format", "json"]
     utc = run_report(str(tmp_path), "last-activity", *args)
