@@ -98,6 +98,13 @@ def _describe(kind: str, filters: Filters) -> str:
 )
 @click.option("--timezone", default="UTC", show_default=True, help="The destination's partition time zone.")
 @click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False),
+    help="Where to keep the flat rows of files already read (default: $XDG_CACHE_HOME/logbridge/report).",
+)
+@click.option("--no-cache", is_flag=True, help="Read every file's JSON; keep nothing.")
+@click.option(
     "--storage-option",
     "storage_option_pairs",
     multiple=True,
@@ -118,6 +125,8 @@ def report(
     output: str | None,
     layout: str,
     timezone: str,
+    cache_dir: str | None,
+    no_cache: bool,
     storage_option_pairs: tuple[str, ...],
 ) -> None:
     """Answer a question over the store at STORE_URL (file://, s3://, az://, gs://, or a path).
@@ -130,7 +139,9 @@ def report(
       compute        compute usage per project and user (CPU hours, peak memory)
       failures       generic-failure events per msgType, with the last error
       volume         events per hour, node and topic; hours a node sent nothing are gaps
-    Times are UTC; days and hours are UTC days and hours.
+    Times are UTC; days and hours are UTC days and hours. Published files never change, so
+    the rows of each file read are kept in a local cache (--cache, --no-cache): a second
+    question reads only files published since.
     """
     if since is not None and until is not None and since >= until:
         raise click.BadParameter("must be later than --since", param_hint="--until")
@@ -148,6 +159,7 @@ def report(
         raise click.BadParameter(str(exc), param_hint="--layout") from None
     options = _storage_options(storage_option_pairs)
     require_module("duckdb", "report", "logbridge report")
+    from .digest import default_cache_dir
     from .run import Store
     from .run import report as run_report
 
@@ -161,7 +173,8 @@ def report(
     )
     started = time.monotonic()
     try:
-        store = Store(store_url, options, layout, timezone)
+        cache = None if no_cache else Path(cache_dir) if cache_dir else default_cache_dir()
+        store = Store(store_url, options, layout, timezone, cache_dir=cache)
         if not store.exists():
             raise click.BadParameter(f"{store_url!r}: nothing there (no such folder or bucket prefix)")
         table, chart_svgs, selection = run_report(
@@ -191,8 +204,12 @@ def report(
             f"file name and were not read: {shown} (give --layout the destination's path template)",
             err=True,
         )
+    for note in selection.notes:
+        click.echo(f"logbridge report: {note}", err=True)
+    cached = selection.files_read - selection.files_parsed
     click.echo(
-        f"{len(table.rows)} rows from {selection.files_read} files "
-        f"({selection.folders_listed} folders listed) in {time.monotonic() - started:.2f}s",
+        f"{len(table.rows)} rows from {selection.files_read} files"
+        + (f" ({cached} from the cache)" if cached else "")
+        + f", {selection.folders_listed} folders listed, in {time.monotonic() - started:.2f}s",
         err=True,
     )

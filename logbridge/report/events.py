@@ -69,8 +69,7 @@ EVENT_TIME = (
 )
 
 # One row per stored line: the fields the report kinds use, named for what they are.
-FLAT = f"""
-SELECT
+FLAT_SELECT = f"""
     topic,
     routingKey AS routing_key,
     coalesce(node, origAddress) AS node,
@@ -88,8 +87,9 @@ SELECT
     {_json_field("clientEvent.usage", "$.context.projectKey")} AS project,
     try_cast({_json_field("clientEvent.usage", "$.cpuTotalMs")} AS DOUBLE) AS cpu_ms,
     try_cast({_json_field("clientEvent.usage", "$.peakMemoryBytes")} AS DOUBLE) AS peak_memory_bytes
-FROM read_json($files, format = 'newline_delimited', columns = $columns, compression = 'auto')
 """
+READ_JSON = "read_json($files, format = 'newline_delimited', columns = $columns, compression = 'auto'{extra})"
+FLAT = f"SELECT {FLAT_SELECT} FROM " + READ_JSON.format(extra="")
 
 
 @dataclass
@@ -130,8 +130,11 @@ class Filters:
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def events_sql(filters: Filters) -> tuple[str, dict[str, Any]]:
-    """``SELECT … FROM read_json($files …) WHERE …`` and its parameters (without ``files``)."""
+def events_sql(filters: Filters, rows: str | None = None) -> tuple[str, dict[str, Any]]:
+    """``SELECT … FROM read_json($files …) WHERE …`` and its parameters (without ``files``);
+    with ``rows``, the same over already flat rows (a `digest` cache) instead."""
     where, params = filters.sql()
+    if rows is not None:
+        return f"SELECT * FROM ({rows}){where}", params
     params["columns"] = COLUMNS
     return f"SELECT * FROM ({FLAT}){where}", params

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..sinks.partition import sanitize_segment
 
@@ -25,6 +25,22 @@ DATA_SUFFIXES = (".ndjson", ".ndjson.gz", ".ndjson.zst")
 
 # The strftime directives a partition template may use, as the path fields they write.
 _DIRECTIVES = {"%Y": r"(?P<Y>\d{4})", "%m": r"(?P<m>\d\d)", "%d": r"(?P<d>\d\d)", "%H": r"(?P<H>\d\d)"}
+
+
+class DataFile(NamedTuple):
+    """A published data file: its path in the store's file system, size, and a version stamp
+    (modification time or ETag) that changes if the file is ever replaced."""
+
+    path: str
+    size: int
+    stamp: str
+
+
+def _stamp(entry: dict[str, Any]) -> str:
+    for key in ("ETag", "etag", "mtime", "LastModified", "last_modified", "updated", "generation"):
+        if entry.get(key) is not None:
+            return str(entry[key])
+    return ""
 
 
 @dataclass(frozen=True)
@@ -90,7 +106,9 @@ class Selection:
     topics: frozenset[str] | None = None  # sanitized folder names; None: all
     routing_keys: frozenset[str] | None = None
     folders_listed: int = 0
-    files_read: int = 0
+    files_read: int = 0  # data files the question covers
+    files_parsed: int = 0  # of which read as JSON now (the others came from the digest cache)
+    notes: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # paths that fit neither the layout nor a data file
 
     @classmethod
@@ -131,12 +149,14 @@ def _interval(fields: dict[str, str], tz: tzinfo) -> tuple[datetime, datetime] |
     return start, end
 
 
-def find_data_files(fs: Any, root: str, levels: list[Level], selection: Selection, tz: tzinfo) -> list[str]:
+def find_data_files(
+    fs: Any, root: str, levels: list[Level], selection: Selection, tz: tzinfo
+) -> list[DataFile]:
     """Every published data file under ``root`` that the selection may need, sorted.
 
     Manifests are passed over; anything else that is neither a data file nor a folder of the
     layout is noted in ``selection.skipped`` (the caller says so: nothing is dropped unseen)."""
-    found: list[str] = []
+    found: list[DataFile] = []
 
     def walk(path: str, depth: int, fields: dict[str, str]) -> None:
         selection.folders_listed += 1
@@ -153,7 +173,7 @@ def find_data_files(fs: Any, root: str, levels: list[Level], selection: Selectio
                 if depth < len(levels):
                     selection.skipped.append(full)
                 elif name.endswith(DATA_SUFFIXES):
-                    found.append(full)
+                    found.append(DataFile(full, int(entry.get("size") or 0), _stamp(entry)))
                 elif "manifest" not in name:
                     selection.skipped.append(full)
                 continue
@@ -188,6 +208,7 @@ def find_data_files(fs: Any, root: str, levels: list[Level], selection: Selectio
 __all__ = [
     "DATA_SUFFIXES",
     "DEFAULT_TEMPLATE",
+    "DataFile",
     "Level",
     "Selection",
     "Window",

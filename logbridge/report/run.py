@@ -2,14 +2,18 @@
 
 DuckDB reads local paths itself; for any other store the fsspec file system is registered with
 the connection (``register_filesystem``) and DuckDB opens ``s3://…`` / ``az://…`` / ``gs://…``
-paths through it, so the credentials and ``storage_options`` are the destination's own.
+paths through it, so the credentials and ``storage_options`` are the destination's own. With a
+cache directory, the rows come from the `digest` cache and only new files are read as JSON.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,7 +21,7 @@ from ..errors import ReportError
 from ..sinks.fs import is_local, map_storage_errors, open_filesystem
 from .events import Filters, events_sql
 from .kinds import KINDS
-from .layout import DEFAULT_TEMPLATE, Selection, Window, find_data_files, parse_template
+from .layout import DEFAULT_TEMPLATE, DataFile, Selection, Window, find_data_files, parse_template
 
 
 @dataclass
@@ -31,13 +35,14 @@ class Table:
 
 @dataclass
 class Store:
-    """A store URL opened for reading, and what a walk of it found."""
+    """A store URL opened for reading."""
 
     url: str
     storage_options: dict[str, Any] = field(default_factory=dict)
     template: str = DEFAULT_TEMPLATE
     timezone: str = "UTC"
     routing_key_placeholder: str = "default"
+    cache_dir: Path | None = None  # the `digest` cache's folder; None: read the JSON every time
 
     def __post_init__(self) -> None:
         try:
@@ -52,8 +57,10 @@ class Store:
         with map_storage_errors(self.url, "looking for the store"):
             return bool(self.fs.exists(self.root))
 
-    def files(self, filters: Filters, topics: tuple[str, ...] | None) -> tuple[list[str], Selection]:
-        """The data files a question may need, as paths DuckDB opens, and what the walk saw."""
+    def files(
+        self, filters: Filters, topics: tuple[str, ...] | None
+    ) -> tuple[list[DataFile], list[str], Selection]:
+        """The data files a question may need, the same as paths DuckDB opens, and what the walk saw."""
         wanted = list(topics) if topics else None
         if filters.topics:
             wanted = [t for t in filters.topics if wanted is None or t in wanted]
@@ -61,25 +68,48 @@ class Store:
             Window(filters.since, filters.until), wanted, filters.routing_keys, self.routing_key_placeholder
         )
         if wanted == []:
-            return [], selection
+            return [], [], selection
         with map_storage_errors(self.url, "listing the store"):
             found = find_data_files(self.fs, self.root, self.levels, selection, self.tz)
         selection.files_read = len(found)
         if self.local:
-            return found, selection
+            return found, [f.path for f in found], selection
         protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
-        return [f"{protocol}://{path}" for path in found], selection
+        return found, [f"{protocol}://{f.path}" for f in found], selection
 
 
-def connect(store: Store) -> Any:
+def connect(store: Store, database: str = ":memory:") -> Any:
     """A DuckDB connection that reads this store (UTC, the store's file system registered)."""
     import duckdb
 
-    con = duckdb.connect()
+    con = duckdb.connect(database)
     con.execute("SET TimeZone = 'UTC'")
     if not store.local:
         con.register_filesystem(store.fs)
     return con
+
+
+def open_digests(store: Store, selection: Selection) -> tuple[Any, Any]:
+    """(connection, `Digests`) on the store's cache file; (in-memory connection, None) without a
+    cache, or when another report holds it (noted in ``selection.notes``: it is not waited for)."""
+    import duckdb
+
+    from .digest import Digests, cache_file
+
+    if store.cache_dir is None:
+        return connect(store), None
+    path = cache_file(store.cache_dir, store.url)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = connect(store, str(path))
+    except (OSError, duckdb.IOException) as exc:
+        selection.notes.append(f"the cache {path} was not used ({exc}): the store was read directly")
+        return connect(store), None
+    try:
+        return con, Digests(con)
+    except BaseException:
+        con.close()
+        raise
 
 
 _DUCKDB_HINT = re.compile(r"\s*Try (setting|increasing) .*", re.S)
@@ -118,16 +148,13 @@ def first_bad_line(fs: Any, path: str) -> tuple[int, str] | None:
     return None
 
 
-def query(
-    con: Any, sql: str, params: dict[str, Any], fs: Any = None
-) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run ``sql``; a stored line DuckDB cannot read becomes a `ReportError` naming it."""
+@contextmanager
+def duckdb_errors(fs: Any = None) -> Iterator[None]:
+    """A stored line DuckDB cannot read becomes a `ReportError` naming the file and line."""
     import duckdb
 
     try:
-        result = con.execute(sql, params)
-        columns = [d[0] for d in result.description]
-        return columns, result.fetchall()
+        yield
     except duckdb.InvalidInputException as exc:
         message = _DUCKDB_HINT.sub("", str(exc)).strip()
         found = _DUCKDB_FILE.search(message)
@@ -143,6 +170,16 @@ def query(
         raise ReportError(f"reading the store: {exc}") from None
 
 
+def query(
+    con: Any, sql: str, params: dict[str, Any], fs: Any = None
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run ``sql``: (column names, rows)."""
+    with duckdb_errors(fs):
+        result = con.execute(sql, params)
+        columns = [d[0] for d in result.description]
+        return columns, result.fetchall()
+
+
 def compose(events: str, sql: str) -> str:
     """``sql`` (a kind's query over ``events``) with ``events`` defined as a CTE."""
     body = sql.strip()
@@ -154,8 +191,8 @@ def compose(events: str, sql: str) -> str:
 
 @dataclass
 class Source:
-    """Where ``events`` come from for a connection: the filtered read of the store's files, or
-    (for a page of several queries) a table it was read into once."""
+    """Where ``events`` come from for a connection: the filtered read of the store's files (or of
+    the digest cache's rows), or, for a page of several queries, a table it was read into once."""
 
     con: Any
     events: str
@@ -169,6 +206,11 @@ class Source:
         params["files"] = files or ["/dev/null"]
         if not files:
             events += " LIMIT 0"
+        return cls(con, events, params, fs)
+
+    @classmethod
+    def cached(cls, con: Any, filters: Filters, rows: str, fs: Any = None) -> Source:
+        events, params = events_sql(filters, rows)
         return cls(con, events, params, fs)
 
     def materialize(self) -> Source:
@@ -192,10 +234,16 @@ def report(
     """The kind's table; with ``with_charts``, the HTML page's charts too (from all topics the
     filters allow, read once)."""
     kind = KINDS[kind_name]
-    files, selection = store.files(filters, None if with_charts else kind.topics)
-    con = connect(store)
+    found, paths, selection = store.files(filters, None if with_charts else kind.topics)
+    con, digests = open_digests(store, selection)
     try:
-        source = Source.read(con, filters, files, store.fs)
+        if digests is None:
+            source = Source.read(con, filters, paths, store.fs)
+            selection.files_parsed = len(paths)
+        else:
+            with duckdb_errors(store.fs):
+                selection.files_parsed = digests.update(found, paths)
+            source = Source.cached(con, filters, digests.ROWS, store.fs)
         if not with_charts:
             return source.table(kind.name, kind.sql, inactive_since=inactive_since), [], selection
         from .html import charts

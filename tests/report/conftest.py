@@ -156,3 +156,11 @@ def run_report() -> Callable[..., Result]:
         return CliRunner().invoke(cli, ["report", *args], catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def report_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's own digest cache (the command's default place is under $XDG_CACHE_HOME)."""
+    cache_home = tmp_path / "xdg-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
+    return cache_home / "logbridge" / "report"
