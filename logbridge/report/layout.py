@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, NamedTuple
 
 from ..sinks.partition import sanitize_segment
@@ -24,7 +24,12 @@ DEFAULT_TEMPLATE = "{topic}/{routing_key}/%Y/%m/%d/%H"
 DATA_SUFFIXES = (".ndjson", ".ndjson.gz", ".ndjson.zst")
 
 # The strftime directives a partition template may use, as the path fields they write.
-_DIRECTIVES = {"%Y": r"(?P<Y>\d{4})", "%m": r"(?P<m>\d\d)", "%d": r"(?P<d>\d\d)", "%H": r"(?P<H>\d\d)"}
+_DIRECTIVES = {
+    "%Y": r"(?P<Y>[0-9]{4})",
+    "%m": r"(?P<m>[0-9]{2})",
+    "%d": r"(?P<d>[0-9]{2})",
+    "%H": r"(?P<H>[0-9]{2})",
+}
 
 
 class DataFile(NamedTuple):
@@ -146,6 +151,10 @@ def _interval(fields: dict[str, str], tz: tzinfo) -> tuple[datetime, datetime] |
         end = start.replace(year=year + (month == 12), month=month % 12 + 1)
     else:
         end = start.replace(year=year + 1)
+    if tz is not UTC:
+        # Where clocks go back, a local hour (01:00-02:00 twice) covers two UTC hours; one hour
+        # more on each side keeps both, for the price of a folder or two read for nothing.
+        return start - timedelta(hours=1), end + timedelta(hours=1)
     return start, end
 
 

@@ -45,10 +45,10 @@ def test_a_one_day_question_reads_only_that_day(year_store: Path) -> None:
 
 def test_topic_and_routing_key_prune_folders(year_store: Path) -> None:
     store = Store(str(year_store))
-    files, selection = store.files(Filters(topics=["apinode-query"], routing_keys=["pricing"]), None)
+    _, files, _ = store.files(Filters(topics=["apinode-query"], routing_keys=["pricing"]), None)
     assert files and all("/apinode-query/pricing/" in f for f in files)
     # A kind reads only its topics: api-usage never lists the generic folders.
-    files, _ = store.files(Filters(), ("apinode-query",))
+    _, files, _ = store.files(Filters(), ("apinode-query",))
     assert files and all("/apinode-query/" in f for f in files)
 
 
@@ -69,7 +69,8 @@ def test_day_partitions_and_a_literal_prefix(tmp_path: Path) -> None:
     (tmp_path / "generic" / "not-a-day").mkdir()
     selection = Selection(Window(datetime(2020, 1, 2, tzinfo=UTC), datetime(2020, 1, 3, tzinfo=UTC)))
     found = find_data_files(__import__("fsspec").filesystem("file"), str(tmp_path), levels, selection, UTC)
-    assert [Path(f).parent.name for f in found] == ["dt=2020-01-02"]
+    assert [Path(f.path).parent.name for f in found] == ["dt=2020-01-02"]
+    assert found[0].size > 0 and found[0].stamp
     assert sorted(Path(p.rstrip("/")).name for p in selection.skipped) == ["not-a-day", "stray.txt"]
 
 
