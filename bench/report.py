@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """``logbridge report`` over a store of ~10M events: a full scan (last-activity) and one-day questions.
 
-    python bench/report.py                      # --events 10000000 --days 30 --cache DIR --gzip
+    python bench/report.py                      # --events 10000000 --days 30 --cache DIR --repeat 3
 
-The store is written once by samples/generate.py's store mode (the four sample nodes, their
-volume scaled up, stored lines in ``{topic}/{routing_key}/%Y/%m/%d/%H`` partitions, one file per
-node, partition and hour) into a cache folder and reused. Each question runs ``logbridge report``
+The store is written once into a cache folder and reused: samples/generate.py's store mode writes
+one day of the four sample nodes, their volume scaled up (stored lines in
+``{topic}/{routing_key}/%Y/%m/%d/%H`` partitions, one file per node, partition and hour), and that
+day is copied to every day of the store with its dates moved. Each question runs ``logbridge report``
 as a subprocess (wall time, CPU s = user+sys of that process, peak RSS): once reading the JSON
 (``--no-cache``), once filling an empty digest cache, once answering from it. The reference in the
 same invocation is DuckDB alone counting the same files' lines with one declared column: the
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,24 +40,52 @@ def generator() -> Any:
     return module
 
 
-def _write_chunk(args: tuple[Any, ...]) -> int:
-    root, name, kind, seed, start, days, scale, gzipped = args
-    return int(generator().write_node_store(root, name, kind, seed, start, days, scale, gzipped))
+def _write_node(args: tuple[Any, ...]) -> int:
+    return int(generator().write_node_store(*args))
 
 
-def build_store(root: Path, events: int, days: int, gzipped: bool) -> int:
-    """Write the store in (node, 3-day) chunks on every core; the number of events written."""
+def _copy_day(args: tuple[Path, Path, int]) -> int:
+    """The template day's files as day ``offset``: every date in paths and lines moved along."""
+    template, root, offset = args
+    base = datetime(2020, 2, 16)
+    moved = {
+        (base + timedelta(days=d)).strftime(fmt).encode(): (base + timedelta(days=d + offset))
+        .strftime(fmt)
+        .encode()
+        for d in (0, 1)
+        for fmt in ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d")
+    }
+    pattern = re.compile(b"|".join(re.escape(k) for k in moved))
+    count = 0
+    for path in template.rglob("*.ndjson"):
+        rel = pattern.sub(
+            lambda m: moved[m.group(0)], path.relative_to(template).as_posix().encode()
+        ).decode()
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = path.read_bytes()
+        target.write_bytes(pattern.sub(lambda m: moved[m.group(0)], data))
+        count += data.count(b"\n")
+    return count
+
+
+def build_store(root: Path, events: int, days: int) -> int:
+    """One day of the four sample nodes at the volume that makes ``events`` over ``days``
+    (samples/generate.py, the slow part), copied to each day with its dates moved: the same
+    lines every day, which changes nothing for a query engine and takes minutes, not an hour."""
     import multiprocessing
 
     gen = generator()
+    template = root.with_name(root.name + "-template")
+    shutil.rmtree(template, ignore_errors=True)
     scale = events / (SAMPLE_EVENTS_PER_DAY * days)
-    chunks = []
-    for offset in range(0, days, 3):
-        start = gen.START + timedelta(days=offset)
-        for name, kind in gen.NODES:
-            chunks.append((root, name, kind, 2020 + offset, start, min(3, days - offset), scale, gzipped))
     with multiprocessing.get_context("spawn").Pool(os.cpu_count() or 1) as pool:
-        return sum(pool.map(_write_chunk, chunks))
+        pool.map(
+            _write_node, [(template, n, kind, 2020, gen.START, 1, scale, False) for n, kind in gen.NODES]
+        )
+        total = sum(pool.map(_copy_day, [(template, root, d) for d in range(days)]))
+    shutil.rmtree(template)
+    return total
 
 
 def measure(argv: list[str]) -> dict[str, float]:
@@ -82,11 +112,8 @@ REFERENCE = """
 import sys, duckdb, glob
 files = sorted(glob.glob(sys.argv[1] + "/**/*.ndjson*", recursive=True))
 files = [f for f in files if sys.argv[2] in f] if len(sys.argv) > 2 else files
-n = duckdb.sql(
-    "SELECT count(*) FROM read_json($f, format='newline_delimited', columns={'topic': 'VARCHAR'})",
-    params={"f": files},
-).fetchone()[0]
-print(n)
+sql = "SELECT count(*) FROM read_json($f, format='newline_delimited', columns={'topic': 'VARCHAR'})"
+print(duckdb.connect().execute(sql, {"f": files}).fetchall()[0][0])
 """
 
 
@@ -94,7 +121,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--gzip", action="store_true", help="publish .ndjson.gz files")
     parser.add_argument(
         "--cache",
         type=Path,
@@ -103,13 +129,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each question (the median is shown)")
     args = parser.parse_args()
 
-    name = f"report-{args.events}-{args.days}d{'-gz' if args.gzip else ''}"
+    name = f"report-{args.events}-{args.days}d"
     store = args.cache / name
     done = store / ".complete"
     if not done.exists():
         print(f"writing the store once into {store} …", flush=True)
         started = time.perf_counter()
-        written = build_store(store, args.events, args.days, args.gzip)
+        written = build_store(store, args.events, args.days)
         done.write_text(str(written))
         print(f"  {written:,} events in {time.perf_counter() - started:.0f}s", flush=True)
     total = int(done.read_text())
