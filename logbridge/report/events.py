@@ -115,7 +115,8 @@ class Filters:
         if self.until is not None:
             clauses.append("t < $until")
             params["until"] = self.until
-        params["placeholder"] = self.routing_key_placeholder
+        if self.routing_keys:
+            params["placeholder"] = self.routing_key_placeholder
         for name, column, values in (
             ("topics", "topic", self.topics),
             ("routing_keys", "coalesce(routing_key, $placeholder)", self.routing_keys),
@@ -125,8 +126,6 @@ class Filters:
             if values:
                 clauses.append(f"{column} IN (SELECT unnest(${name}))")
                 params[name] = list(values)
-        if not self.routing_keys:
-            del params["placeholder"]
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
