@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
+import zstandard
 from click.testing import CliRunner, Result
 
 from logbridge.cli import cli
@@ -93,13 +94,18 @@ def write_extra(root: Path) -> None:
 
 @pytest.fixture(scope="session")
 def sample_store(tmp_path_factory: pytest.TempPathFactory, generate: ModuleType) -> Path:
-    """The four sample nodes' three days (the same events as samples/*/audit), half the files
-    gzip-compressed, plus `EXTRA_LINES`."""
+    """The four sample nodes' three days (the same events as samples/*/audit), a third of the
+    files gzip- and a third zstd-compressed (as destinations publish them), plus `EXTRA_LINES`."""
     root = tmp_path_factory.mktemp("store")
     generate.write_store(root, scale=1.0)
     for i, path in enumerate(sorted(root.rglob("*.ndjson"))):
-        if i % 2:
+        if i % 3 == 1:
             path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+            path.unlink()
+        elif i % 3 == 2:
+            path.with_name(path.name + ".zst").write_bytes(
+                zstandard.ZstdCompressor().compress(path.read_bytes())
+            )
             path.unlink()
     write_extra(root)
     return root
@@ -111,6 +117,8 @@ def read_lines(root: Path) -> list[dict[str, Any]]:
         data = path.read_bytes()
         if path.name.endswith(".gz"):
             data = gzip.decompress(data)
+        elif path.name.endswith(".zst"):
+            data = zstandard.ZstdDecompressor().decompressobj().decompress(data)
         lines.extend(orjson.loads(raw) for raw in data.splitlines() if raw.strip())
     return lines
 

@@ -65,3 +65,17 @@ def test_an_empty_window_is_an_empty_report(sample_store: Path, run_report: Any)
     result = run_report(str(sample_store), "api-usage", "--since", "2031-01-01")
     assert result.exit_code == 0
     assert "(no events matched)" in result.stdout and "0 files" in result.stderr
+
+
+def test_a_bad_line_in_a_compressed_file_is_named_too(tmp_path: Path, run_report: Any) -> None:
+    import zstandard
+
+    folder = tmp_path / "generic" / "default" / "2020" / "02" / "18" / "10"
+    folder.mkdir(parents=True)
+    good = b'{"clientEvent":{"msgType":"login","authUser":"a"},"origAddress":"1","serverTimestamp":"2020-02-18T10:00:00Z","topic":"generic"}\n'
+    (folder / "events-bad.ndjson.zst").write_bytes(
+        zstandard.ZstdCompressor().compress(good * 3 + b'{"clientEvent": 5}\n')
+    )
+    result = run_report(str(tmp_path), "logins", "--no-cache")
+    assert result.exit_code == 1
+    assert "events-bad.ndjson.zst, line 4: clientEvent is not an object" in result.stderr
