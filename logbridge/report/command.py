@@ -139,6 +139,7 @@ def report(
       compute        compute usage per project and user (CPU hours, peak memory)
       failures       generic-failure events per msgType, with the last error
       volume         events per hour, node and topic; hours a node sent nothing are gaps
+
     Times are UTC; days and hours are UTC days and hours. Published files never change, so
     the rows of each file read are kept in a local cache (--cache, --no-cache): a second
     question reads only files published since.
