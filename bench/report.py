@@ -112,7 +112,7 @@ REFERENCE = """
 import sys, duckdb, glob
 files = sorted(glob.glob(sys.argv[1] + "/**/*.ndjson*", recursive=True))
 files = [f for f in files if sys.argv[2] in f] if len(sys.argv) > 2 else files
-sql = "SELECT count(*) FROM read_json($f, format='newline_delimited', columns={'topic': 'VARCHAR'})"
+sql = "SELECT count(*) FROM read_json($f, format='newline_delimited', records=true, columns={'topic': 'VARCHAR'})"
 print(duckdb.connect().execute(sql, {"f": files}).fetchall()[0][0])
 """
 
@@ -131,7 +131,7 @@ def main() -> None:
 
     name = f"report-{args.events}-{args.days}d"
     store = args.cache / name
-    done = store / ".complete"
+    done = store.with_name(store.name + ".complete")  # beside the store: nothing stray inside it
     if not done.exists():
         print(f"writing the store once into {store} …", flush=True)
         started = time.perf_counter()

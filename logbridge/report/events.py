@@ -88,7 +88,12 @@ FLAT_SELECT = f"""
     try_cast({_json_field("clientEvent.usage", "$.cpuTotalMs")} AS DOUBLE) AS cpu_ms,
     try_cast({_json_field("clientEvent.usage", "$.peakMemoryBytes")} AS DOUBLE) AS peak_memory_bytes
 """
-READ_JSON = "read_json($files, format = 'newline_delimited', columns = $columns, compression = 'auto'{extra})"
+# records = true: each line is one object whose keys are the columns. Left to 'auto', DuckDB 2.0
+# spends ~30 ms a file deciding so (50x the read itself on a store of hourly files).
+READ_JSON = (
+    "read_json($files, format = 'newline_delimited', records = true, columns = $columns, "
+    "compression = 'auto'{extra})"
+)
 FLAT = f"SELECT {FLAT_SELECT} FROM " + READ_JSON.format(extra="")
 
 
