@@ -198,10 +198,10 @@ def report(
 
         text = page(store_url, table, chart_svgs, _describe(kind, filters))
     _emit(text, output)
-    if selection.skipped:
-        shown = ", ".join(selection.skipped[:3]) + (", …" if len(selection.skipped) > 3 else "")
+    if selection.skipped_count:
+        shown = ", ".join(selection.skipped[:3]) + (", …" if selection.skipped_count > 3 else "")
         click.echo(
-            f"logbridge report: {len(selection.skipped)} paths fit neither the layout ({layout}) nor a data "
+            f"logbridge report: {selection.skipped_count} paths fit neither the layout ({layout}) nor a data "
             f"file name and were not read: {shown} (give --layout the destination's path template)",
             err=True,
         )

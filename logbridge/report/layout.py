@@ -114,7 +114,15 @@ class Selection:
     files_read: int = 0  # data files the question covers
     files_parsed: int = 0  # of which read as JSON now (the others came from the digest cache)
     notes: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # paths that fit neither the layout nor a data file
+    # Paths that fit neither the layout nor a data file's name: counted, the first few kept
+    # (a store full of strays must not fill the memory with their names).
+    skipped: list[str] = field(default_factory=list)
+    skipped_count: int = 0
+
+    def skip(self, path: str) -> None:
+        self.skipped_count += 1
+        if len(self.skipped) < 10:
+            self.skipped.append(path)
 
     @classmethod
     def of(
@@ -164,7 +172,7 @@ def find_data_files(
     """Every published data file under ``root`` that the selection may need, sorted.
 
     Manifests are passed over; anything else that is neither a data file nor a folder of the
-    layout is noted in ``selection.skipped`` (the caller says so: nothing is dropped unseen)."""
+    layout is noted in the selection (`Selection.skip`; the caller says so: nothing is dropped unseen)."""
     found: list[DataFile] = []
 
     def walk(path: str, depth: int, fields: dict[str, str]) -> None:
@@ -173,26 +181,26 @@ def find_data_files(
             entries = fs.ls(path, detail=True)
         except FileNotFoundError:
             return
-        for entry in entries:
+        for entry in sorted(entries, key=lambda e: e["name"]):
             full = entry["name"].rstrip("/")
             name = full.rsplit("/", 1)[-1]
             if full == path.rstrip("/") or not name:
                 continue  # some stores answer the prefix itself
             if entry["type"] != "directory":
                 if depth < len(levels):
-                    selection.skipped.append(full)
+                    selection.skip(full)
                 elif name.endswith(DATA_SUFFIXES):
                     found.append(DataFile(full, int(entry.get("size") or 0), _stamp(entry)))
                 elif "manifest" not in name:
-                    selection.skipped.append(full)
+                    selection.skip(full)
                 continue
             if depth >= len(levels):
-                selection.skipped.append(full + "/")
+                selection.skip(full + "/")
                 continue
             level = levels[depth]
             match = level.pattern.match(name)
             if match is None:
-                selection.skipped.append(full + "/")
+                selection.skip(full + "/")
                 continue
             if level.kind == "topic" and selection.topics is not None and name not in selection.topics:
                 continue

@@ -99,3 +99,12 @@ def test_a_partition_time_zone_moves_the_window(tmp_path: Path, run_report: Any)
     paris = run_report(str(tmp_path), "last-activity", *args, "--timezone", "Europe/Paris")
     assert orjson.loads(utc.stdout) == []  # read as UTC, the folder is outside the window
     assert [r["user"] for r in orjson.loads(paris.stdout)] == ["a"]
+
+
+def test_stray_paths_are_counted_and_a_few_named(tmp_path: Path, run_report: Any) -> None:
+    for i in range(25):
+        (tmp_path / f"stray-{i:02d}.txt").write_text("?")
+    (tmp_path / "generic").mkdir()
+    result = run_report(str(tmp_path), "logins")
+    assert result.exit_code == 0
+    assert "25 paths fit neither the layout" in result.stderr and "stray-00.txt" in result.stderr
