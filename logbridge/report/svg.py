@@ -59,7 +59,7 @@ def _sparse_labels(labels: list[str], xs: list[float], most: int = 16) -> list[t
 def line_chart(title: str, x_labels: list[str], series: dict[str, list[float]]) -> str:
     """One line per series over the same x positions (e.g. events per hour per topic)."""
     if not x_labels:
-        return f'<p class="empty">{escape(title)}: no events</p>'
+        return '<p class="empty">no events</p>'
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     top = _nice_max(max((max(v) for v in series.values() if v), default=0))
     n = len(x_labels)
@@ -79,7 +79,7 @@ def line_chart(title: str, x_labels: list[str], series: dict[str, list[float]]) 
 def bar_chart(title: str, x_labels: list[str], series: dict[str, list[float]]) -> str:
     """Grouped bars: one group per x label, one bar per series (e.g. logins and failures per day)."""
     if not x_labels:
-        return f'<p class="empty">{escape(title)}: no events</p>'
+        return '<p class="empty">no events</p>'
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     top = _nice_max(max((max(v) for v in series.values() if v), default=0))
     group = plot_w / len(x_labels)
