@@ -171,7 +171,7 @@ def find_data_files(
 ) -> list[DataFile]:
     """Every published data file under ``root`` that the selection may need, sorted.
 
-    Manifests are passed over; anything else that is neither a data file nor a folder of the
+    Hidden entries (the store's .logbridge/ manifests) and manifests are passed over; anything else that is neither a data file nor a folder of the
     layout is noted in the selection (`Selection.skip`; the caller says so: nothing is dropped unseen)."""
     found: list[DataFile] = []
 
@@ -186,6 +186,10 @@ def find_data_files(
             name = full.rsplit("/", 1)[-1]
             if full == path.rstrip("/") or not name:
                 continue  # some stores answer the prefix itself
+            if name.startswith("."):
+                # Never data: partition names are sanitized so that none starts with a dot, and
+                # the store keeps its manifests under .logbridge/ at the root.
+                continue
             if entry["type"] != "directory":
                 if depth < len(levels):
                     selection.skip(full)

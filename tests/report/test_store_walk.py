@@ -66,6 +66,11 @@ def test_day_partitions_and_a_literal_prefix(tmp_path: Path) -> None:
         (folder / "events-1.ndjson").write_bytes(orjson.dumps(line) + b"\n")
         (folder / "events-1.manifest.json").write_text("{}")
     (tmp_path / "generic" / "stray.txt").write_text("?")
+    # The store's own metadata (manifests under .logbridge/) is neither read nor reported.
+    (tmp_path / ".logbridge" / "manifests" / "generic" / "dt=2020-01-02").mkdir(parents=True)
+    (
+        tmp_path / ".logbridge" / "manifests" / "generic" / "dt=2020-01-02" / "events-1.ndjson.manifest"
+    ).write_text("{}")
     (tmp_path / "generic" / "not-a-day").mkdir()
     selection = Selection(Window(datetime(2020, 1, 2, tzinfo=UTC), datetime(2020, 1, 3, tzinfo=UTC)))
     found = find_data_files(__import__("fsspec").filesystem("file"), str(tmp_path), levels, selection, UTC)
