@@ -171,8 +171,9 @@ def find_data_files(
 ) -> list[DataFile]:
     """Every published data file under ``root`` that the selection may need, sorted.
 
-    Hidden entries (the store's .logbridge/ manifests) and manifests are passed over; anything else that is neither a data file nor a folder of the
-    layout is noted in the selection (`Selection.skip`; the caller says so: nothing is dropped unseen)."""
+    Hidden entries (the store's ``.logbridge/`` manifests) and manifests are passed over;
+    anything else that is neither a data file nor a folder of the layout is noted in the
+    selection (`Selection.skip`; the caller says so: nothing is dropped unseen)."""
     found: list[DataFile] = []
 
     def walk(path: str, depth: int, fields: dict[str, str]) -> None:
