@@ -19,6 +19,7 @@ timed run); peak RSS is the tree's ``VmHWM``.
     python bench/collector.py --server granian     # the collector's ASGI app under granian
     python bench/collector.py --duration 5 --runs 1 --only collector-flush
     python bench/collector.py --old /path/to/old/tree --pairs 4   # old vs this tree, alternating
+    python bench/collector.py --ui-cost --pairs 6 --duration 5 [--ui-poll 2]   # operator page off vs on
 
 With ``--old``, only the collector runs (``collector-flush`` unless ``--only`` says otherwise),
 alternately from the old tree and from this one (each a fresh server with ``PYTHONPATH`` set to
@@ -26,6 +27,8 @@ its tree; the order flips every pair), and each pair's CPU µs per event is prin
 ratio: on a noisy machine only such pairs, taken in one invocation, compare two versions.
 ``--together`` runs both servers at once instead, on the same core, each under its own wrk:
 whatever else runs on the machine then weighs on both alike.
+``--ui-cost`` runs this tree's collector twice that way, with the operator page (``ui``) off and
+on (``--ui-poll``: its JSON endpoints read meanwhile, as an open page does): what it costs.
 """
 
 from __future__ import annotations
@@ -241,14 +244,17 @@ class Server:
             self.process.wait()
 
 
-def collector_server(durability: str, work: Path, server: str, tree: Path | None = None) -> Server:
+def collector_server(
+    durability: str, work: Path, server: str, tree: Path | None = None, **config_keys: Any
+) -> Server:
     """The collector on a temporary store; under uvicorn via ``logbridge collect``, or under granian.
 
-    ``tree``: run the ``logbridge`` package of that source tree (``PYTHONPATH``), not the installed one."""
+    ``tree``: run the ``logbridge`` package of that source tree (``PYTHONPATH``), not the installed one.
+    ``config_keys``: top-level keys of its config (``ui``)."""
     port = free_port()
     home = work / f"collector-{durability}-{port}"
     home.mkdir()
-    config = local_config(home, port, durability=durability)
+    config = local_config(home, port, durability=durability, **config_keys)
     config_path = home / "collector.yaml"
     config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
     env = dict(os.environ)
@@ -590,21 +596,59 @@ def compare_together(args: argparse.Namespace, work: Path, bodies: dict[str, tup
     name = (args.only or ["collector-flush"])[0]
     if name not in ("collector-flush", "collector-fsync"):
         raise SystemExit(f"--together compares batch configurations only, not {name}")
-    body, events = bodies[name]
     trees = {"old": args.old.resolve(), "new": BENCH.parent}
     print(f"old tree: {trees['old']}; new tree: {trees['new']}; both at once", file=sys.stderr)
     servers = {
         which: collector_server(name.split("-")[1], work, args.server, tree) for which, tree in trees.items()
     }
+    run_together(args, work, name, bodies[name], servers)
+
+
+def compare_ui(args: argparse.Namespace, work: Path, bodies: dict[str, tuple[Path, int]]) -> None:
+    """What the operator page costs: this tree's collector with ``ui`` off and on, at the same
+    time as in `compare_together`. With ``--ui-poll SECONDS`` the page's JSON is read meanwhile
+    (``/api/stats``, ``/api/recent`` and a filtered one, as an open page does every 2 s)."""
+    name = (args.only or ["collector-flush"])[0]
+    if name not in ("collector-flush", "collector-fsync", "collector-single"):
+        raise SystemExit(f"--ui-cost runs a collector configuration, not {name}")
+    durability = "fsync" if name == "collector-fsync" else "flush"
+    servers = {
+        "off": collector_server(durability, work, args.server),
+        "on": collector_server(durability, work, args.server, ui={"enabled": True}),
+    }
+    poll = f"http://127.0.0.1:{servers['on'].port}" if args.ui_poll else None
+    print(f"this tree, ui off and on, both at once; page read every {args.ui_poll or '-'} s", file=sys.stderr)
+    run_together(args, work, name, bodies[name], servers, poll=poll)
+
+
+def run_together(
+    args: argparse.Namespace,
+    work: Path,
+    name: str,
+    body_events: tuple[Path, int],
+    servers: dict[str, Server],
+    poll: str | None = None,
+) -> None:
+    """Two servers (``servers``: reference first, then the one measured) on the server core, each
+    under its own wrk, ``--pairs`` rounds after a warm-up; prints each round's CPU µs per event
+    and the median ratio. ``poll``: a collector's base URL whose operator page is read meanwhile."""
+    body, events = body_events
+    (ref, _), (new, _) = servers.items()
     lua = work / "post.lua"
     half = max(1, args.connections // 2)
     ratios = []
-    print("| configuration | round | old CPU µs/event | new CPU µs/event | new/old | events/s old → new |")
+    stop = threading.Event()
+    poller = threading.Thread(target=_poll_ui, args=(poll, args.ui_poll, stop)) if poll else None
+    print(
+        f"| configuration | round | {ref} CPU µs/event | {new} CPU µs/event | {new}/{ref} | events/s {ref} → {new} |"
+    )
     print("|---|---:|---:|---:|---:|---|")
     try:
         for which, server in servers.items():
             server.name = f"{name}-{which}"
             server.start(args.server_core, work)
+        if poller is not None:
+            poller.start()
         for round_ in range(args.pairs + 1):
             got: dict[str, WrkResult] = {}
             before = {which: cpu_seconds(s.process.pid) for which, s in servers.items() if s.process}
@@ -626,18 +670,34 @@ def compare_together(args: argparse.Namespace, work: Path, bodies: dict[str, tup
                 assert server.process is not None
                 cpu = cpu_seconds(server.process.pid) - before[which]
                 us[which] = cpu / (got[which].requests * events) * 1e6
-            ratios.append(us["new"] / us["old"])
+            ratios.append(us[new] / us[ref])
             print(
-                f"| {name} | {round_} | {us['old']:.2f} | {us['new']:.2f} | {ratios[-1]:.2f} "
-                f"| {got['old'].rate * events:,.0f} → {got['new'].rate * events:,.0f} |",
+                f"| {name} | {round_} | {us[ref]:.2f} | {us[new]:.2f} | {ratios[-1]:.2f} "
+                f"| {got[ref].rate * events:,.0f} → {got[new].rate * events:,.0f} |",
                 flush=True,
             )
     finally:
+        stop.set()
+        if poller is not None:
+            poller.join()
         for server in servers.values():
             server.stop()
     print(
-        f"{name}, both at once: median new/old CPU µs/event {statistics.median(ratios):.2f} over {len(ratios)} rounds"
+        f"{name}, both at once: median {new}/{ref} CPU µs/event {statistics.median(ratios):.2f} "
+        f"over {len(ratios)} rounds"
     )
+
+
+def _poll_ui(base_url: str, every: float, stop: threading.Event) -> None:
+    """Read the operator page's JSON every ``every`` seconds until ``stop``, as an open page
+    does; a failure is printed, not raised (the measurement goes on)."""
+    while not stop.wait(every):
+        for path in ("/api/stats", "/api/recent?limit=50", "/api/recent?limit=50&filter=alice"):
+            try:
+                with urllib.request.urlopen(base_url + path, timeout=5) as response:
+                    response.read()
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+                print(f"  ! {path}: {exc}", file=sys.stderr)
 
 
 def _load(
@@ -732,6 +792,18 @@ def main() -> None:
         action="store_true",
         help="with --old: run both servers at once (same core, a wrk each) instead of alternating",
     )
+    parser.add_argument(
+        "--ui-cost",
+        action="store_true",
+        help="this tree's collector with the operator page (ui) off and on, both at once; --pairs rounds",
+    )
+    parser.add_argument(
+        "--ui-poll",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="with --ui-cost: read the page's JSON this often meanwhile (an open page: 2)",
+    )
     parser.add_argument("--serve-granian", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_granian:
@@ -756,14 +828,17 @@ def main() -> None:
         file=sys.stderr,
     )
 
-    if args.old is not None:
+    if args.old is not None or args.ui_cost:
         bodies = {
             "collector-flush": (batch_body, args.batch),
             "collector-fsync": (batch_body, args.batch),
             "collector-single": (single_body, 1),
         }
         try:
-            (compare_together if args.together else compare_trees)(args, work, bodies)
+            if args.ui_cost:
+                compare_ui(args, work, bodies)
+            else:
+                (compare_together if args.together else compare_trees)(args, work, bodies)
         finally:
             if not args.keep:
                 shutil.rmtree(work, ignore_errors=True)

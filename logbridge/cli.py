@@ -22,6 +22,7 @@ _COMMANDS = {
     "demo": "logbridge.demo:demo",
     "consume": "logbridge.consume.command:consume",
     "report": "logbridge.report.command:report",
+    "verify": "logbridge.verify.command:verify",
 }
 
 

@@ -229,6 +229,17 @@ def restore(stored: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+def stored_event_epoch(line: dict[str, Any]) -> float | None:
+    """The event's own time of a stored line (what ``partition_time: event`` partitions by), read
+    from the envelope it came in; None when it carried none that reads."""
+    try:
+        original = restore(line)
+        u = unwrap(original) if isinstance(original, dict) else None
+    except (EnvelopeError, KeyError, TypeError, AttributeError):
+        return None
+    return event_epoch(u.event_time) if u is not None and u.event_time is not None else None
+
+
 # ----------------------------------------------------------------------------------------- times
 
 _ISO = re.compile(

@@ -24,6 +24,7 @@
     │       └── DestinationTimeout   no answer in time (a JetStream publish ack)
     ├── Stopped                  the shipper was asked to stop while a batch was being retried
     ├── ReportError              ``logbridge report`` cannot answer: a stored line it cannot read, a bad layout
+    ├── ManifestError            a store manifest or retention record cannot be read (``logbridge verify``)
     └── Log4jConfigError         a log4j properties file cannot be translated
         └── DateFormatError      a SimpleDateFormat pattern Java rejects (also a ValueError)
 
@@ -145,6 +146,11 @@ class DestinationFull(DestinationError):
 
 class DestinationTimeout(DestinationError):
     """The destination did not answer in time; what was sent may or may not have been taken."""
+
+
+class ManifestError(LogbridgeError):
+    """A manifest or retention record (docs/tamper-evidence.md) is not in the format: torn,
+    edited by hand, too big, or not a manifest at all. ``verify`` reports it as tampering."""
 
 
 class Log4jConfigError(LogbridgeError):

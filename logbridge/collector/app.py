@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
@@ -18,6 +18,9 @@ from ..errors import BodyCut, BodyError, BodyTooLarge, StorageUnavailable
 from .auth import TokenAuth
 from .ingest import RequestContext
 from .service import CollectorService
+
+if TYPE_CHECKING:
+    from .ui import OperatorUi
 
 log = structlog.get_logger("logbridge.collector")
 
@@ -29,6 +32,7 @@ _AUTHFAIL_EVENTS_PER_SECOND = 50
 class CollectorApp:
     def __init__(self, service: CollectorService, auth: TokenAuth, *, maintain_interval: float = 0.5):
         self.service = service
+        self.ui: OperatorUi | None = None  # the operator page (``ui: true``): its paths, else 404
         self.metrics = service.metrics
         self.auth = auth
         self.limits = service.limits
@@ -60,6 +64,8 @@ class CollectorApp:
             elif path == "/metrics":
                 payload = generate_latest(self.metrics.registry)
                 await _send(send, 200, payload, CONTENT_TYPE_LATEST.encode())
+            elif self.ui is not None and self.ui.handles(path):
+                await self.ui(scope, receive, send)
             else:
                 await _respond(
                     send, 404, {"error": f"no such path {path}; POST /events, GET /healthz, /metrics"}
@@ -197,7 +203,9 @@ class CollectorApp:
         await _respond(send, 200, answer)
         return 200
 
-    def _audit_auth_failure(self, reason: str, orig_address: str, node: str | None) -> None:
+    def _audit_auth_failure(
+        self, reason: str, orig_address: str, node: str | None, path: str = "/events"
+    ) -> None:
         """The collector audits its own authentication failures (topic ``authfail``)."""
         second = int(time.time())
         window_second, count = self._authfail_window
@@ -209,11 +217,11 @@ class CollectorApp:
             "msgType": "collector-auth-failure",
             "reason": reason,
             "origAddress": orig_address,
-            "path": "/events",
+            "path": path,
         }
         if node:
             event["node"] = node
-        log.warning("authentication failed", reason=reason, orig_address=orig_address, node=node)
+        log.warning("authentication failed", reason=reason, orig_address=orig_address, node=node, path=path)
         ctx = RequestContext(orig_address=orig_address, node=node, header_topic="authfail")
         self.service.audit(event, ctx)
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..config import Duration, Size, StrictModel, load_yaml, resolve_secret, validate
 from ..errors import ConfigError
@@ -61,6 +61,28 @@ class JournalSettings(StrictModel):
     compact_every: Duration = 3600.0
 
 
+class UiSettings(StrictModel):
+    """The operator page (``GET /ui``, ``/api/stats``, ``/api/recent``): off unless enabled.
+
+    ``ui: true`` is short for ``ui: {enabled: true}``. With ``token_env``/``token_file`` only that
+    token opens the page (a node's token then shows nothing); otherwise any of ``auth.tokens``."""
+
+    enabled: bool = False
+    token_env: str | None = None
+    token_file: str | None = None
+    stale_after: Duration = 300.0  # a node silent this long is marked quiet on the page
+    recent_events: int = Field(default=500, ge=1, le=10_000)  # the ring of latest events
+    refresh: Duration = 2.0  # how often the page asks for new numbers
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> UiSettings:
+        if self.token_env and self.token_file:
+            raise ValueError("set at most one of token_env or token_file")
+        if self.stale_after <= 0 or self.refresh <= 0:
+            raise ValueError("stale_after and refresh must be above zero")
+        return self
+
+
 class CollectorServerConfig(StrictModel):
     """The ``logbridge collect`` server's config file (DESIGN.md §6). What a *sender* is told
     about a collector is `logbridge.client.CollectorTarget`."""
@@ -78,6 +100,16 @@ class CollectorServerConfig(StrictModel):
     # would be stored again; shippers keep checkpoints 7 days, so 30 days is well past any retry.
     idempotence_ttl: Duration = 30 * 86400.0
     journal: JournalSettings = JournalSettings()
+    ui: UiSettings = UiSettings()
+
+    @field_validator("ui", mode="before")
+    @classmethod
+    def _ui_shorthand(cls, value: object) -> object:
+        if isinstance(value, bool):
+            return {"enabled": value}
+        if not isinstance(value, dict):
+            raise ValueError("expected true, false, or a mapping such as {enabled: true, stale_after: 5m}")
+        return value
 
     @model_validator(mode="after")
     def _unique_names(self) -> CollectorServerConfig:
@@ -119,6 +151,14 @@ class CollectorServerConfig(StrictModel):
             for i, spec in enumerate(self.auth.tokens)
         }
 
+    def resolved_ui_tokens(self) -> dict[str, str]:
+        """The tokens that open the operator page: its own (named ``ui``) or the API's."""
+        ui = self.ui
+        if ui.token_env or ui.token_file:
+            what = "ui.token_env" if ui.token_env else "ui.token_file"
+            return {"ui": resolve_secret(env=ui.token_env, file=ui.token_file, what=what)}
+        return self.resolved_tokens()
+
 
 # Keys an older collector accepted that mean nothing now: what to tell the operator instead of
 # "unknown key", and still an error (a key that is read by nothing must not look like a setting).
@@ -148,6 +188,8 @@ def load(path: str | os.PathLike[str]) -> CollectorServerConfig:
         raise _invalid(source, removed)
     try:
         config.resolved_tokens()
+        if config.ui.enabled:
+            config.resolved_ui_tokens()
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}", source=source) from None
     check_state_dir_outside_stores(config, source)

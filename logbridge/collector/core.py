@@ -30,6 +30,7 @@ from .config import CollectorServerConfig
 from .ingest import Ingest, IngestResult, Prepared, RequestContext, Route
 from .journal import Journal, Snapshot
 from .metrics import Metrics
+from .stats import LiveStats, tail
 
 log = structlog.get_logger("logbridge.collector")
 
@@ -86,6 +87,8 @@ class Collector:
         self.write_failure: tuple[str, int] | None = None  # (why, bytes the failed batch needed)
         self._compacting: Snapshot | None = None
         self._closed = False
+        # The operator page's numbers (``ui`` on), told of every batch stored; None costs nothing.
+        self.stats: LiveStats | None = None
 
     # ------------------------------------------------------------------------- lifecycle
 
@@ -166,6 +169,8 @@ class Collector:
             except StorageUnavailable:
                 return
             del prepared.chunks[key]
+            if self.stats is not None:
+                prepared.tails[key] = tail(data)
 
     def store(self, prepared: Prepared) -> IngestResult:
         """Write one prepared request (writer thread). Raises `StorageUnavailable`."""
@@ -190,6 +195,11 @@ class Collector:
             _discard(prepared.prestaged)
             raise
         self._write(prepared)
+        if self.stats is not None:
+            try:
+                self.stats.record(prepared)
+            except Exception as exc:  # the batch is stored: the page's numbers must not fail it
+                log.error("operator page stats failed", error=f"{type(exc).__name__}: {exc}")
         # Metrics once per batch and label, not per event.
         for topic, n in prepared.topic_counts.items():
             self.metrics.events_in.labels(topic).inc(n)

@@ -75,6 +75,9 @@ class Prepared:
     # Chunks of a big batch already written to files of their own (`Collector.prestage`): the
     # writer thread adopts them, or discards them if the request is refused.
     prestaged: list[Receipt] = field(default_factory=list)
+    # The last lines of each prestaged chunk, for the operator page's recent events (`LiveStats`),
+    # kept only while it is on (`Collector.stats`).
+    tails: dict[tuple[int, str], bytes] = field(default_factory=dict)
     dead_partition: str = ""
     topic_counts: dict[str, int] = field(default_factory=dict)
     out_counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (destination, topic) → lines

@@ -25,7 +25,13 @@ log = structlog.get_logger("logbridge.collector")
 
 
 def build_app(config: CollectorServerConfig) -> CollectorApp:
-    return CollectorApp(CollectorService(Collector(config)), TokenAuth(config.resolved_tokens()))
+    collector = Collector(config)
+    app = CollectorApp(CollectorService(collector), TokenAuth(config.resolved_tokens()))
+    if config.ui.enabled:
+        from .ui.wiring import operator_ui
+
+        app.ui = operator_ui(config, collector, app)
+    return app
 
 
 def _loop() -> str:

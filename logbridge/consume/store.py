@@ -285,22 +285,11 @@ def _stored_line(line: bytes, number: int) -> dict[str, Any]:
     return obj
 
 
-def _event_time(line: dict[str, Any]) -> float | None:
-    """The time the collector partitioned the line by (partition_time: event): the event's own,
-    read from the envelope it came in."""
-    try:
-        original = envelope.restore(line)
-        u = envelope.unwrap(original) if isinstance(original, dict) else None
-    except (envelope.EnvelopeError, KeyError, TypeError, AttributeError):
-        return None
-    return envelope.event_epoch(u.event_time) if u is not None and u.event_time is not None else None
-
-
 def _partition_of(sink: FilesystemSink, line: dict[str, Any]) -> str:
     received = envelope.event_epoch(line.get("serverTimestamp"))
     if received is None:
         received = time.time()
-    when = _event_time(line) if sink.event_time else received
+    when = envelope.stored_event_epoch(line) if sink.event_time else received
     return _render(sink, line["topic"], line.get("routingKey"), when, received)
 
 

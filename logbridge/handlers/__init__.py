@@ -7,7 +7,8 @@ The DSS EventServer target for Python, in three parts, data flowing one way::
                          ▼
                        spool (a byte stream of lines; on disk with         spool.py
                          │    ``spool_dir``, else in memory; bounded by
-                         │    ``spool_max_bytes``; beyond it → counted, logged, dropped)
+                         │    ``spool_max_bytes``; beyond it → counted, logged, dropped,
+                         │    and the count spooled as a ``logbridge-events-dropped`` event)
                          │  sender thread
                          ▼
               CollectorClient: POST /events, NDJSON, gzip, Bearer token,   sender.py

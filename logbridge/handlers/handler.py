@@ -30,7 +30,7 @@ from ..errors import ConfigError
 from ..log4j.jsonaudit import envelope
 from ..units import parse_duration, parse_size
 from .sender import OWN_THREADS, Sender
-from .spool import FileSpool, MemorySpool, Spool
+from .spool import FileSpool, MemorySpool, Spool, drop_marker
 
 log = logging.getLogger("logbridge.handlers")
 
@@ -85,6 +85,7 @@ class HandlerStats:
     filtered: int = 0
     dropped_queue_full: int = 0
     dropped_spool_full: int = 0
+    drop_markers: int = 0  # `spool.drop_marker` lines spooled: the drops above, in the trail
     sent_events: int = 0
     sent_batches: int = 0
     duplicate_batches: int = 0
@@ -302,6 +303,7 @@ class EventServerHandler(logging.Handler):
         self._deadline: float | None = None
         self._last_drop_log = 0.0
         self._dropped_logged = 0
+        self._drops_marked = (0, 0)  # (queue full, spool full) drops already in a drop marker
 
         self._spooler = threading.Thread(target=self._spool_loop, name="logbridge-spooler", daemon=True)
         self._sender = Sender(self, self._client_options)
@@ -462,6 +464,7 @@ class EventServerHandler(logging.Handler):
                     break
                 lines.append(item)
             if lines:
+                self._mark_drops()  # the gap's marker first, then what came after it
                 taken = self._spool_append(lines)
                 with self._count_lock:
                     self.stats.queued += taken
@@ -472,8 +475,23 @@ class EventServerHandler(logging.Handler):
                 with self._progress:
                     self._progress.notify_all()
             self._sender.wake.set()
+        self._mark_drops()  # also when nothing new came: acks may have made room for it
         self._log_drops()
         return self._closing and not queue
+
+    def _mark_drops(self) -> None:
+        """Drops not yet in the trail go into the spool as one `drop_marker` line, as soon as
+        there is room for it (spooler thread only)."""
+        with self._count_lock:
+            queue_full = self.stats.dropped_queue_full - self._drops_marked[0]
+            spool_full = self.stats.dropped_spool_full - self._drops_marked[1]
+        if not (queue_full or spool_full):
+            return
+        marker = drop_marker(queue_full, spool_full, self._spool.where, self.spool_max_bytes)
+        if self._spool_append([marker]):
+            self._drops_marked = (self._drops_marked[0] + queue_full, self._drops_marked[1] + spool_full)
+            self.stats.drop_markers += 1
+            self._sender.wake.set()
 
     def _spool_append(self, lines: list[bytes]) -> int:
         try:

@@ -11,7 +11,12 @@ dead letter), so the spool drains in order.
   under the same source and ranges, and the collector stores it once. Lines the collector
   refused for good go to the slot's ``dead-letter/`` (`logbridge.client.DeadLetter`).
 
-Both are bounded by ``max_bytes`` of unacknowledged lines: `append` takes what fits.
+Both are bounded by ``max_bytes`` of unacknowledged lines: `append` takes what fits. What does
+not fit (and what the handler's queue could not take) is counted by the handler, logged, and, as
+soon as the spool has room again, recorded in the trail itself: `drop_marker` is a line of its
+own, an audit event ``logbridge-events-dropped`` on the ``generic-failure`` topic giving the number
+of events dropped and why, sent in order after the lines that came before the gap. So a gap in a
+node's trail is visible in the store where it happened, not only in the node's own log.
 """
 
 from __future__ import annotations
@@ -26,11 +31,36 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from ..client import DeadLetter
+from ..envelope import AUDIT_LOGGER_PREFIX
 from ..errors import ConfigError
 from ..fileio import write_atomic
 
 log = logging.getLogger("logbridge.handlers")
+
+DROP_TOPIC = "generic-failure"
+DROP_MSG_TYPE = "logbridge-events-dropped"
+
+
+def drop_marker(queue_full: int, spool_full: int, where: str, max_bytes: int) -> bytes:
+    """The spool line that records a gap: ``queue_full`` events dropped because the handler's
+    queue was full, ``spool_full`` because the spool (``where``) held ``max_bytes`` unsent. A log4j
+    file envelope (DESIGN.md §2.1) of the ``dku.audit.generic-failure`` logger, as any record."""
+    from ..log4j.jsonaudit import envelope
+
+    event = {
+        "msgType": DROP_MSG_TYPE,
+        "events": queue_full + spool_full,
+        "queueFull": queue_full,
+        "spoolFull": spool_full,
+        "spool": where,
+        "spoolMaxBytes": max_bytes,
+    }
+    record = logging.LogRecord(AUDIT_LOGGER_PREFIX + DROP_TOPIC, logging.WARNING, "", 0, event, None, None)
+    record.mdc = {}
+    return orjson.dumps(envelope(record, event)) + b"\n"
 
 
 class MemorySpool:
@@ -168,6 +198,13 @@ class FileSpool:
             data = last.read_bytes()
             whole = data.rfind(b"\n") + 1
             if whole < len(data):  # a line cut short by a crash: it was never sent, drop it
+                log.warning(
+                    "EventServerHandler: spool %s: the last line of %s was cut short by a crash "
+                    "(%d bytes, never sent); dropped",
+                    self.dir,
+                    last.name,
+                    len(data) - whole,
+                )
                 with open(last, "r+b") as f:
                     f.truncate(whole)
             self.end = start + whole

@@ -47,7 +47,10 @@ def load_model(path: str | os.PathLike[str], **variables: str) -> Model:
 
 def translate_file(path: str | os.PathLike[str], **variables: str) -> tuple[dict[str, Any], Model]:
     model = load_model(path, **variables)
-    return to_dict_config(model), model
+    try:
+        return to_dict_config(model), model
+    except ConfigError as exc:  # a bad logbridge option (``log4j.appender.X.logbridge.*``)
+        raise ConfigError(f"{os.fspath(path)}: {exc}", source=os.fspath(path)) from exc
 
 
 class _NoAppenderWarning(logging.Handler):

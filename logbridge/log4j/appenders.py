@@ -10,6 +10,8 @@
   to ``file.1 … file.N``.
 - `DailyRollingFileAppenderHandler`: rolls at the ``DatePattern`` boundary, before writing the
   first event of the new period, to ``file`` + the pattern formatted at the previous period.
+- Both rolling handlers take ``retention`` (off by default): backups the shipper has not shipped
+  are kept rather than deleted, and deletions of unshipped bytes are reported (`retention`).
 - `AsyncAppenderHandler`: a `QueueHandler` whose `QueueListener` feeds named handlers.
 - `SyslogAppenderHandler`: log4j's SyslogAppender packets over UDP.
 
@@ -21,6 +23,7 @@ log4j's OnlyOnceErrorHandler does.
 
 from __future__ import annotations
 
+import codecs
 import logging
 import logging.handlers
 import os
@@ -29,9 +32,10 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
+from .charsets import python_codec
 from .classes import (
     DEFAULT_BUFFER_SIZE,
     DEFAULT_DATE_PATTERN,
@@ -41,15 +45,21 @@ from .classes import (
 from .converters import throwable_lines
 from .dateformat import SimpleDateFormat, next_boundary_ms, periodicity
 from .levels import OFF
+from .retention import RetentionGuard, RetentionSettings
+from .retention import attempt as _try
 
 
-def _log4j_error(message: str) -> None:
-    # LogLog.error: straight to the process's stderr, never through logging.
+def _log4j_say(level: str, message: str) -> None:
+    # LogLog.error/warn: straight to the process's stderr, never through logging.
     try:
-        sys.stderr.write("log4j:ERROR " + message + "\n")
+        sys.stderr.write(f"log4j:{level} {message}\n")
         sys.stderr.flush()
     except Exception:
         pass
+
+
+def _log4j_error(message: str) -> None:
+    _log4j_say("ERROR", message)
 
 
 def utf16_len(s: str) -> int:
@@ -60,10 +70,19 @@ def utf16_len(s: str) -> int:
     return n
 
 
+def layout_text(formatter: logging.Formatter | None, which: str) -> str | None:
+    """The layout's ``header`` or ``footer`` (HTMLLayout has both), None when it has none."""
+    make = getattr(formatter, which, None)
+    text = make() if callable(make) else None
+    return text if isinstance(text, str) else None
+
+
 class _Log4jMixin:
     terminator = ""
     broken: str | None = None
     _broken_reported = False
+    _headed_stream: object = None  # the stream whose header is written
+    formatter: logging.Formatter | None
 
     def _refuse(self) -> bool:
         if self.broken is None:
@@ -72,6 +91,39 @@ class _Log4jMixin:
             self._broken_reported = True
             _log4j_error(self.broken)
         return True
+
+    def _write_layout_text(self, which: str) -> str:
+        """WriterAppender.writeHeader/writeFooter: the layout's text, straight to the open
+        stream (not through filters or thresholds); returns what was written."""
+        text = layout_text(self.formatter, which)
+        if text is None or self.broken is not None or not self._stream_open():
+            return ""
+        try:
+            self._write_raw(text)
+        except Exception:  # noqa: BLE001 - a header must not stop configuration
+            _log4j_error(f"Failed to write the layout's {which}.")
+            return ""
+        if which == "header":
+            self._headed_stream = getattr(self, "stream", None)
+        return text
+
+    def _stream_open(self) -> bool:
+        return getattr(self, "stream", None) is not None
+
+    def _write_raw(self, text: str) -> None:
+        stream: Any = getattr(self, "stream")  # noqa: B009 - set by the logging base class
+        stream.write(text)
+        stream.flush()
+
+    def setFormatter(self, fmt: logging.Formatter | None) -> None:  # noqa: N802 - logging's name
+        # log4j sets the layout, then activateOptions() opens the file and writes the header.
+        super().setFormatter(fmt)  # type: ignore[misc]
+        stream = getattr(self, "stream", None)
+        if stream is None or stream is not self._headed_stream:  # a second setFormatter: no second header
+            self._header_written(self._write_layout_text("header"))
+
+    def _header_written(self, text: str) -> None:
+        """Hook: the header was written when the layout was set."""
 
 
 class ConsoleAppenderHandler(_Log4jMixin, logging.StreamHandler):  # type: ignore[type-arg]
@@ -83,29 +135,79 @@ class ConsoleAppenderHandler(_Log4jMixin, logging.StreamHandler):  # type: ignor
         follow: bool = False,
         immediate_flush: bool = True,
         broken: str | None = None,
+        encoding: str | None = None,
     ):
         self.target = target
         self.follow = follow
         self.immediate_flush = immediate_flush
         self.broken = broken
+        self._closed = False
+        self._pending_header = ""
         super().__init__(self._current())
+        # Encoding: the appender's own charset, written to the stream's bytes (an unknown one was
+        # reported while configuring; the stream's charset is used then, as log4j uses the JVM's).
+        self._encoder_name = python_codec(encoding) if encoding is not None else None
+        self._encoder = (
+            codecs.getincrementalencoder(self._encoder_name)("replace") if self._encoder_name else None
+        )
 
     def _current(self) -> TextIO:
         return sys.stderr if self.target == "System.err" else sys.stdout
+
+    def setFormatter(self, fmt: logging.Formatter | None) -> None:  # noqa: N802 - logging's name
+        logging.Handler.setFormatter(self, fmt)
+        if self._headed_stream is not None:
+            return  # the header went out with the first formatter
+        # log4j writes the header into its OutputStreamWriter, whose buffer holds it until the
+        # first event (or the footer) is flushed: it reaches the console with that event.
+        header = layout_text(fmt, "header")
+        self._pending_header = "" if header is None or self.broken is not None else header
+        if self._pending_header:
+            self._headed_stream = self.stream
+
+    def _write_raw(self, text: str, flush: bool = True) -> None:
+        stream = self._current() if self.follow else self.stream
+        text, self._pending_header = self._pending_header + text, ""
+        if self._encoder is not None and self._encoder_name is not None:
+            data = self._encoder.encode(text)
+            buffer = getattr(stream, "buffer", None)
+            if buffer is not None:
+                stream.flush()  # what went through the text layer comes first
+                buffer.write(data)
+                if flush:
+                    buffer.flush()
+                return
+            # A text-only stream (io.StringIO, a test's capture): the characters the charset kept.
+            text = data.decode(self._encoder_name, "replace")
+        try:
+            stream.write(text)
+        except UnicodeEncodeError:
+            # A character the stream's own charset cannot hold: Java's writer prints '?', it does
+            # not lose the event.
+            charset = getattr(stream, "encoding", None) or "ascii"
+            stream.write(text.encode(charset, "replace").decode(charset))
+        if flush:
+            stream.flush()
 
     def emit(self, record: logging.LogRecord) -> None:
         if self._refuse():
             return
         try:
-            msg = self.format(record)
-            stream = self._current() if self.follow else self.stream
-            stream.write(msg)
-            if self.immediate_flush:
-                stream.flush()
+            self._write_raw(self.format(record), self.immediate_flush)
         except RecursionError:
             raise
         except Exception:
             self.handleError(record)
+
+    def close(self) -> None:
+        self.acquire()
+        try:
+            if not self._closed:
+                self._closed = True
+                self._write_layout_text("footer")
+        finally:
+            self.release()
+        super().close()
 
 
 class FileAppenderHandler(_Log4jMixin, logging.FileHandler):
@@ -129,9 +231,8 @@ class FileAppenderHandler(_Log4jMixin, logging.FileHandler):
         self.broken = broken
         # Relative names resolve against the working directory, as java.io.File does.
         # Java's writers replace what the charset cannot encode with '?'; so does errors="replace".
-        super().__init__(
-            filename, mode="a" if append else "w", encoding=encoding, delay=True, errors="replace"
-        )
+        codec = (python_codec(encoding) or "utf-8") if encoding is not None else None
+        super().__init__(filename, mode="a" if append else "w", encoding=codec, delay=True, errors="replace")
         if broken is None:
             try:
                 self.stream = self._open()
@@ -189,21 +290,60 @@ class FileAppenderHandler(_Log4jMixin, logging.FileHandler):
         except Exception:
             self.handleError(record)
 
+    def close(self) -> None:
+        self.acquire()
+        try:
+            self._write_layout_text("footer")  # once: the stream is None after the first close
+        finally:
+            self.release()
+        super().close()
 
-class RollingFileAppenderHandler(FileAppenderHandler):
-    """``org.apache.log4j.RollingFileAppender``."""
+
+class _RetentionMixin(FileAppenderHandler):
+    """The retention guard of a rolling handler (`retention`): None keeps log4j's deletions."""
+
+    retention: RetentionGuard | None = None
+
+    def _guard(self, filename: str, retention: Mapping[str, Any] | RetentionSettings | None) -> None:
+        if retention is None:
+            return
+        kind = type(self).__name__
+        settings = (
+            retention
+            if isinstance(retention, RetentionSettings)
+            else RetentionSettings.from_config(retention, f"{kind} {filename}")
+        )
+        self.retention = RetentionGuard(settings, f"{kind} [{filename}]", _log4j_say)
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        rv = super().handle(record)
+        guard = self.retention
+        if guard is not None and guard.has_pending and self.lock is not None:
+            # Once the handler's lock is released: the loss events go through other handlers.
+            try:
+                guard.report_pending(self.name or self.baseFilename, self.lock)
+            except Exception:
+                self.handleError(record)
+        return rv
+
+
+class RollingFileAppenderHandler(_RetentionMixin):
+    """``org.apache.log4j.RollingFileAppender``; ``retention`` (a mapping of
+    `RetentionSettings`) keeps backups the shipper has not shipped yet (`retention`)."""
 
     def __init__(
         self,
         filename: str,
         max_file_size: int = DEFAULT_MAX_FILE_SIZE,
         max_backup_index: int = DEFAULT_MAX_BACKUP_INDEX,
+        retention: Mapping[str, Any] | RetentionSettings | None = None,
         **kwargs: Any,
     ):
         self.max_file_size = max_file_size
         self.max_backup_index = max_backup_index
         self.count = 0
         self.next_rollover = 0
+        self._guard(filename, retention)
         super().__init__(filename, **kwargs)
 
     def _after_open(self) -> None:
@@ -219,13 +359,25 @@ class RollingFileAppenderHandler(FileAppenderHandler):
             self.roll_over()
 
     def roll_over(self) -> None:
-        """RollingFileAppender.rollOver: file.N is dropped, file.i → file.i+1, file → file.1."""
+        """RollingFileAppender.rollOver: file.N is dropped, file.i → file.i+1, file → file.1.
+        With a guard that keeps, file.N and older are kept (renumbered past N) until shipped."""
         self.next_rollover = self.count + self.max_file_size
         ok = True
         base = self.baseFilename
+        guard = self.retention
+        if guard is not None and guard.keeps:
+            ok, moved_live = guard.make_room(base, max(self.max_backup_index, 0), self._close_stream)
+            if not ok or moved_live:
+                # A failed rename: go on writing the same file, as log4j does.
+                self._reopen("a" if not ok else "w")
+                if ok:
+                    self.next_rollover = 0
+                return
         if self.max_backup_index > 0:
             last = f"{base}.{self.max_backup_index}"
             if os.path.exists(last):
+                if guard is not None and not guard.keeps:
+                    guard.retire(last, f"MaxBackupIndex={self.max_backup_index}", set_aside=False)
                 ok = _try(os.remove, last)
             for i in range(self.max_backup_index - 1, 0, -1):
                 if not ok:
@@ -254,18 +406,30 @@ class RollingFileAppenderHandler(FileAppenderHandler):
         finally:
             self.mode = saved
         self.count = os.path.getsize(base) if mode == "a" and os.path.exists(base := self.baseFilename) else 0
+        # setFile writes the header through the counting writer; in append mode the count is
+        # then reset to the file's length, which does not hold the unflushed header yet.
+        header = self._write_layout_text("header")
+        if mode == "w":
+            self.count += utf16_len(header)
+
+    def _header_written(self, text: str) -> None:
+        if not self.append:
+            self.count += utf16_len(text)
 
 
-class DailyRollingFileAppenderHandler(FileAppenderHandler):
-    """``org.apache.log4j.DailyRollingFileAppender``; ``clock`` returns epoch seconds."""
+class DailyRollingFileAppenderHandler(_RetentionMixin):
+    """``org.apache.log4j.DailyRollingFileAppender``; ``clock`` returns epoch seconds;
+    ``retention`` sets aside (rather than deletes) an unshipped dated file in the way."""
 
     def __init__(
         self,
         filename: str,
         date_pattern: str = DEFAULT_DATE_PATTERN,
         clock: Callable[[], float] = time.time,
+        retention: Mapping[str, Any] | RetentionSettings | None = None,
         **kwargs: Any,
     ):
+        self._guard(filename, retention)
         self.date_pattern = date_pattern
         self.clock = clock
         self.fmt = SimpleDateFormat(date_pattern)
@@ -297,7 +461,11 @@ class DailyRollingFileAppenderHandler(FileAppenderHandler):
             self.stream.close()
             self.stream = None  # type: ignore[assignment]
         if os.path.exists(self.scheduled_filename):
-            _try(os.remove, self.scheduled_filename)
+            if self.retention is not None:
+                why = f"a dated file of the same name [{self.scheduled_filename}] was in the way"
+                self.retention.retire(self.scheduled_filename, why, set_aside=True)
+            if os.path.exists(self.scheduled_filename):
+                _try(os.remove, self.scheduled_filename)
         if not _try(os.rename, self.baseFilename, self.scheduled_filename):
             _log4j_error(f"Failed to rename [{self.baseFilename}] to [{self.scheduled_filename}].")
         saved, self.mode = self.mode, "a"
@@ -305,15 +473,8 @@ class DailyRollingFileAppenderHandler(FileAppenderHandler):
             self.stream = self._open()
         finally:
             self.mode = saved
+        self._write_layout_text("header")
         self.scheduled_filename = dated
-
-
-def _try(fn: Callable[..., Any], *args: str) -> bool:
-    try:
-        fn(*args)
-        return True
-    except OSError:
-        return False
 
 
 class _DrainingListener(logging.handlers.QueueListener):

@@ -83,11 +83,13 @@ LAYOUTS: dict[str, dict[str, str]] = {
         "categoryPrefixing": BOOLEAN,
         "contextPrinting": BOOLEAN,
     },
+    "org.apache.log4j.xml.XMLLayout": {"locationInfo": BOOLEAN, "properties": BOOLEAN},
+    "org.apache.log4j.HTMLLayout": {"locationInfo": BOOLEAN, "title": STRING},
     # DSS's audit layout: its options are not known here, none is rejected.
     JSON_AUDIT_LAYOUT: {},
 }
 
-OTHER_LOG4J_LAYOUTS = {"org.apache.log4j.HTMLLayout", "org.apache.log4j.xml.XMLLayout"}
+OTHER_LOG4J_LAYOUTS: set[str] = set()  # every layout of log4j-1.2.17.jar is translated
 
 FILTERS: dict[str, dict[str, str]] = {
     "org.apache.log4j.varia.LevelRangeFilter": {

@@ -71,15 +71,52 @@ def logger_name(r: logging.LogRecord) -> str | None:
     return r.name
 
 
-def class_name(r: logging.LogRecord) -> str | None:
-    return getattr(r, "className", None) or r.module
+# What Python's findCaller reports when it finds no frame.
+_UNKNOWN_FILE, _UNKNOWN_FUNCTION = "(unknown file)", "(unknown function)"
+NA = "?"  # LocationInfo.NA
 
 
-def location(r: logging.LogRecord) -> str:
-    def na(v: object) -> str:
-        return "?" if v is None else str(v)
+def location_known(r: logging.LogRecord) -> bool:
+    """Whether the record says where it was logged. Records built by hand (``makeLogRecord``),
+    forwarded from elsewhere or made where no frame was found have no file or line; log4j's
+    LocationInfo is then all unknown at once (its parts come from one stack frame)."""
+    return r.lineno is not None and bool(r.pathname) and r.pathname != _UNKNOWN_FILE
 
-    return f"{na(class_name(r))}.{na(r.funcName)}({na(r.filename)}:{na(r.lineno)})"
+
+def class_name(r: logging.LogRecord) -> str:
+    explicit: str | None = getattr(r, "className", None)
+    if explicit:
+        return explicit
+    return r.module if location_known(r) else NA
+
+
+def file_name(r: logging.LogRecord) -> str:
+    return r.filename if location_known(r) and r.filename else NA
+
+
+def line_number(r: logging.LogRecord) -> str:
+    return str(r.lineno) if location_known(r) else NA
+
+
+def method_name(r: logging.LogRecord) -> str:
+    return r.funcName if location_known(r) and r.funcName and r.funcName != _UNKNOWN_FUNCTION else NA
+
+
+def location_parts(r: logging.LogRecord) -> tuple[str, str, str, str]:
+    """Class, method, file and line, as XMLLayout's ``<log4j:locationInfo>`` prints them."""
+    if not location_known(r):
+        return getattr(r, "className", None) or NA, NA, NA, NA
+    method = r.funcName if r.funcName and r.funcName != _UNKNOWN_FUNCTION else NA
+    return getattr(r, "className", None) or r.module, method, r.filename or NA, str(r.lineno)
+
+
+def location(r: logging.LogRecord) -> str | None:
+    """``LocationInfo.fullInfo``: ``class.method(file:line)``; null when the location is unknown
+    (PatternLayout then prints nothing, EnhancedPatternLayout ``null``)."""
+    if not location_known(r):
+        return None
+    cls, method, file, line = location_parts(r)
+    return f"{cls}.{method}({file}:{line})"
 
 
 def last_elements(name: str, count: int) -> str:
@@ -92,6 +129,13 @@ def last_elements(name: str, count: int) -> str:
         if end == -1:
             return name
     return name[end + 1 :]
+
+
+def java_sorted(keys: Iterable[Any]) -> list[Any]:
+    """``Arrays.sort``/``TreeMap`` order of the keys' strings: String.compareTo compares UTF-16
+    code units, so a character outside the BMP sorts before U+E000–U+FFFF (code points would
+    put it after)."""
+    return sorted(keys, key=lambda k: str(k).encode("utf-16-be", "surrogatepass"))
 
 
 def mdc_converter(key: str | None, order: Callable[[Iterable[Any]], list[Any]]) -> Converter:
@@ -112,11 +156,11 @@ def date_converter(fmt: SimpleDateFormat) -> Converter:
 
 
 SIMPLE: dict[str, Converter] = {
-    "F": lambda r: r.filename,
+    "F": file_name,
     "l": location,
-    "L": lambda r: str(r.lineno),
+    "L": line_number,
     "m": lambda r: r.getMessage(),
-    "M": lambda r: r.funcName,
+    "M": method_name,
     "p": lambda r: log4j_name(r.levelno, r.levelname),
     "r": lambda r: str(int(r.relativeCreated)),
     "t": lambda r: r.threadName,

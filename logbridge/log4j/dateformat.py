@@ -165,7 +165,11 @@ def _field(t: dt.datetime, ms: int, f: _Field) -> str:
     if c == "a":
         return "AM" if t.hour < 12 else "PM"
     if c == "z":
-        return t.tzname() or _offset(t, "Z", 1)
+        zone_name = t.tzname()
+        if zone_name and zone_name[0] not in "+-":
+            return zone_name
+        # tzdata has no abbreviation for this zone (it writes "-02"); Java prints GMT-02:00.
+        return "GMT" + _offset(t, "X", 3) if t.utcoffset() else "GMT"
     return _offset(t, c, k)  # Z, X
 
 

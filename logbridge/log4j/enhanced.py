@@ -9,7 +9,6 @@ printing ``null``, and ``%X`` in the order of log4j's MDC Hashtable.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Iterable
 
@@ -17,6 +16,7 @@ from . import converters
 from .converters import Converter
 from .dateformat import ISO8601, DateFormatError, SimpleDateFormat, named_pattern
 from .pattern import PatternLayoutFormatter, PatternParser
+from .timezone import java_time_zone
 
 WORDS = {
     "c": "c", "logger": "c", "C": "C", "class": "C", "d": "d", "date": "d", "F": "F", "file": "F",
@@ -37,7 +37,7 @@ def converter(kind: str, opts: list[str], errors: list[str]) -> tuple[Converter,
         pattern = named_pattern(opt or "ISO8601")
         tz = None
         if len(opts) > 1:
-            tz = _java_time_zone(opts[1])
+            tz = java_time_zone(opts[1])
         try:
             fmt = SimpleDateFormat(pattern, tz)
         except DateFormatError:
@@ -53,6 +53,9 @@ def converter(kind: str, opts: list[str], errors: list[str]) -> tuple[Converter,
         return converters.mdc_converter(opt, _hashtable_order), False
     if kind == "throwable":
         return _throwable(opt), True
+    if kind == "l":
+        # FullLocationPatternConverter appends LocationInfo.fullInfo as is: unknown prints "null".
+        return (lambda r: converters.location(r) or "null"), False
     if kind == "sn":
         return (lambda r: "0"), False  # log4j 1.2 events carry no sequence number
     return converters.SIMPLE[kind], False
@@ -132,18 +135,6 @@ def _hashtable_order(keys: Iterable[object]) -> list[str]:
 
 
 _PLAIN = logging.Formatter()
-
-
-def _java_time_zone(tz_id: str) -> dt.tzinfo:
-    """TimeZone.getTimeZone: an unknown ID is GMT."""
-    import zoneinfo
-
-    if tz_id in ("UTC", "GMT"):
-        return dt.UTC
-    try:
-        return zoneinfo.ZoneInfo(tz_id)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return dt.UTC
 
 
 def _abbreviated(get: Converter, opt: str | None) -> Converter:

@@ -6,13 +6,12 @@ formatter appends them, as `PatternLayoutFormatter` does.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import zoneinfo
 
 from .converters import LINE_SEP, record_millis, record_ndc, throwable_lines
 from .dateformat import DateFormatError, SimpleDateFormat, named_pattern
 from .levels import log4j_name
+from .timezone import java_time_zone
 
 
 class _ThrowableAfter(logging.Formatter):
@@ -55,12 +54,7 @@ class TTCCLayoutFormatter(_ThrowableAfter):
         self.context_printing = context_printing
         self._relative_start: int | None = None
         self._date: SimpleDateFormat | None = None
-        tz: dt.tzinfo | None = None
-        if time_zone:
-            try:
-                tz = zoneinfo.ZoneInfo(time_zone)
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-                tz = dt.UTC  # TimeZone.getTimeZone: an unknown ID is GMT
+        tz = java_time_zone(time_zone) if time_zone is not None else None
         if date_format is None or date_format.upper() == "NULL":
             pass
         elif date_format.upper() == "RELATIVE":

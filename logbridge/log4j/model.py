@@ -73,6 +73,9 @@ class AppenderSpec:
     threshold: int | None = None
     # log4j's appender accepted the configuration but will refuse every event with this error.
     broken: str | None = None
+    # ``log4j.appender.NAME.logbridge.Option`` → value (bean-style name): logbridge's own options,
+    # which log4j skips (a dot after the appender's prefix), e.g. the retention guard's.
+    logbridge: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -387,6 +390,7 @@ class _Reader:
             else:
                 spec.broken = f"No layout set for the appender named [{name}]."
         spec.options = self._set_properties(prefix + ".", bean, cls, is_appender=True)
+        spec.logbridge = self._logbridge_options(prefix + ".logbridge.", cls)
         if "threshold" in spec.options:
             spec.threshold = self.to_level(spec.options["threshold"], LEVELS["DEBUG"], None)
         self._activate(spec)
@@ -399,6 +403,26 @@ class _Reader:
             )
         self.registry[name] = spec
         return spec
+
+    def _logbridge_options(self, prefix: str, cls: str) -> dict[str, str]:
+        """The ``prefix`` + option keys (no further dot) that logbridge reads and log4j skips;
+        an option it does not know is noted (with the ones it knows)."""
+        from .retention import PROPERTY_KEYS, RETAINING_APPENDERS
+
+        out: dict[str, str] = {}
+        for key in self.props.names():
+            if not key.startswith(prefix) or "." in key[len(prefix) :]:
+                continue
+            value = self.find_and_subst(key)
+            prop = decapitalize(key[len(prefix) :])
+            if cls not in RETAINING_APPENDERS:
+                self.note(f"{key}: {cls} takes no logbridge options; ignored", key)
+            elif prop not in PROPERTY_KEYS:
+                known = ", ".join(k[0].upper() + k[1:] for k in PROPERTY_KEYS)
+                self.note(f"{key}: unknown logbridge option (known: {known}); ignored", key)
+            elif value is not None:
+                out[prop] = value
+        return out
 
     def _set_properties(
         self, prefix: str, bean: dict[str, str] | None, cls: str, *, is_appender: bool
@@ -494,16 +518,14 @@ class _Reader:
                             self.warn(f"Unknown periodicity for appender [{name}].", key)
                     except DateFormatError as exc:
                         self.note(f"DatePattern {pattern!r}: {exc}", key)
-            enc = o.get("encoding")
-            if enc is not None:
-                import codecs
+        enc = o.get("encoding")  # WriterAppender.createWriter: files and the console alike
+        if enc is not None:
+            from .charsets import python_codec
 
-                try:
-                    codecs.lookup(enc)
-                except LookupError:
-                    self.warn("Error initializing output writer.", key + ".Encoding")
-                    self.warn("Unsupported encoding?", key + ".Encoding")
-                    del o["encoding"]
+            if python_codec(enc) is None:
+                self.warn("Error initializing output writer.", key + ".Encoding")
+                self.warn("Unsupported encoding?", key + ".Encoding")
+                del o["encoding"]
 
     def _file_size(self, value: str, key: str) -> int:
         """OptionConverter.toFileSize(value, maxFileSize + 1): KB/MB/GB only, else the default."""

@@ -35,6 +35,7 @@ from .converters import (
     Converter,
     class_name,
     date_converter,
+    java_sorted,
     last_elements,
     logger_name,
     mdc_converter,
@@ -156,7 +157,7 @@ class PatternParser:
         elif c == "d":
             conv = date_converter(date_format(self.option(), self.errors))
         elif c == "X":
-            conv = mdc_converter(self.option(), sorted)
+            conv = mdc_converter(self.option(), java_sorted)
         else:
             conv = _LETTERS.get(c)
         if conv is None:

@@ -13,6 +13,7 @@ from typing import Any
 from . import classes
 from .levels import ALL, LEVELS, OFF, dict_level
 from .model import AppenderSpec, ComponentSpec, LoggerSpec, Model
+from .retention import settings_from_properties
 
 _H = "logbridge.log4j.appenders."
 FILE_CLASSES = {
@@ -59,9 +60,21 @@ def formatter_config(layout: ComponentSpec | None) -> dict[str, Any]:
             "category_prefixing": _bool(o.get("categoryPrefixing"), True),
             "context_printing": _bool(o.get("contextPrinting"), True),
         }
+    if layout.cls == "org.apache.log4j.xml.XMLLayout":
+        return {
+            "()": "logbridge.log4j.xmllayout.XMLLayoutFormatter",
+            "location_info": _bool(o.get("locationInfo"), False),
+            "properties": _bool(o.get("properties"), False),
+        }
+    if layout.cls == "org.apache.log4j.HTMLLayout":
+        return {
+            "()": "logbridge.log4j.htmllayout.HTMLLayoutFormatter",
+            "title": o.get("title", "Log4J Log Messages"),
+            "location_info": _bool(o.get("locationInfo"), False),
+        }
     if layout.cls == classes.JSON_AUDIT_LAYOUT:
         return {"()": "logbridge.log4j.jsonaudit.JSONAuditFormatter"}
-    # HTMLLayout, XMLLayout, an application's own layout: the message, one per line.
+    # An application's own layout: the message, one per line.
     return {"()": "logbridge.log4j.pattern.PatternLayoutFormatter", "pattern": "%m%n"}
 
 
@@ -97,6 +110,8 @@ def handler_config(a: AppenderSpec, threshold: int) -> dict[str, Any]:
             "follow": _bool(o.get("follow"), False),
             "immediate_flush": _bool(o.get("immediateFlush"), True),
         }
+        if "encoding" in o:
+            h["encoding"] = o["encoding"]
     elif a.cls in FILE_CLASSES:
         h = {"class": FILE_CLASSES[a.cls], "filename": o.get("file", "")}
         h["append"] = _bool(o.get("append"), True)
@@ -111,6 +126,9 @@ def handler_config(a: AppenderSpec, threshold: int) -> dict[str, Any]:
             h["max_backup_index"] = int(o.get("maxBackupIndex", classes.DEFAULT_MAX_BACKUP_INDEX))
         elif a.cls == "org.apache.log4j.DailyRollingFileAppender":
             h["date_pattern"] = o.get("datePattern", classes.DEFAULT_DATE_PATTERN)
+        retention = settings_from_properties(a.logbridge, f"log4j.appender.{a.name}.logbridge")
+        if retention is not None:
+            h["retention"] = retention.as_config()
     elif a.cls == "org.apache.log4j.varia.NullAppender":
         h = {"class": "logging.NullHandler"}
     elif a.cls == "org.apache.log4j.AsyncAppender":

@@ -28,6 +28,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -130,6 +131,31 @@ class Entry:
         return max(0, self.size - self.offset)
 
 
+def file_records(raw: bytes) -> list[dict[str, Any]]:
+    """The entries of a checkpoint file's bytes as parsed JSON objects (not checked one by one);
+    `ValueError` naming what is wrong when the bytes are not a checkpoint of this version. Also
+    read by other processes, which need only a few entries (`shipped`)."""
+    try:
+        doc = orjson.loads(raw)
+        if doc.get("version") != VERSION:
+            raise ValueError(f"unknown checkpoint version {doc.get('version')!r}")
+        files = doc["files"]
+    except (TypeError, KeyError, AttributeError) as exc:
+        raise ValueError(f"not a checkpoint: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(files, list):
+        raise ValueError("not a checkpoint: 'files' is not a list")
+    return files
+
+
+def decode(raw: bytes) -> dict[str, Entry]:
+    """The entries of a checkpoint file's bytes, by source id; `ValueError` when they are not a
+    checkpoint of this version or an entry is malformed."""
+    try:
+        return {e["source"]: Entry(**e) for e in file_records(raw)}
+    except (TypeError, KeyError) as exc:
+        raise ValueError(f"not a checkpoint: {type(exc).__name__}: {exc}") from exc
+
+
 class CheckpointStore:
     """The checkpoint file of one state dir."""
 
@@ -149,11 +175,8 @@ class CheckpointStore:
         except FileNotFoundError:
             return {}
         try:
-            doc = orjson.loads(raw)
-            if doc.get("version") != VERSION:
-                raise ValueError(f"unknown checkpoint version {doc.get('version')!r}")
-            return {e["source"]: Entry(**e) for e in doc["files"]}
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            return decode(raw)
+        except ValueError as exc:
             aside = self.path.with_name(f"{FILE_NAME}.corrupt-{int(time.time())}")
             os.replace(self.path, aside)
             log.error(

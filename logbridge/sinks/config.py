@@ -91,6 +91,26 @@ class PartitionedDestination(DestinationBase):
         return "/".join(parts)
 
 
+class ManifestSettings(StrictModel):
+    """Tamper evidence (docs/tamper-evidence.md): a manifest per published file, chained; signed
+    with HMAC-SHA256 when a key is given (by environment variable or file, never logged)."""
+
+    enabled: bool = True
+    # Per-line digests let verify name the changed lines; without them it names the file only,
+    # and sealing costs about a third (docs/tamper-evidence.md).
+    line_digests: bool = True
+    sign_key_env: str | None = None
+    sign_key_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_key(self) -> ManifestSettings:
+        if self.sign_key_env and self.sign_key_file:
+            raise ValueError("set sign_key_env or sign_key_file, not both")
+        if not self.enabled and (self.sign_key_env or self.sign_key_file):
+            raise ValueError("a signing key is set but manifests are disabled (enabled: false)")
+        return self
+
+
 class FilesystemDestination(PartitionedDestination):
     """Partitioned NDJSON files in any fsspec store (``file://``, ``s3://``, ``az://``, ``gs://``, …)."""
 
@@ -100,6 +120,33 @@ class FilesystemDestination(PartitionedDestination):
     compression: Literal["none", "gzip"] = "none"
     roll: Roll = Roll()
     storage_options: dict[str, object] = {}
+    manifest: ManifestSettings = ManifestSettings()
+    # Store-side retention: whole partitions whose time window ended longer ago are deleted (and
+    # the deletion recorded in the manifest chain), checked every retention_check.
+    retention: Duration | None = None
+    retention_check: Duration = 3600.0
+
+    @model_validator(mode="after")
+    def _store_layout(self) -> FilesystemDestination:
+        from ..store.layout import META, PartitionLayout
+
+        if self.path_template().lstrip("/").startswith("."):
+            raise ValueError(f"path: a partition may not start with '.' ({META}/ holds the manifests)")
+        if self.retention is not None:
+            if self.retention <= 0:
+                raise ValueError("retention must be more than 0 (leave it out to keep everything)")
+            if self.retention_check <= 0:
+                raise ValueError("retention_check must be more than 0")
+            if not PartitionLayout(self.path_template(), self.timezone).times:
+                raise ValueError(
+                    f"retention needs partition times in the path, and {self.path_template()!r} has none "
+                    "that can be read back (use %Y %m %d %j %H %M %S)"
+                )
+            if not self.manifest.enabled:
+                raise ValueError(
+                    "retention records its deletions in the manifest chain: keep manifests enabled"
+                )
+        return self
 
 
 class NatsTLS(StrictModel):

@@ -62,6 +62,8 @@ class StagingFile:
     size: int = 0  # bytes written
     synced: int = 0  # bytes flushed and reported by the last sync
     journaled: int = 0  # bytes the collector has made durable in its journal
+    digest: Any = None  # its running digest (`logbridge.store.digest.FileDigest`), for its manifest
+    manifest: Any = None  # its sealed manifest (`logbridge.store.manifest.Manifest`), once rolled
 
 
 @dataclass
@@ -108,6 +110,8 @@ class PartitionedWriter:
         self._queue_changed = threading.Condition(self._queue_lock)  # queued, or a publication ended
         self._publish_lock = threading.Lock()
         self.stats = PublishStats()
+        # Manifests (`logbridge.store.sealer.Sealer`): sealed as files roll, published after them.
+        self.sealer: Any = None
         staging_dir.mkdir(parents=True, exist_ok=True)
 
     # ---------------------------------------------------------------- writing (event loop)
@@ -227,6 +231,15 @@ class PartitionedWriter:
                 del self.open_files[partition]
                 self._close(staging)
                 rolled.append(staging)
+        if self.sealer is not None:
+            try:
+                self.sealer.seal([s for s in rolled if s.size > 0])
+            except OSError as exc:  # sealed at publication instead (and retried until it is)
+                log.error(
+                    "cannot seal rolled files: their manifests are made when they are published",
+                    destination=self.name,
+                    error=describe(exc),
+                )
         with self._queue_changed:  # a round under way takes them at once
             self.to_publish.extend(s for s in rolled if s.size > 0)
             self._queue_changed.notify_all()
@@ -312,8 +325,12 @@ class PartitionedWriter:
     def _try_publish(self, staging: StagingFile) -> str | None:
         try:
             _cut_to(staging.path, staging.size)
+            if self.sealer is not None:
+                self.sealer.ensure_sealed(staging)
             with map_storage_errors(self.name, f"cannot publish {staging.relpath}"):
                 self.publish(staging.path, staging.relpath)
+            if self.sealer is not None:
+                self.sealer.published(staging, self)
         except DestinationError as exc:  # kept queued, retried at the next round
             return str(exc)
         except OSError as exc:  # the staging side (state_dir)

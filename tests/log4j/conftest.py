@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .reference import JAR
+from .reference import JAR, reset_logging
 
 HARNESS_SRC = Path(__file__).parent / "harness"
 
@@ -58,3 +59,12 @@ def paris_tz() -> Iterator[None]:
         else:
             os.environ["TZ"] = saved
         time.tzset()
+
+
+@pytest.fixture
+def clean_logging() -> Iterator[None]:
+    """Whatever a test configured (handlers, levels, ``logging.lastResort``) is undone after it."""
+    saved = logging.lastResort
+    yield
+    reset_logging()
+    logging.lastResort = saved

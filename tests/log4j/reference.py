@@ -7,6 +7,7 @@ LogRecords. Both return a `Run` so that tests compare them field by field, byte 
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -46,7 +47,7 @@ class Event:
     cls: str = "com.example.Service"
     method: str = "handle"
     file: str = "Service.java"
-    line: int = 42
+    line: int | None = 42  # None: no location at all
     throwable: list[str] | None = None
 
 
@@ -59,6 +60,7 @@ class Run:
     stdout: str
     stderr: str
     files: dict[str, bytes]
+    stdout_bytes: bytes = b""  # stdout as written, whatever the charset
 
 
 EXTRA_VARIABLES: dict[str, str] = {}
@@ -115,7 +117,14 @@ def _log4j_lines(text: str, out_dir: Path) -> list[str]:
     return sorted(line for line in text.splitlines() if line.startswith(("log4j:WARN", "log4j:ERROR")))
 
 
-def run_java(harness_dir: Path, props: Path, loggers: list[str], events: list[Event], out_dir: Path) -> Run:
+def run_java(
+    harness_dir: Path,
+    props: Path,
+    loggers: list[str],
+    events: list[Event],
+    out_dir: Path,
+    java_flags: list[str] | None = None,
+) -> Run:
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = [f"props\t{_esc(str(props))}", f"starttime\t{START_MS}"]
     spec += [f"sysprop\t{k}\t{_esc(v)}" for k, v in variables(out_dir).items()]
@@ -123,7 +132,7 @@ def run_java(harness_dir: Path, props: Path, loggers: list[str], events: list[Ev
     for e in events:
         fields = [
             "event", e.logger, e.level, str(e.millis), e.thread, e.message, e.ndc, e.cls, e.method, e.file,
-            str(e.line), None if e.throwable is None else "\n".join(e.throwable),
+            None if e.line is None else str(e.line), None if e.throwable is None else "\n".join(e.throwable),
         ]  # fmt: skip
         for k, v in e.mdc.items():
             fields += [k, v]
@@ -133,7 +142,7 @@ def run_java(harness_dir: Path, props: Path, loggers: list[str], events: list[Ev
     spec_path.write_text("\n".join(spec) + "\n", encoding="utf-8")
     cp = f"{JAR}{os.pathsep}{harness_dir}"
     proc = subprocess.run(
-        ["java", *JAVA_FLAGS, "-cp", cp, "Harness", str(spec_path), str(report_path)],
+        ["java", *JAVA_FLAGS, *(java_flags or []), "-cp", cp, "Harness", str(spec_path), str(report_path)],
         capture_output=True,
         timeout=60,
         cwd=out_dir,
@@ -149,17 +158,24 @@ def run_java(harness_dir: Path, props: Path, loggers: list[str], events: list[Ev
         stdout=rep["stdout"],
         stderr=rep["stderr"].replace(str(out_dir), "<dir>"),
         files=_read_files(out_dir),
+        stdout_bytes=base64.b64decode(rep["stdout_b64"]),
     )
 
 
 def make_record(e: Event) -> logging.LogRecord:
     levelno = levels.LEVELS[e.level]
-    r = logging.LogRecord(e.logger, levelno, "/src/" + e.file, e.line, e.message, None, None, func=e.method)
+    if e.line is None:  # what makeLogRecord and records from elsewhere carry: no location
+        r = logging.LogRecord(e.logger, levelno, None, None, e.message, None, None)  # type: ignore[arg-type]
+    else:
+        r = logging.LogRecord(
+            e.logger, levelno, "/src/" + e.file, e.line, e.message, None, None, func=e.method
+        )
     r.created = e.millis / 1000
     r.msecs = e.millis % 1000
     r.relativeCreated = float(e.millis - START_MS)
     r.threadName = e.thread
-    r.className = e.cls
+    if e.line is not None:
+        r.className = e.cls
     r.mdc = dict(e.mdc)
     r.ndc = e.ndc
     if e.throwable is not None:
@@ -209,25 +225,37 @@ def reset_logging() -> None:
     logging.disable(logging.NOTSET)
 
 
-class _PhaseStream(io.StringIO):
+class _PhaseBytes(io.RawIOBase):
     """Like the harness's TeePrintStream: what is written while configuring goes to ``cfg``,
-    afterwards to ``ev``; console handlers bind this one object while configuring."""
+    afterwards to ``ev``; console handlers bind one stream while configuring."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.cfg, self.ev = io.StringIO(), io.StringIO()
+        self.cfg, self.ev = io.BytesIO(), io.BytesIO()
         self.configuring = True
 
-    def write(self, s: str) -> int:
-        return (self.cfg if self.configuring else self.ev).write(s)
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        return (self.cfg if self.configuring else self.ev).write(bytes(b))
 
 
-def run_python(props: Path, loggers: list[str], events: list[Event], out_dir: Path) -> Run:
+def _phase_stream(encoding: str) -> tuple[io.TextIOWrapper, _PhaseBytes]:
+    """A text stream like ``sys.stdout`` (an encoding, a ``buffer``) over phase-split bytes."""
+    raw = _PhaseBytes()
+    return io.TextIOWrapper(raw, encoding=encoding, write_through=True), raw  # type: ignore[arg-type]
+
+
+def run_python(
+    props: Path, loggers: list[str], events: list[Event], out_dir: Path, stdout_encoding: str = "utf-8"
+) -> Run:
     from logbridge import log4j
 
     out_dir.mkdir(parents=True, exist_ok=True)
     saved = sys.stdout, sys.stderr, logging.lastResort
-    out, err = _PhaseStream(), _PhaseStream()
+    out, out_raw = _phase_stream(stdout_encoding)
+    err, err_raw = _phase_stream("utf-8")
     cwd = os.getcwd()
     try:
         os.chdir(out_dir)
@@ -238,7 +266,7 @@ def run_python(props: Path, loggers: list[str], events: list[Event], out_dir: Pa
         cfg = log4j.translate.to_dict_config(model)
         logging.config.dictConfig(cfg)
         logging.lastResort = log4j._NoAppenderWarning()
-        out.configuring = err.configuring = False
+        out_raw.configuring = err_raw.configuring = False
         enabled = []
         for e in events:
             rec = make_record(e)
@@ -251,6 +279,8 @@ def run_python(props: Path, loggers: list[str], events: list[Event], out_dir: Pa
                 lg.handle(rec)
         report = python_logger_report(loggers)
         reset_logging()  # closes (flushes) every handler, like LogManager.shutdown()
+        out.flush()
+        err.flush()
     finally:
         sys.stdout, sys.stderr, logging.lastResort = saved
         os.chdir(cwd)
@@ -259,8 +289,13 @@ def run_python(props: Path, loggers: list[str], events: list[Event], out_dir: Pa
         threshold=threshold,
         loggers=report,
         enabled=enabled,
-        configure_messages=_log4j_lines(err.cfg.getvalue() + out.cfg.getvalue(), out_dir),
-        stdout=out.ev.getvalue(),
-        stderr=err.ev.getvalue().replace(str(out_dir), "<dir>"),
+        configure_messages=_log4j_lines(
+            err_raw.cfg.getvalue().decode("utf-8")
+            + out_raw.cfg.getvalue().decode(stdout_encoding, "replace"),
+            out_dir,
+        ),
+        stdout=out_raw.ev.getvalue().decode("utf-8", "replace"),
+        stderr=err_raw.ev.getvalue().decode("utf-8").replace(str(out_dir), "<dir>"),
         files=_read_files(out_dir),
+        stdout_bytes=out_raw.ev.getvalue(),
     )

@@ -9,7 +9,6 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,12 +28,7 @@ from .reference import reset_logging
 REPO = Path(__file__).parents[2]
 
 
-@pytest.fixture(autouse=True)
-def clean_logging() -> Iterator[None]:
-    saved = logging.lastResort
-    yield
-    reset_logging()
-    logging.lastResort = saved
+pytestmark = pytest.mark.usefixtures("clean_logging")
 
 
 def _record(msg: str = "hello", level: int = logging.INFO, name: str = "a.b.c") -> logging.LogRecord:

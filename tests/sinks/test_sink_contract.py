@@ -19,6 +19,7 @@ from typing import Any
 
 import fsspec
 import pytest
+from _storefiles import is_manifest
 
 from logbridge.errors import DestinationError, DestinationNotFound, StorageUnavailable
 from logbridge.sinks.base import Sink
@@ -39,15 +40,15 @@ class Store:
         self.storage_options = storage_options
         self.fs, self.root = open_filesystem(self.url, dict(storage_options), "test")
 
-    def published(self) -> dict[str, bytes]:
-        """Relative path → bytes of every published object."""
+    def published(self, manifests: bool = False) -> dict[str, bytes]:
+        """Relative path → bytes of every published data object (or manifest)."""
         self.fs.invalidate_cache()
         if not self.fs.exists(self.root):
             return {}
         return {
             key[len(self.root.rstrip("/")) + 1 :]: self.fs.cat_file(key)
             for key in self.fs.find(self.root)
-            if not key.rsplit("/", 1)[-1].startswith(".")
+            if not key.rsplit("/", 1)[-1].startswith(".") and is_manifest(key) == manifests
         }
 
     def break_store(self) -> None:
@@ -65,13 +66,13 @@ class S3Store(Store):
         super().__init__(f"s3://{server.bucket}/contract", options)
         self.server = server
 
-    def published(self) -> dict[str, bytes]:
+    def published(self, manifests: bool = False) -> dict[str, bytes]:
         fs = self.server.filesystem()  # no listing cache
         try:
             keys = fs.find(self.root)
         except FileNotFoundError:
             return {}
-        return {key[len(self.root) + 1 :]: fs.cat_file(key) for key in keys}
+        return {key[len(self.root) + 1 :]: fs.cat_file(key) for key in keys if is_manifest(key) == manifests}
 
     def break_store(self) -> None:
         # An outage (a deleted bucket would be created again by the publication's makedirs).
@@ -88,13 +89,13 @@ class EmulatedStore(Store):
         super().__init__(bucket.url("contract"), bucket.storage_options())
         self.bucket = bucket
 
-    def published(self) -> dict[str, bytes]:
+    def published(self, manifests: bool = False) -> dict[str, bytes]:
         fs = self.bucket.filesystem()  # no listing cache
         try:
             keys = fs.find(self.root)
         except FileNotFoundError:
             return {}
-        return {key[len(self.root) + 1 :]: fs.cat_file(key) for key in keys}
+        return {key[len(self.root) + 1 :]: fs.cat_file(key) for key in keys if is_manifest(key) == manifests}
 
     def break_store(self) -> None:
         # The container or bucket is gone: a real 404 from the emulator at once (a stopped

@@ -188,7 +188,8 @@ public class Harness {
       NDC.clear();
       if (ndc != null) NDC.push(ndc);
       ThrowableInformation ti = thr == null ? null : new ThrowableInformation(thr.split("\n", -1));
-      LocationInfo loc = new LocationInfo(file, cls, method, lineNo);
+      // No line: a location log4j could not find (its parts are then all unknown together).
+      LocationInfo loc = lineNo == null ? new LocationInfo(null, null) : new LocationInfo(file, cls, method, lineNo);
       // The constructor Category.forcedLog uses, so that NDC, MDC and thread name are looked up
       // lazily as in an application; the location and the throwable's text are then fixed.
       Thread.currentThread().setName(thread);
@@ -247,6 +248,8 @@ public class Harness {
     System.out.flush();
     System.err.flush();
     out.append(",\"stdout\":").append(q(evOut.toString("UTF-8")));
+    // The bytes themselves, for appenders writing another charset (ConsoleAppender Encoding).
+    out.append(",\"stdout_b64\":").append(q(Base64.getEncoder().encodeToString(evOut.toByteArray())));
     out.append(",\"stderr\":").append(q(evErr.toString("UTF-8")));
     out.append("}");
     Files.write(Paths.get(args[1]), out.toString().getBytes(StandardCharsets.UTF_8));
