@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
+from ..cliopts import storage_options
 from ..errors import ConfigError, LogbridgeError
 from ..sinks.fs import require_module
 from .events import Filters
@@ -37,16 +37,6 @@ class Moment(click.ParamType):
                 ctx,
             )
         return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def _storage_options(pairs: tuple[str, ...]) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r}: expected KEY=VALUE", param_hint="--storage-option")
-        options[key] = yaml.safe_load(value) if value else ""
-    return options
 
 
 def _emit(text: str, output: str | None) -> None:
@@ -89,7 +79,7 @@ def _describe(kind: str, filters: Filters) -> str:
     help="last-activity: only users whose last event is before this day or time.",
 )
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file (default: stdout).")
+@click.option("--output", type=click.Path(dir_okay=False), help="Write to this file (default: stdout).")
 @click.option(
     "--layout",
     default=DEFAULT_TEMPLATE,
@@ -105,11 +95,12 @@ def _describe(kind: str, filters: Filters) -> str:
 )
 @click.option("--no-cache", is_flag=True, help="Read every file's JSON; keep nothing.")
 @click.option(
+    "-o",
     "--storage-option",
     "storage_option_pairs",
     multiple=True,
     metavar="KEY=VALUE",
-    help="An fsspec storage option of the store (repeatable), as a destination's storage_options.",
+    help="An fsspec storage option of the store (repeatable; a.b=… nests), as a destination's storage_options.",
 )
 def report(
     store_url: str,
@@ -158,7 +149,7 @@ def report(
         parse_template(layout)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--layout") from None
-    options = _storage_options(storage_option_pairs)
+    options = storage_options(storage_option_pairs)
     require_module("duckdb", "report", "logbridge report")
     from .digest import default_cache_dir
     from .run import Store

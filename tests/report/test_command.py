@@ -21,7 +21,7 @@ from logbridge.cli import main
         (["logins", "--format", "xml"], "Invalid value for '--format'"),
         (["logins", "--layout", "{topic}/%Y/%j"], "%j"),
         (["logins", "--timezone", "Mars/Olympus"], "unknown time zone"),
-        (["logins", "--storage-option", "anon"], "expected KEY=VALUE"),
+        (["logins", "--storage-option", "anon"], "is not KEY=VALUE"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_clear_message(

@@ -31,7 +31,7 @@ def test_the_html_report_opens_offline_without_errors(
 ) -> None:
     sync_api = _browser_or_skip()
     page_file = tmp_path / "report.html"
-    result = run_report(str(sample_store), "last-activity", "--format", "html", "-o", str(page_file))
+    result = run_report(str(sample_store), "last-activity", "--format", "html", "--output", str(page_file))
     assert result.exit_code == 0, result.output
     html = page_file.read_text()
     assert "<script" not in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
