@@ -21,6 +21,7 @@ _COMMANDS = {
     "log4j": "logbridge.log4j.command:log4j",
     "demo": "logbridge.demo:demo",
     "consume": "logbridge.consume.command:consume",
+    "report": "logbridge.report.command:report",
     "verify": "logbridge.verify.command:verify",
 }
 

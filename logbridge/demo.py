@@ -8,8 +8,8 @@
    compute usage;
 3. the shipper (`logbridge.shipper.Shipper`, ``--once``) takes those files, and the sample
    trail of four nodes under ``samples/`` when it is there, to the collector;
-4. the collector is stopped cleanly (it publishes what it staged), and the store is read back:
-   the partitioned tree, the events per topic, and each user's last activity.
+4. the collector is stopped cleanly (it publishes what it staged), and ``logbridge report``
+   answers on the store: events per topic, each user's last activity, the API nodes' usage.
 
 Nothing is left running: the collector is stopped (killed if it must be) in ``finally``.
 """
@@ -24,12 +24,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import click
-import orjson
 import yaml
 
 from .collector.local import free_port, local_config
@@ -278,67 +277,39 @@ def _ship(collector_url: str, node: str, pattern: str, state_dir: Path) -> tuple
 # ---------------------------------------------------------------------------------------- report
 
 
-def read_store(store: Path) -> list[tuple[str, dict[str, Any]]]:
-    out: list[tuple[str, dict[str, Any]]] = []
-    for path in sorted(store.rglob("*.ndjson")):
-        rel = path.relative_to(store).as_posix()
-        out.extend((rel, orjson.loads(line)) for line in path.read_bytes().splitlines() if line.strip())
-    return out
-
-
-def _event_time(rec: dict[str, Any]) -> str:
-    env = rec.get("envelope") or {}
-    value = env.get("timestamp") or rec["clientEvent"].get("timestamp") or rec.get("serverTimestamp") or ""
-    return str(value)
-
-
-def _sort_key(stamp: str) -> float:
-    from .envelope import parse_iso
-
-    return parse_iso(stamp) or 0.0
-
-
 def report(store: Path, echo: Any = click.echo) -> dict[str, Any]:
-    records = read_store(store)
-    per_folder: Counter[str] = Counter()
-    per_topic: Counter[str] = Counter()
-    last: dict[str, tuple[str, str, str]] = {}
-    for rel, rec in records:
-        per_folder[rel.rsplit("/", 1)[0]] += 1
-        per_topic[rec.get("topic", "?")] += 1
-        user = rec["clientEvent"].get("authUser")
-        if isinstance(user, str):
-            stamp = _event_time(rec)
-            if user not in last or _sort_key(stamp) >= _sort_key(last[user][0]):
-                last[user] = (stamp, rec["clientEvent"].get("msgType", "?"), rec.get("topic", "?"))
+    """What ``logbridge report`` says about the store: events per topic, each user's last
+    activity and the API nodes' usage, each under the command that prints it."""
+    try:
+        import duckdb  # noqa: F401  (the report extra)
+    except ImportError:
+        echo(f"\nThe store is in {store}; pip install 'logbridge[report]' for `logbridge report` on it.")
+        return {}
+    from .report import render
+    from .report.events import Filters
+    from .report.run import Store
+    from .report.run import report as run_report
 
+    opened = Store(str(store))
+    volume, _, selection = run_report(opened, "volume", Filters())
+    per_topic: Counter[str] = Counter()
+    for _hour, _node, topic, events, gap in volume.rows:
+        if not gap:
+            per_topic[topic] += events
     echo(
         click.style(
-            f"\nThe store ({store}): {len(records):,} events in {len(per_folder)} hour partitions", bold=True
+            f"\nThe store ({store}): {sum(per_topic.values()):,} events in {selection.files_read} files",
+            bold=True,
         )
     )
-    tree: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for folder in sorted(per_folder):
-        topic, key, *hour = folder.split("/")
-        tree[topic][key].append(f"{'/'.join(hour)} ({per_folder[folder]})")
-    for topic in sorted(tree):
-        echo(f"  {topic}/")
-        for key in sorted(tree[topic]):
-            hours = tree[topic][key]
-            shown = ", ".join(hours[:3]) + (f", … {len(hours) - 3} more" if len(hours) > 3 else "")
-            echo(f"    {key}/  {shown}")
-
-    echo(click.style("\nEvents per topic", bold=True))
-    for topic, n in per_topic.most_common():
-        echo(f"  {topic:<24} {n:>6,}")
-
-    echo(click.style("\nEach user's last activity", bold=True))
-    width = max((len(u) for u in last), default=0)
-    for user, (stamp, msg_type, topic) in sorted(
-        last.items(), key=lambda kv: _sort_key(kv[1][0]), reverse=True
-    ):
-        echo(f"  {user:<{width}}  {stamp:<29}  {msg_type} ({topic})")
-    return {"events": len(records), "per_topic": dict(per_topic), "last": last, "folders": dict(per_folder)}
+    echo("  " + " · ".join(f"{topic} {n:,}" for topic, n in per_topic.most_common()))
+    tables = {}
+    for kind in ("last-activity", "api-usage"):
+        table, _, _ = run_report(opened, kind, Filters())
+        tables[kind] = table
+        echo(click.style(f"\n$ logbridge report {store} {kind}", bold=True))
+        echo(render.as_text(table), nl=False)
+    return {"per_topic": dict(per_topic), "files": selection.files_read, "tables": tables}
 
 
 # --------------------------------------------------------------------------------------- command

@@ -23,6 +23,7 @@
     │       ├── DestinationFull      it refuses new data at a limit (a JetStream stream's max_bytes)
     │       └── DestinationTimeout   no answer in time (a JetStream publish ack)
     ├── Stopped                  the shipper was asked to stop while a batch was being retried
+    ├── ReportError              ``logbridge report`` cannot answer: a stored line it cannot read, a bad layout
     ├── ManifestError            a store manifest or retention record cannot be read (``logbridge verify``)
     └── Log4jConfigError         a log4j properties file cannot be translated
         └── DateFormatError      a SimpleDateFormat pattern Java rejects (also a ValueError)
@@ -66,6 +67,10 @@ class MissingExtra(ConfigError):
     def __init__(self, message: str, *, extra: str, source: str | None = None):
         self.extra = extra
         super().__init__(message, source=source)
+
+
+class ReportError(LogbridgeError):
+    """``logbridge report`` cannot answer; the message names the file and line, or the option."""
 
 
 class EnvelopeError(LogbridgeError):

@@ -27,7 +27,7 @@ import argparse
 import json
 import random
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -356,6 +356,14 @@ class NodeWriter:
         else:
             msg["query"] = {"params": {"sku": f"SKU-{rng.randrange(10**4):04d}", "qty": rng.randrange(1, 50)}}
             msg["response"] = {"price": round(rng.uniform(2, 900), 2), "currency": "EUR"}
+        if msg["responseTimeMs"] % 97 == 0:
+            # About 1% fail (drawn from the time already drawn, so the other events stay as they were).
+            del msg["response"]
+            msg["error"] = {
+                "message": "Scoring failed: model server did not answer in time",
+                "errorType": "com.dataiku.lambda.ScoringException",
+                "httpStatus": 500,
+            }
         if rng.random() < 0.97:
             msg["authUser"] = f"api-key:{service}-client"
         call = f"/public/api/v1/{service}/{endpoint}/{'predict' if kind == 'prediction-query' else 'run'}"
@@ -375,15 +383,28 @@ def hourly_volume(rng: random.Random, kind: str, hour: int, weekday: int) -> int
     return max(0, base + rng.randrange(-2, 3))
 
 
-def node_lines(name: str, kind: str, seed: int) -> Iterator[tuple[str, str]]:
-    """(file name, line) for every event of one node, in time order."""
+def node_events(
+    name: str,
+    kind: str,
+    seed: int,
+    start: datetime = START,
+    days: int = DAYS,
+    scale: float = 1.0,
+) -> Iterator[tuple[str, datetime, Event]]:
+    """(topic, time, log4j envelope) for every event of one node, in time order.
+
+    ``scale`` multiplies the hourly volume (the store generator's knob); 1.0 draws exactly the
+    random numbers the checked-in samples were made with."""
     rng = random.Random(f"{seed}/{name}")
     writer = NodeWriter(name, kind, rng)
     mix = {"design": DESIGN_MIX, "automation": AUTOMATION_MIX, "api": API_MIX}[kind]
     topics, weights = [t for t, _ in mix], [w for _, w in mix]
-    for h in range(DAYS * 24):
-        hour_start = START + timedelta(hours=h)
+    for h in range(days * 24):
+        hour_start = start + timedelta(hours=h)
         n = hourly_volume(rng, kind, hour_start.hour, hour_start.weekday())
+        if scale != 1.0:
+            exact = n * scale
+            n = int(exact) + (rng.random() < exact - int(exact))
         offsets = sorted(rng.randrange(3_600_000) for _ in range(n))
         for ms in offsets:
             t = hour_start + timedelta(milliseconds=ms)
@@ -397,7 +418,13 @@ def node_lines(name: str, kind: str, seed: int) -> Iterator[tuple[str, str]]:
                 "callTime": rng.randrange(1, 250),
                 "timestamp": iso(t),
             }
-            yield TOPIC_FILE[topic], dumps(envelope)
+            yield topic, t, envelope
+
+
+def node_lines(name: str, kind: str, seed: int) -> Iterator[tuple[str, str]]:
+    """(file name, line) for every event of one node, in time order."""
+    for topic, _, envelope in node_events(name, kind, seed):
+        yield TOPIC_FILE[topic], dumps(envelope)
 
 
 NODES = [
@@ -406,6 +433,93 @@ NODES = [
     ("api-node-1", "api"),
     ("api-node-2", "api"),
 ]
+
+
+# The address each node's events arrive from (the stored line's origAddress).
+NODE_ADDRESSES = {
+    "design-node-1": "10.0.1.11",
+    "automation-node-1": "10.0.1.21",
+    "api-node-1": "10.0.2.31",
+    "api-node-2": "10.0.2.32",
+}
+
+
+def stored_line(node: str, topic: str, t: datetime, envelope: Event) -> str:
+    """The collector's stored line (DESIGN.md §2) for one log4j envelope sent by ``node``."""
+    event = envelope["message"]
+    line: Event = {
+        "clientEvent": event,
+        "origAddress": NODE_ADDRESSES.get(node, "10.0.9.9"),
+        "serverTimestamp": iso((t + timedelta(milliseconds=40)).astimezone(UTC)),
+        "topic": topic,
+    }
+    if "routingKey" in event:
+        line["routingKey"] = event["routingKey"]
+    line["node"] = node
+    line["envelope"] = {k: v for k, v in envelope.items() if k != "message"}
+    return dumps(line)
+
+
+def write_node_store(
+    root: Path, name: str, kind: str, seed: int, start: datetime, days: int, scale: float, gzipped: bool
+) -> int:
+    """One node's events as the collector publishes them: ``{topic}/{routing_key}/%Y/%m/%d/%H/``
+    (UTC, the default path template), one file per partition and hour from this node."""
+    import gzip
+
+    count = 0
+    pending: dict[str, list[str]] = {}
+    current_hour: datetime | None = None
+
+    def flush() -> None:
+        for seq, (partition, lines) in enumerate(sorted(pending.items())):
+            folder = root / partition
+            folder.mkdir(parents=True, exist_ok=True)
+            file_name = f"events-{name}-{current_hour:%Y%m%dT%H}-{seq:03d}.ndjson"
+            data = ("\n".join(lines) + "\n").encode("utf-8")
+            if gzipped:
+                (folder / (file_name + ".gz")).write_bytes(gzip.compress(data, compresslevel=1, mtime=0))
+            else:
+                (folder / file_name).write_bytes(data)
+        pending.clear()
+
+    for topic, t, envelope in node_events(name, kind, seed, start, days, scale):
+        utc = t.astimezone(UTC)
+        hour = utc.replace(minute=0, second=0, microsecond=0)
+        if hour != current_hour:
+            flush()
+            current_hour = hour
+        routing_key = envelope["message"].get("routingKey") or "default"
+        pending.setdefault(f"{topic}/{routing_key}/{utc:%Y/%m/%d/%H}", []).append(
+            stored_line(name, topic, t, envelope)
+        )
+        count += 1
+    flush()
+    return count
+
+
+def _write_node_store_args(args: tuple[Any, ...]) -> int:
+    return write_node_store(*args)
+
+
+def write_store(
+    root: Path,
+    *,
+    seed: int = 2020,
+    start: datetime = START,
+    days: int = DAYS,
+    scale: float = 1.0,
+    gzipped: bool = False,
+    processes: int = 1,
+) -> int:
+    """A published store of the four sample nodes; the number of events written."""
+    jobs = [(root, name, kind, seed, start, days, scale, gzipped) for name, kind in NODES]
+    if processes > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(processes) as pool:
+            return sum(pool.map(_write_node_store_args, jobs))
+    return sum(_write_node_store_args(job) for job in jobs)
 
 
 def bare_events() -> list[str]:
@@ -487,7 +601,32 @@ def main() -> None:
         default=Path(__file__).resolve().parent,
         help="folder to write into (default: the folder of this script)",
     )
+    parser.add_argument(
+        "--store",
+        type=Path,
+        help="write a published store (stored lines in hour partitions) into this folder instead",
+    )
+    parser.add_argument("--days", type=int, default=DAYS, help="with --store: days of events")
+    parser.add_argument(
+        "--start", default=START.date().isoformat(), help="with --store: first day (node-local time)"
+    )
+    parser.add_argument("--scale", type=float, default=1.0, help="with --store: hourly volume multiplier")
+    parser.add_argument("--gzip", action="store_true", help="with --store: publish .ndjson.gz files")
+    parser.add_argument("--processes", type=int, default=1, help="with --store: nodes written in parallel")
     args = parser.parse_args()
+    if args.store is not None:
+        first = datetime.fromisoformat(args.start).replace(tzinfo=TZ)
+        n = write_store(
+            args.store,
+            seed=args.seed,
+            start=first,
+            days=args.days,
+            scale=args.scale,
+            gzipped=args.gzip,
+            processes=args.processes,
+        )
+        print(f"{n} events in {args.store} (seed {args.seed})")
+        return
     total = 0
     for name, kind in NODES:
         files: dict[str, list[str]] = {}

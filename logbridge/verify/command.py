@@ -9,9 +9,9 @@ from typing import Any
 
 import click
 import orjson
-import yaml
 
 from .. import envelope
+from ..cliopts import storage_options
 from ..config import resolve_secret
 from ..errors import ConfigError, DestinationError
 from ..sinks.fs import map_storage_errors, open_filesystem
@@ -29,20 +29,6 @@ def _time(value: str | None, option: str) -> float | None:
             f"{value!r} is not a time such as 2026-12-01 or 2026-12-01T10:00:00+0000", param_hint=option
         )
     return epoch
-
-
-def _storage_options(pairs: tuple[str, ...]) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--storage-option")
-        current: dict[str, Any] = options
-        *parents, leaf = key.split(".")
-        for part in parents:  # client_kwargs.endpoint_url=… nests
-            current = current.setdefault(part, {})
-        current[leaf] = yaml.safe_load(value) if value else ""
-    return options
 
 
 @click.command()
@@ -82,7 +68,7 @@ def verify(
             if key_env or key_file
             else None
         )
-        fs, root = open_filesystem(store_url, _storage_options(storage), "STORE_URL")
+        fs, root = open_filesystem(store_url, storage_options(storage), "STORE_URL")
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     options = Options(key=key, since=_time(since, "--since"), until=_time(until, "--until"), threads=threads)

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from _browser import CHROMIUM, CHROMIUM_ARGS
 from _polling import wait_for
 
 from logbridge.collector.config import CollectorServerConfig
@@ -29,16 +30,6 @@ pytestmark = pytest.mark.integration
 
 NODE_TOKEN = "node-token-5b1f0c"
 UI_TOKEN = "operator-token-93ad7e"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def log4j(seq: int, *, user: str = "alice", topic: str = "generic") -> dict[str, Any]:
