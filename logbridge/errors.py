@@ -25,6 +25,7 @@
     ├── Stopped                  the shipper was asked to stop while a batch was being retried
     ├── ReportError              ``logbridge report`` cannot answer: a stored line it cannot read, a bad layout
     ├── ManifestError            a store manifest or retention record cannot be read (``logbridge verify``)
+    ├── CheckpointUnreadable     another process cannot read a shipper's checkpoint (retention guard)
     └── Log4jConfigError         a log4j properties file cannot be translated
         └── DateFormatError      a SimpleDateFormat pattern Java rejects (also a ValueError)
 
@@ -151,6 +152,11 @@ class DestinationTimeout(DestinationError):
 class ManifestError(LogbridgeError):
     """A manifest or retention record (docs/tamper-evidence.md) is not in the format: torn,
     edited by hand, too big, or not a manifest at all. ``verify`` reports it as tampering."""
+
+
+class CheckpointUnreadable(LogbridgeError):
+    """A shipper's checkpoint cannot be read by another process (missing, unreadable, another
+    version): nothing is known to be shipped. The message names the file and why."""
 
 
 class Log4jConfigError(LogbridgeError):

@@ -25,12 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import CheckpointUnreadable
 from .checkpoint import FILE_NAME, Entry, file_records
 
-
-class CheckpointUnreadable(Exception):
-    """The checkpoint cannot be read (missing, unreadable, another version): nothing is known to
-    be shipped. The message names the file and why."""
+__all__ = ["CheckpointUnreadable", "CachedView", "FileShipping", "ShippedView", "unknown"]
 
 
 @dataclass(frozen=True, slots=True)
