@@ -31,33 +31,27 @@ are in syslog-ng-core's plugins).
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
 import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
-# bench/logging.py would shadow the standard library's logging: drop bench/ from the front of the
-# path, then put it back at the end so that bench/collector.py can be imported after the stdlib.
+import collector as lbbench  # bench/collector.py, beside this script
+
+from logbridge.collector.local import free_port
+
 BENCH = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
-sys.path.append(str(BENCH))
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import resource  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-import collector as lbbench  # noqa: E402  (bench/collector.py)
-
-from logbridge.collector.local import free_port  # noqa: E402
-
 SYSLOG_NG = shutil.which("syslog-ng") or "/usr/sbin/syslog-ng"
 TEMPLATE = BENCH / "peers" / "syslog-ng-collector.conf.tmpl"
 BATCH = 1000  # events per HTTP request, and the unit the TCP payload is built from

@@ -15,24 +15,21 @@ Reported: events/s, and CPU µs per event of each writer process and of nats-ser
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
 
-sys.path[:] = [p for p in sys.path if p.rstrip("/").rsplit("/", 1)[-1] != "bench"]
+import orjson
+import yaml
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import orjson  # noqa: E402
-import yaml  # noqa: E402
-
-from logbridge.collector.local import free_port  # noqa: E402
+from logbridge.collector.local import free_port
 
 TICK = os.sysconf("SC_CLK_TCK")
 

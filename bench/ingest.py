@@ -14,26 +14,23 @@ byte for byte.
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import statistics
 import sys
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
 
-sys.path[:] = [p for p in sys.path if p.rstrip("/").rsplit("/", 1)[-1] != "bench"]
+import structlog
 
-import argparse  # noqa: E402
-import importlib  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from types import ModuleType  # noqa: E402
-from typing import Any  # noqa: E402
-
-import structlog  # noqa: E402
-
-import logbridge  # noqa: E402
+import logbridge
 
 BENCH = Path(__file__).resolve().parent
 

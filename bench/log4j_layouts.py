@@ -11,22 +11,15 @@ reference. CPU seconds and peak RSS of the whole run are printed at the end.
 
 from __future__ import annotations
 
-import sys
+import argparse
+import logging
+import resource
+import statistics
+import time
 
-# Run as ``python bench/log4j_layouts.py``: the bench directory first on sys.path would shadow
-# the stdlib ``logging`` with bench/logging.py.
-if sys.path and sys.path[0].rstrip("/").endswith("bench"):
-    sys.path.pop(0)
-
-import argparse  # noqa: E402
-import logging  # noqa: E402
-import resource  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-
-from logbridge.log4j import PatternLayoutFormatter  # noqa: E402
-from logbridge.log4j.htmllayout import HTMLLayoutFormatter  # noqa: E402
-from logbridge.log4j.xmllayout import XMLLayoutFormatter  # noqa: E402
+from logbridge.log4j import PatternLayoutFormatter
+from logbridge.log4j.htmllayout import HTMLLayoutFormatter
+from logbridge.log4j.xmllayout import XMLLayoutFormatter
 
 
 def _records(n: int) -> list[logging.LogRecord]:

@@ -12,15 +12,9 @@ Run on its own::
 
 from __future__ import annotations
 
-import sys
-
-# Run as ``python bench/<script>.py``, bench/ is first on sys.path, and bench/logging.py would
-# shadow the standard library's ``logging`` (which asyncio, uvicorn and granian import). Drop it.
-sys.path[:] = [p for p in sys.path if p.rstrip("/").rsplit("/", 1)[-1] != "bench"]
-
-import argparse  # noqa: E402
-from collections.abc import Awaitable, Callable, MutableMapping  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -19,27 +19,22 @@ Goal (issue 10): nats ≥ 0.75 x filesystem events/s.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import shutil
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-# Run as ``python bench/<script>.py``, bench/ is first on sys.path, and bench/logging.py would
-# shadow the standard library's ``logging``. Drop it (bench/collector.py is loaded by path).
-sys.path[:] = [p for p in sys.path if p.rstrip("/").rsplit("/", 1)[-1] != "bench"]
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-from logbridge.collector.local import free_port, local_config  # noqa: E402
+from logbridge.collector.local import free_port, local_config
 
 BENCH = Path(__file__).resolve().parent
 

@@ -13,27 +13,20 @@ and peak RSS, and the ratio guard / log4j.
 
 from __future__ import annotations
 
-import sys
+import argparse
+import logging
+import os
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
 
-# Run as ``python bench/retention.py``, bench/ is first on sys.path, and bench/logging.py would
-# shadow the stdlib ``logging``. Drop that entry first.
-if sys.path and sys.path[0].rstrip("/").endswith("bench"):
-    sys.path.pop(0)
-
-import argparse  # noqa: E402
-import logging  # noqa: E402
-import os  # noqa: E402
-import resource  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-from logbridge.log4j.appenders import RollingFileAppenderHandler  # noqa: E402
-from logbridge.log4j.jsonaudit import JSONAuditFormatter  # noqa: E402
-from logbridge.shipper.checkpoint import CheckpointStore, Entry  # noqa: E402
-from logbridge.shipper.identity import fingerprint, hash_bytes  # noqa: E402
+from logbridge.log4j.appenders import RollingFileAppenderHandler
+from logbridge.log4j.jsonaudit import JSONAuditFormatter
+from logbridge.shipper.checkpoint import CheckpointStore, Entry
+from logbridge.shipper.identity import fingerprint, hash_bytes
 
 EVENT: dict[str, Any] = {
     "msgType": "dataset-read-data",

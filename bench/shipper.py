@@ -28,29 +28,25 @@ Not a test: numbers depend on the machine. Processes are pinned (taskset) when i
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
 import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-# bench/ holds other scripts (bench/logging.py) that would shadow the standard library.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import orjson
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import re  # noqa: E402
-import resource  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-import orjson  # noqa: E402
-
-from logbridge.collector.local import free_port, local_config  # noqa: E402
+from logbridge.collector.local import free_port, local_config
 
 HERE = Path(__file__).resolve().parent
 PEERS = HERE / "peers"

@@ -20,28 +20,24 @@ Printed: MB/s of store, CPU seconds and peak RSS of each process (``os.wait4``),
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import logging
+import os
+import resource
+import shutil
+import subprocess
 import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-# bench/logging.py would shadow the standard library's logging for a script run from bench/.
-sys.path[:] = [p for p in sys.path if p.rstrip("/").rsplit("/", 1)[-1] != "bench"]
+import orjson
+import structlog
 
-import argparse  # noqa: E402
-import hashlib  # noqa: E402
-import logging  # noqa: E402
-import os  # noqa: E402
-import resource  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import orjson  # noqa: E402
-import structlog  # noqa: E402
-
-from logbridge.sinks.filesystem import FilesystemSink  # noqa: E402
-from logbridge.sinks.partition import PartitionPaths  # noqa: E402
+from logbridge.sinks.filesystem import FilesystemSink
+from logbridge.sinks.partition import PartitionPaths
 
 MiB = 1024 * 1024
 TOPICS = ["generic", "authfail", "apicalls", "apinode-query", "generic-failure", "compute", "t7", "t8"]

@@ -129,7 +129,7 @@ def test_collector_down_for_a_while_then_back_every_event_once_and_the_caller_ne
         if seq % 500 == 499:
             time.sleep(0.2)  # let the sender fail and back off a few times while events arrive
     # Blocking on the network would cost the handler's connect/back-off times (seconds); the
-    # bound leaves room for a loaded 2-core CI machine. Per-call cost is bench/logging.py's job.
+    # bound leaves room for a loaded 2-core CI machine. Per-call cost is bench/node_logging.py's job.
     assert worst < 0.5, f"an emit took {worst * 1000:.1f} ms while the collector was down"
     wait_for(lambda: handler.stats.queued == 2000, 10, "everything spooled")
     assert handler.stats.retries >= 2 and handler.stats.sent_events == 0

@@ -16,34 +16,28 @@
 
 from __future__ import annotations
 
+import argparse
+import logging
+import os
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+from typing import Any
 
-# Run as ``python bench/logging.py``, this file's directory is first on sys.path and its name
-# would shadow the stdlib ``logging`` for every import below. Drop that entry first.
-if sys.path and sys.path[0].rstrip("/").endswith("bench"):
-    sys.path.pop(0)
+import httpx
+import yaml
+from pythonjsonlogger.json import JsonFormatter
 
-import argparse  # noqa: E402
-import logging  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from logging.handlers import RotatingFileHandler  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import httpx  # noqa: E402
-import yaml  # noqa: E402
-from pythonjsonlogger.json import JsonFormatter  # noqa: E402
-
-import logbridge  # noqa: E402
-from logbridge import audit  # noqa: E402
-from logbridge.collector.local import free_port, local_config  # noqa: E402
-from logbridge.handlers import EventServerHandler  # noqa: E402
-from logbridge.log4j.jsonaudit import JSONAuditFormatter  # noqa: E402
+import logbridge
+from logbridge import audit
+from logbridge.collector.local import free_port, local_config
+from logbridge.handlers import EventServerHandler
+from logbridge.log4j.jsonaudit import JSONAuditFormatter
 
 FIELDS: dict[str, Any] = {
     "authUser": "admin",
