@@ -107,7 +107,14 @@ def run(
         wdir = home / f"{consumer}-w{i}"
         wdir.mkdir(parents=True)
         config = {
-            "nats": {"servers": [url], "stream": "AUDIT", "consumer": consumer, "fetch_batch": 64},
+            # purge_acked off: every run drains the same pre-filled stream.
+            "nats": {
+                "servers": [url],
+                "stream": "AUDIT",
+                "consumer": consumer,
+                "fetch_batch": 64,
+                "purge_acked": False,
+            },
             "writer_id": f"{consumer}-w{i}",
             "state_dir": str(wdir / "state"),
             "dead_letter": f"file://{wdir / 'dead'}",

@@ -176,7 +176,8 @@ def run_scale_out(work: Path, no_samples: bool) -> None:
         shipped, _ = write_and_ship(work, no_samples, both, step=4)
         state = _wait_drained(writers[0])
         click.echo(
-            f"6. stream {STREAM}: {state['messages']:,} messages; consumer '{CONSUMER}': "
+            f"6. stream {STREAM}: {state['ack_floor_seq']:,} messages stored by the writers, "
+            f"{state['messages']} left in the stream; consumer '{CONSUMER}': "
             f"{state['pending']} pending, {state['ack_pending']} unacknowledged"
         )
         for service in services[:0:-1]:  # writers first (they publish what they staged), then collectors

@@ -209,6 +209,7 @@ class Consumer:
         self._kill_after = int(os.environ.get(KILL_BEFORE_ACK, "0") or 0)
         self.stopping = asyncio.Event()
         self._recovered = False
+        self._purged_below = 0  # the stream holds no message below this sequence (our purges)
 
     async def _store(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -435,10 +436,23 @@ class Consumer:
                 self.metrics.staging_bytes.set(store.staging_bytes())
                 if store.journal.wants_compaction:
                     await self._store(store.compact)
+                if self.n.purge_acked:
+                    await self._purge_acked()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("maintenance failed; retried", error=describe_error(exc))
+
+    async def _purge_acked(self) -> None:
+        """Every message up to the consumer's ack floor is in the store (acked only once its
+        lines were durable, by whichever writer): it leaves the stream, so that a stream full
+        under its max_bytes takes events again as the writers drain it. Any writer may do it;
+        a purge below what is already gone is a no-op."""
+        info = await self._js.consumer_info(self.n.stream, self.n.consumer)
+        floor = info.ack_floor.stream_seq if info.ack_floor else 0
+        if floor + 1 > self._purged_below:
+            await self._js.purge_stream(self.n.stream, seq=floor + 1)
+            self._purged_below = floor + 1
 
     async def _retry_acks(self) -> None:
         assert self.claims is not None
