@@ -132,7 +132,7 @@ def logbridge_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "logbridge", *args]
 
 
-class _Collector(Service):
+class LocalCollector(Service):
     """``logbridge collect`` on a free loopback port, its config, state and dead letter in
     ``work``; its store in ``work/store`` unless ``destinations`` replace it."""
 
@@ -453,7 +453,7 @@ def demo(keep: str | None, no_samples: bool, scale_out: bool) -> None:
 
 
 def _run_single(work: Path, no_samples: bool) -> None:
-    collector = _Collector(work)
+    collector = LocalCollector(work)
     try:
         click.echo(f"1. collector: logbridge collect on {collector.url} (store {collector.store})")
         collector.start()

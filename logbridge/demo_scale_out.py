@@ -31,7 +31,7 @@ import click
 import yaml
 
 from .collector.local import free_port
-from .demo import Service, _Collector, logbridge_argv, read_store, report, write_and_ship
+from .demo import LocalCollector, Service, logbridge_argv, read_store, report, write_and_ship
 
 STREAM = "AUDIT"
 CONSUMER = "writers"
@@ -55,7 +55,7 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-class _NatsServer(Service):
+class NatsServerProcess(Service):
     def __init__(self, work: Path):
         self.port = free_port()
         super().__init__(
@@ -79,7 +79,7 @@ class _NatsServer(Service):
         return f"nats://127.0.0.1:{self.port}"
 
 
-class _Writer(Service):
+class WriterProcess(Service):
     def __init__(self, work: Path, writer_id: str, nats_url: str, store: Path):
         home = work / writer_id
         home.mkdir(parents=True)
@@ -100,7 +100,7 @@ class _Writer(Service):
         )
 
 
-def _consumer_report(writer: _Writer) -> dict[str, Any] | None:
+def _consumer_report(writer: WriterProcess) -> dict[str, Any] | None:
     """What ``logbridge consume --status`` reports; None while NATS does not answer."""
     from .consume.config import load
     from .consume.status import status
@@ -112,7 +112,7 @@ def _consumer_report(writer: _Writer) -> dict[str, Any] | None:
         return None
 
 
-def _wait_drained(writer: _Writer, timeout: float = 60.0) -> dict[str, Any]:
+def _wait_drained(writer: WriterProcess, timeout: float = 60.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         state = _consumer_report(writer)
@@ -149,14 +149,14 @@ def count_check(store: Path, shipped: dict[str, int]) -> bool:
 
 
 def run_scale_out(work: Path, no_samples: bool) -> None:
-    nats = _NatsServer(work)
+    nats = NatsServerProcess(work)
     store = work / "store"
     services: list[Service] = [nats]
     try:
         click.echo(f"1. nats-server -js on {nats.url} (JetStream store {work / 'jetstream'})")
         nats.start()
         destination = {"name": "bus", "type": "nats", "servers": [nats.url], "stream": STREAM}
-        collectors = [_Collector(work / name, f"collector-{name}", [destination]) for name in ("a", "b")]
+        collectors = [LocalCollector(work / name, f"collector-{name}", [destination]) for name in ("a", "b")]
         for collector in collectors:  # one after the other: the first creates the stream
             services.append(collector)
             collector.start()
@@ -164,7 +164,7 @@ def run_scale_out(work: Path, no_samples: bool) -> None:
         click.echo(
             f"2. collectors: {', '.join(urls)} → stream {STREAM} (one message per batch and partition)"
         )
-        writers = [_Writer(work, f"writer-{n}", nats.url, store) for n in (1, 2)]
+        writers = [WriterProcess(work, f"writer-{n}", nats.url, store) for n in (1, 2)]
         for writer in writers:
             services.append(writer)
             writer.start()
