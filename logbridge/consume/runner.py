@@ -56,7 +56,7 @@ log = structlog.get_logger("logbridge.consume")
 
 T = TypeVar("T")
 ACK_TIMEOUT = 5.0
-FOLLOW_UP_FETCH = 0.01  # what is waiting beyond a fetch's first message (see `_fetch`)
+BACKLOG_FETCH = 0.05  # the longest wait for a backlog's messages (see `_fetch`)
 KEY = "nats"
 # Test hook (documented in docs/nats.md, Writers): SIGKILL this process after the N-th batch is
 # staged and journaled, before any of its acks is sent — the window exactly-once must survive.
@@ -211,6 +211,7 @@ class Consumer:
         self.stopping = asyncio.Event()
         self._recovered = False
         self._purged_below = 0  # the stream holds no message below this sequence (our purges)
+        self._waiting = 0  # messages the consumer had waiting at the last fetch
 
     async def _store(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -346,16 +347,20 @@ class Consumer:
             await asyncio.wait(tasks, timeout=HEARTBEAT_EVERY + ACK_TIMEOUT)
 
     async def _fetch(self, sub: Any) -> list[Msg]:
-        """The first message as soon as it is there (a long poll for one, up to 1 s), then what
-        else is waiting, up to ``fetch_batch`` (a no-wait fetch bounded to 10 ms). One
-        ``fetch(fetch_batch, timeout=1.0)`` waits, once its first message came, until the batch
-        is full or the second is over: at 10k events/s in 40-event messages that held each
-        message 0.25 s on average and up to 1 s (bench/consume.py --latency). Messages of a
-        fetch that timed out reach the subscription's queue, and the next fetch takes them."""
-        msgs: list[Msg] = await sub.fetch(1, timeout=1.0)
-        if self.n.fetch_batch > 1:
-            with contextlib.suppress(TimeoutError, nats.errors.TimeoutError):
-                msgs += await sub.fetch(self.n.fetch_batch - 1, timeout=FOLLOW_UP_FETCH)
+        """As many messages as the consumer has waiting (its last message's ``num_pending``, up
+        to ``fetch_batch``), or, when none is, the next one as soon as it comes (a long poll of
+        up to 1 s). nats-py's ``fetch(n)`` returns once it has ``n`` messages or its timeout is
+        over: a fixed ``fetch(fetch_batch, timeout=1.0)`` held each message 0.25 s on average at
+        10k events/s in 40-event messages, and a first-then-what-is-waiting pair of fetches
+        degraded to one message per batch on a loaded box (the second fetch's short wait ran
+        out before the server answered). Another writer may take some of the waiting messages:
+        a fetch of several so waits at most ``BACKLOG_FETCH`` for the rest, and messages that
+        arrive after a fetch gave up wait in the subscription's queue for the next one."""
+        n = min(self.n.fetch_batch, self._waiting)
+        self._waiting = 0  # also when this fetch fails: the next one is a long poll
+        msgs: list[Msg] = await sub.fetch(max(1, n), timeout=BACKLOG_FETCH if n > 1 else 1.0)
+        if msgs:
+            self._waiting = msgs[-1].metadata.num_pending
         return msgs
 
     async def handle(self, msgs: list[Msg]) -> None:
