@@ -26,8 +26,8 @@ http {{
     access_log off;
     client_max_body_size 64m;
     # Request bodies stay in memory: a body written to client_body_temp_path is written by the
-    # worker, which runs as nobody when nginx is started as root (CI) and cannot enter the
-    # test's 0700 temp folder (every request then got a 500).
+    # worker, which runs as nobody when nginx is started as root and cannot enter the
+    # test's 0700 temp folder (seen with --basetemp in a 0700 folder: every request got a 500).
     client_body_buffer_size 64m;
     upstream collectors {{
         server 127.0.0.1:{port_a} max_fails=1 fail_timeout=2s;
