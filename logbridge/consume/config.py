@@ -45,6 +45,12 @@ class NatsSource(NatsConnection):
     claim_ttl: Duration = 7 * 86400.0
     # How long a message claimed by another writer waits before it is delivered again.
     claimed_delay: Duration = 5.0
+    # Remove what the writers have stored from the stream (a purge up to the consumer's ack
+    # floor, about every second). The collectors' stream keeps messages by limits (max_bytes,
+    # max_age) and refuses new ones when full: without this, an acknowledged message would hold
+    # its space until max_age, and a full stream would stay full however fast the writers are.
+    # false: keep them (for replay, or other consumers of the stream); max_age must then bound it.
+    purge_acked: bool = True
 
     @property
     def claims(self) -> str:

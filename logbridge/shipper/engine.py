@@ -45,6 +45,7 @@ import httpx
 from ..client import CollectorClient, DeadLetter, Result, Stopped
 from ..errors import StateDirBusy as StateDirBusy  # defined in the one tree; raised here
 from ..fileio import LockFile
+from . import current
 from .checkpoint import CheckpointStore, Entry
 from .config import ShipperConfig
 from .discover import Watcher, match
@@ -157,6 +158,7 @@ class Shipper:
             logger=log,
         )
         self.metrics.current_collector(self.forwarder.collectors.names, self.forwarder.collectors.name)
+        self._record_collector(None)
         self.dead_letter = DeadLetter(Path(cfg.state_dir) / "dead-letter")
         self.losses = LossLog(cfg.state_dir)
         self.watcher = Watcher(list(cfg.inputs), self.wake, self.rescan) if watch else None
@@ -580,6 +582,22 @@ class Shipper:
         """Another collector of ``collector.urls`` takes the batches now (the client logged why)."""
         self.metrics.collector_switches.inc()
         self.metrics.current_collector(self.forwarder.collectors.names, new)
+        self._record_collector(old)
+
+    def _record_collector(self, left: str | None) -> None:
+        """For ``ship --status`` (`current`), when there are several collectors."""
+        pool = self.forwarder.collectors
+        if len(pool) < 2:
+            return
+        why = None
+        if left is not None and left in pool.names:
+            why = pool.problems.get(pool.names.index(left))
+        current.save(
+            self.cfg.state_dir,
+            current.CurrentCollector(
+                pool.name, pool.current, time.time(), pool.switches, os.getpid(), left, why
+            ),
+        )
 
     def _discover_while_waiting(self, now: float | None = None) -> None:
         """While a batch waits out a backoff: scan when a file event or the scan interval asks,

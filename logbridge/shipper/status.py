@@ -1,12 +1,14 @@
-"""``logbridge ship --status``: each known file's lag, read from the checkpoint file, the
-bytes lost so far, from ``lost.json`` (safe while a shipper runs: both files are replaced
-atomically), and the inputs that match no file."""
+"""``logbridge ship --status``: the collector in use when ``collector.urls`` lists several (from
+``collector.json``), each known file's lag, read from the checkpoint file, the bytes lost so
+far, from ``lost.json`` (safe while a shipper runs: these files are replaced atomically), and
+the inputs that match no file."""
 
 from __future__ import annotations
 
 import os
 import time
 
+from . import current
 from .checkpoint import CheckpointStore, Entry
 from .config import ShipperConfig
 from .discover import idle_inputs, match
@@ -78,7 +80,9 @@ def inputs_by_inode(cfg: ShipperConfig) -> dict[Key, str]:
 
 
 def render(cfg: ShipperConfig) -> str:
-    lines = [_lag_table(cfg.state_dir, inputs_by_inode(cfg))]
+    in_use = current.describe(cfg.state_dir, cfg.collector.endpoints)
+    lines = [in_use] if in_use else []
+    lines.append(_lag_table(cfg.state_dir, inputs_by_inode(cfg)))
     lost = LossLog(cfg.state_dir).load()
     if lost.files:
         lines.extend(_losses(lost))

@@ -3,6 +3,7 @@ conftest.py and the tests that build a `Collector` themselves (a config they sta
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from typing import Any
 import httpx
 import yaml
 
-from logbridge.collector.local import local_config
+from logbridge.collector.local import free_port, local_config
 
 
 @dataclass
@@ -124,6 +125,17 @@ class Collector:
 def collector_config(home: Path, port: int, **overrides: Any) -> dict[str, Any]:
     """The minimal config of DESIGN.md §6 rooted in ``home``; top-level keys can be overridden."""
     return local_config(home, port, **overrides)
+
+
+def nats_collector(home: Path, server_url: str, **destination: Any) -> Collector:
+    """A collector in ``home`` (made here) whose one destination publishes to the stream AUDIT
+    of the NATS server at ``server_url``; ``destination``: more keys of it (``max_bytes``, …)."""
+    home.mkdir(parents=True)
+    config = collector_config(home, free_port())
+    config["destinations"] = [
+        {"name": "bus", "type": "nats", "servers": [server_url], "stream": "AUDIT", **destination}
+    ]
+    return Collector(home, config, env=dict(os.environ))
 
 
 # ------------------------------------------------------------------------ refused starts

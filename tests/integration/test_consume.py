@@ -32,7 +32,7 @@ import pytest
 from conftest import NatsServer
 
 from .collectorproc import Collector, write_config
-from .writerproc import Writer, seqs_in, store_lines, writer_config
+from .writerproc import Writer, consumer_drained, seqs_in, store_lines, writer_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -112,17 +112,6 @@ def writers(tmp_path: Path) -> Iterator[Callable[..., Writer]]:
     for w in made:
         if w.running:
             w.kill()
-
-
-def consumer_drained(server: NatsServer, *running: Writer) -> bool:
-    for w in running:
-        assert w.running, f"writer {w.home.name} exited:\n{w.log_tail()}"
-
-    async def check(nc: Any) -> bool:
-        info = await nc.jetstream(timeout=5.0).consumer_info("AUDIT", "writers")
-        return bool(info.num_pending == 0 and info.num_ack_pending == 0)
-
-    return bool(server.run(check))
 
 
 def assert_exactly_once(store: Path, total: int) -> None:

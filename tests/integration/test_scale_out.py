@@ -13,10 +13,6 @@ already published (same ``Nats-Msg-Id``). Every event is then in the stream exac
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,7 +24,8 @@ from conftest import NatsServer
 
 from logbridge.collector.local import free_port
 
-from .collectorproc import Collector, collector_config
+from .collectorproc import nats_collector
+from .nginxproc import Nginx, require_nginx
 from .shipperproc import ShipperProc, assert_exactly_once, audit_line, shipper_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -38,84 +35,6 @@ pytest.importorskip("nats")
 SHIPPERS = 3
 LINES_PER_SHIPPER = 6_000
 CHUNK = 500  # lines appended at a time, so that the kill lands mid-stream
-
-NGINX_CONF = """\
-worker_processes 1;
-daemon off;
-pid {run}/nginx.pid;
-error_log {run}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    client_body_temp_path {run}/client_body;
-    proxy_temp_path {run}/proxy;
-    fastcgi_temp_path {run}/fastcgi;
-    uwsgi_temp_path {run}/uwsgi;
-    scgi_temp_path {run}/scgi;
-    access_log off;
-    client_max_body_size 64m;
-    upstream collectors {{
-        server 127.0.0.1:{port_a} max_fails=1 fail_timeout=2s;
-        server 127.0.0.1:{port_b} max_fails=1 fail_timeout=2s;
-        keepalive 8;
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://collectors;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            # A collector that refused the connection or answered 502/503 before reading the
-            # request: the next one takes it. A request already sent is not repeated by nginx
-            # (POST): the sender's retry is, with the same source and range.
-            proxy_next_upstream error timeout http_502 http_503;
-            proxy_read_timeout 30s;
-        }}
-    }}
-}}
-"""
-
-
-class Nginx:
-    def __init__(self, run: Path, port: int, upstreams: tuple[int, int]):
-        self.run = run
-        self.port = port
-        run.mkdir(parents=True, exist_ok=True)
-        self.conf = run / "nginx.conf"
-        self.conf.write_text(NGINX_CONF.format(run=run, port=port, port_a=upstreams[0], port_b=upstreams[1]))
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("nginx") or "/usr/sbin/nginx"
-        self.process = subprocess.Popen(
-            [binary, "-p", str(self.run), "-c", str(self.conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=(self.run / "stderr.log").open("wb"),
-        )
-        deadline = time.monotonic() + 10
-        while not _listening(self.port):
-            if self.process.poll() is not None:
-                raise AssertionError(f"nginx exited: {(self.run / 'stderr.log').read_text()}")
-            assert time.monotonic() < deadline, "nginx did not listen within 10 s"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _collector(tmp_path: Path, name: str, server: NatsServer) -> Collector:
-    home = tmp_path / name
-    home.mkdir()
-    config = collector_config(home, free_port())
-    config["destinations"] = [{"name": "bus", "type": "nats", "servers": [server.url], "stream": "AUDIT"}]
-    return Collector(home, config, env=dict(os.environ))
 
 
 def _stream_seqs(server: NatsServer) -> Counter[int]:
@@ -139,9 +58,9 @@ def _stream_events(server: NatsServer) -> int:
 def test_a_collector_killed_while_it_waits_for_publish_acks_loses_and_doubles_nothing(
     tmp_path: Path, nats_server: NatsServer, balancing: str
 ) -> None:
-    if balancing == "nginx" and shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
-        pytest.fail("nginx is not installed (.ci/run installs Debian's nginx-light)")
-    a, b = _collector(tmp_path, "a", nats_server), _collector(tmp_path, "b", nats_server)
+    if balancing == "nginx":
+        require_nginx()
+    a, b = nats_collector(tmp_path / "a", nats_server.url), nats_collector(tmp_path / "b", nats_server.url)
     a.start()
     b.start()
     nginx = None

@@ -128,3 +128,16 @@ def seqs_in(root: Path, field_name: str = "seq") -> list[int]:
         for lines in store_lines(root).values()
         for line in lines
     ]
+
+
+def consumer_drained(server: Any, *running: Writer) -> bool:
+    """The writers' consumer has nothing pending nor unacknowledged (each of ``running`` must
+    still run: a writer that died would leave it undrained for good)."""
+    for w in running:
+        assert w.running, f"writer {w.home.name} exited:\n{w.log_tail()}"
+
+    async def check(nc: Any) -> bool:
+        info = await nc.jetstream(timeout=5.0).consumer_info("AUDIT", "writers")
+        return bool(info.num_pending == 0 and info.num_ack_pending == 0)
+
+    return bool(server.run(check))
