@@ -309,7 +309,7 @@ class Collector:
             sink.roll(now)
             self.metrics.files_waiting.labels(sink.name).set(sink.pending)
         self.metrics.staging_bytes.set(sum(s.staging_bytes() for s in self.sinks))
-        return any(s.pending for s in self.sinks)
+        return any(s.wants_publish for s in self.sinks)
 
     def publish_all(self) -> None:
         """Publish what `roll_due` closed, one sink after the other (tools and tests; the
@@ -319,7 +319,7 @@ class Collector:
 
     def publish_sink(self, sink: Sink) -> int:
         """One publication round of ``sink`` (a publisher thread: sinks guard their queues)."""
-        if not sink.pending:
+        if not sink.wants_publish:
             return 0
         n = sink.publish()
         if n:

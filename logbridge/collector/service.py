@@ -242,7 +242,7 @@ class CollectorService:
         loop = asyncio.get_running_loop()
         for index, sink in enumerate(self.collector.sinks):
             running = self._publishing.get(index)
-            if (running is not None and not running.done()) or not sink.pending:
+            if (running is not None and not running.done()) or not sink.wants_publish:
                 continue
             future = loop.run_in_executor(self._publisher_pool, self.collector.publish_sink, sink)
             future.add_done_callback(_log_publisher_failure)

@@ -258,10 +258,10 @@ class StoreWriter:
         now = time.monotonic()
         for sink in self.sinks:
             sink.roll(now, force=force)
-        return any(s.pending for s in self.sinks)
+        return any(s.wants_publish for s in self.sinks)
 
     def publish(self) -> int:
-        return sum(sink.publish() for sink in self.sinks if sink.pending)
+        return sum(sink.publish() for sink in self.sinks if sink.wants_publish)
 
     def staging_bytes(self) -> int:
         return sum(s.staging_bytes() for s in self.sinks)

@@ -125,6 +125,12 @@ class Sink(Destination, Protocol):
         ...
 
     @property
+    def wants_publish(self) -> bool:
+        """`publish` has work: pieces `pending`, or housekeeping due (a manifest to publish
+        again, a retention check), which an idle destination must get too."""
+        ...
+
+    @property
     def blocked(self) -> bool:
         """New lines must be refused (503): shipping fails with a backlog waiting."""
         ...

@@ -211,6 +211,14 @@ class FilesystemSink:
         return self.writer.unpublished
 
     @property
+    def wants_publish(self) -> bool:
+        if self.writer.unpublished:
+            return True
+        if self.sealer is not None and self.sealer.orphans:
+            return True
+        return self.retention is not None and self.retention.due()
+
+    @property
     def blocked(self) -> bool:
         return self.writer.blocked
 

@@ -60,6 +60,10 @@ class Retention:
         self.every = every
         self.next_check = 0.0  # the first publication round checks
 
+    def due(self) -> bool:
+        """A check is due (`maybe_prune` would look at the store now)."""
+        return time.monotonic() >= self.next_check
+
     def maybe_prune(self) -> int:
         now = time.monotonic()
         if now < self.next_check:

@@ -561,3 +561,22 @@ def test_a_plan_is_kept_per_header_routing_key_and_token() -> None:
     ]:
         fast = ingest(list(items), ctx, RECEIVED + later)
         assert outcome(fast) == outcome(make_ingest().general(list(items), ctx, RECEIVED + later))
+
+
+def test_a_path_by_the_second_puts_each_event_in_its_own_seconds_partition() -> None:
+    """The fast path plans once per minute: a destination whose path names seconds takes the
+    general path, so two events of one minute do not share the minute's first partition."""
+    route = _route(0, path="{topic}/%Y/%m/%d/%H/%M/%S")
+    ingest = Ingest(
+        [route], Limits(max_event_bytes=MAX_EVENT_BYTES, max_depth=MAX_DEPTH), None, PartitionPaths("%H")
+    )
+    items = [
+        _log4j_line({"m": 1}, "2020-02-19T16:05:02.441+0100"),
+        _log4j_line({"m": 2}, "2020-02-19T16:05:37.000+0100"),
+    ]
+    prepared = ingest(items, RequestContext("10.0.0.7"), RECEIVED)
+    assert prepared.result.accepted == 2
+    assert sorted(key for key, _ in prepared.chunks.items()) == [
+        (0, "generic/2020/02/19/15/05/02"),
+        (0, "generic/2020/02/19/15/05/37"),
+    ]

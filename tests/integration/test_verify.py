@@ -314,6 +314,41 @@ def test_retention_prunes_old_partitions_on_the_record(tmp_path: Path, wait_for:
     assert "removed-file" in report["counts"], report["findings"]
 
 
+def test_retention_prunes_an_idle_destination(tmp_path: Path, wait_for: Any) -> None:
+    """A partition that passes the window while nothing arrives is pruned all the same: the
+    publisher's round runs for a due retention check, not only for files waiting."""
+    c = start_collector(
+        tmp_path / "collector",
+        path="{topic}/%Y/%m/%d/%H/%M/%S",  # one-second partitions: one passes the window soon
+        roll={"max_bytes": "4KiB", "max_age": "1s"},
+        manifest={"sign_key_env": KEY_ENV},
+        retention="1h",
+        retention_check="1s",
+    )
+    when = time.time() - 3600 + 10  # its second's window passes the hour ~10 s from now
+    try:
+        post(c.events_url, [event(i, when) for i in range(5)])
+        data = c.store / "generic"
+
+        def published() -> bool:
+            return any(p.suffix == ".ndjson" for p in data.rglob("*")) if data.exists() else False
+
+        wait_for(published, timeout=30, what="the events published")
+        assert time.time() < when + 3600 - 1, "too slow to see the partition before its window passed"
+        # Nothing more arrives: the destination is idle from now on.
+
+        def pruned() -> bool:
+            return not any(p.suffix == ".ndjson" for p in data.rglob("*"))
+
+        wait_for(pruned, timeout=30, what="the partition pruned while the destination is idle")
+        assert list((c.store / ".logbridge" / "retention").glob("*.manifest"))
+    finally:
+        c.stop()
+    code, report = verify_local(c.store)
+    assert code == 0, report["findings"]
+    assert [f["kind"] for f in report["findings"]] == ["pruned-by-retention"]
+
+
 def test_verify_reads_an_s3_store(s3_server: Any, tmp_path: Path, wait_for: Any) -> None:
     prefix = f"verify-{os.getpid()}"
     home = tmp_path / "collector"

@@ -42,3 +42,38 @@ def test_segments_never_escape(value: str) -> None:
 def test_distinct_keys_stay_distinct(a: str, b: str) -> None:
     if a != b:
         assert sanitize_segment(a) != sanitize_segment(b)
+
+
+@given(
+    st.sampled_from(
+        [
+            "%Y/%m/%d/%H",
+            "%Y/%m/%d/%H/%M",
+            "%Y/%m/%d/%H/%M/%S",
+            "%Y%m%dT%H%M%S",
+            "%H-%R",
+            "%j/%T",
+            "100%%/%H/%M",
+        ]
+    ),
+    st.sampled_from(["UTC", "Asia/Kolkata", "America/St_Johns", "Europe/Paris"]),
+    # milliseconds, as event times are: a float a fraction of a microsecond below a boundary
+    # is rounded up by datetime itself
+    st.lists(
+        st.integers(min_value=0, max_value=4_102_444_800_000).map(lambda ms: ms / 1000),
+        min_size=1,
+        max_size=20,
+    ),
+)
+def test_every_time_renders_as_strftime_would_whatever_the_grain(
+    template: str, timezone: str, epochs: list[float]
+) -> None:
+    """The render cache never coarsens a template: a minute or second template names the
+    event's own minute or second (retention and report pruning read the window from it)."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    paths = PartitionPaths(template, timezone=timezone)
+    tz = UTC if timezone == "UTC" else ZoneInfo(timezone)
+    for epoch in epochs:  # one instance: the cache is shared across the times
+        assert paths.render("t", None, epoch) == datetime.fromtimestamp(epoch, tz).strftime(template)
