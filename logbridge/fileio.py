@@ -64,6 +64,17 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def journal_generations(directory: Path) -> list[int]:
+    """The generation numbers of the ``journal-NNNNNNNN.wal`` files in ``directory``, oldest
+    first (the collector's and the writers' journals name their files alike)."""
+    found = []
+    for path in directory.glob("journal-*.wal"):
+        digits = path.name[len("journal-") : -len(".wal")]
+        if digits.isdigit():
+            found.append(int(digits))
+    return sorted(found)
+
+
 def append_or_cut(fd: int, data: bytes, size: int) -> None:
     """Append ``data`` to the file ``fd``, ``size`` bytes long: all of it, or the file is cut
     back to ``size`` and the `OSError` raised (a journal never keeps half a record it could

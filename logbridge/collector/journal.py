@@ -43,7 +43,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from ..fileio import append_or_cut, write_beside
+from ..fileio import append_or_cut, journal_generations, write_beside
 
 _COMPACT_AT = 32 * 1024 * 1024
 _COMPACT_EVERY = 3600.0  # seconds: so that expired sources are forgotten on a quiet collector too
@@ -130,12 +130,7 @@ class Journal:
             self.generation = max(self.generation, generations[-1])
 
     def _generations(self) -> list[int]:
-        found = []
-        for path in self.dir.glob("journal-*.wal"):
-            digits = path.name[len("journal-") : -len(".wal")]
-            if digits.isdigit():
-                found.append(int(digits))
-        return sorted(found)
+        return journal_generations(self.dir)
 
     def _apply(self, record: dict[str, Any]) -> None:
         src = record.get("src")

@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from ..fileio import append_or_cut, write_beside
+from ..fileio import append_or_cut, journal_generations, write_beside
 
 # A message's staged bytes: (journal key, start, end) for each destination it went to.
 Ranges = list[tuple[str, int, int]]
@@ -59,12 +59,7 @@ class WriterJournal:
         return self.dir / f"journal-{generation:08d}.wal"
 
     def _generations(self) -> list[int]:
-        found = []
-        for path in self.dir.glob("journal-*.wal"):
-            digits = path.name[len("journal-") : -len(".wal")]
-            if digits.isdigit():
-                found.append(int(digits))
-        return sorted(found)
+        return journal_generations(self.dir)
 
     def load(self) -> None:
         if self.snapshot_path.exists():
