@@ -154,7 +154,7 @@ class Ingest:
         routes = self.routes_for(topic, routing_key, ctx.token_name)
         if not routes:
             return _GENERAL  # unrouted: dead-lettered there, with the stored line
-        if any(getattr(route.sink.partitions, "grain", 60) < 60 for route in routes):
+        if any(route.sink.partitions.grain < 60 for route in routes):
             return _GENERAL  # a path by the second: one plan per minute would misplace them
         epoch = envelope.event_epoch(f"{minute}00.000{suffix}")
         partitions: list[str | None] = []

@@ -56,8 +56,10 @@ class Receipt:
 
 
 class Partitioner(Protocol):
-    """Renders partitions from the time's whole minute at most (the collector's ingest renders
-    once per topic, routing key and minute of a batch)."""
+    """Renders partitions for (topic, routing key, time). The collector's ingest renders once
+    per topic, routing key and minute of a batch when ``grain`` is a minute or more."""
+
+    grain: int  # the seconds one rendering stands for (900, 60 or 1: the template's finest field)
 
     def render(self, topic: str, routing_key: str | None, epoch: float) -> str: ...
 

@@ -129,6 +129,10 @@ class NatsGroups:
         self._keys: dict[tuple[str, str | None, str, bool], str] = {}
         self._groups: dict[str, Group] = {}
 
+    @property
+    def grain(self) -> int:
+        return self.paths.grain
+
     def render(self, topic: str, routing_key: str | None, epoch: float) -> str:
         return self._key(topic, routing_key, self.paths.render(topic, routing_key, epoch), False)
 

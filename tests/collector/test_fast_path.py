@@ -580,3 +580,17 @@ def test_a_path_by_the_second_puts_each_event_in_its_own_seconds_partition() -> 
         (0, "generic/2020/02/19/15/05/02"),
         (0, "generic/2020/02/19/15/05/37"),
     ]
+
+
+def test_a_nats_destination_by_the_second_takes_the_general_path_too() -> None:
+    """The nats destination's partitioner wraps the same paths: its grain is theirs."""
+    from logbridge.sinks.config import NatsDestination
+    from logbridge.sinks.nats import NatsSink
+
+    def grain(path: str) -> int:
+        dest = NatsDestination(name="bus", type="nats", servers=["nats://127.0.0.1:4222"], path=path)
+        return NatsSink(dest, key="destinations[0]").partitions.grain
+
+    assert grain("{topic}/%Y/%m/%d/%H") == 900
+    assert grain("{topic}/%Y/%m/%d/%H/%M") == 60
+    assert grain("{topic}/%Y/%m/%d/%H/%M/%S") == 1
